@@ -1,0 +1,3 @@
+from genre_lab.cli import main
+
+main()

@@ -1,0 +1,35 @@
+"""`genre-lab <command> key=value …`: one console script, one Hydra app per command."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "train": ("genre_lab.train", "fine-tune a backbone on a movie CSV"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: genre-lab <command> [key=value …] [hydra flags, e.g. -m, --cfg job]", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "e.g. genre-lab train experiment=quickstart"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        raise SystemExit(0 if argv else 2)
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"genre-lab: error: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        raise SystemExit(2)
+    module = importlib.import_module(COMMANDS[command][0])
+    sys.argv = [f"genre-lab {command}", *rest]  # Hydra parses sys.argv[1:]
+    module.main()
+
+
+if __name__ == "__main__":
+    main()

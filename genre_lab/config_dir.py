@@ -1,0 +1,32 @@
+"""Where the Hydra configs live, and the OmegaConf resolvers they use.
+
+The trap: Hydra's ``config_path`` is relative to the module, but our configs sit at the top level
+(``conf/``), which a plain ``pip install .`` would not ship. The wheel therefore carries them as
+``genre_lab/conf`` (see pyproject), and a source checkout / editable install uses ``<repo>/conf``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+RESOURCES_DIR = PACKAGE_DIR / "resources"
+
+
+def config_dir() -> Path:
+    """Absolute path of the config tree: the checkout's ``conf/`` first, else the wheel's copy."""
+    for candidate in (PACKAGE_DIR.parent / "conf", PACKAGE_DIR / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"genre_lab configs not found next to {PACKAGE_DIR}: expected conf/train.yaml in the checkout "
+        "or in the installed package. Reinstall genre_lab (pip install .)."
+    )
+
+
+def register_resolvers() -> None:
+    """``${gl_resource:name}``: absolute path of a file shipped in genre_lab/resources."""
+    if not OmegaConf.has_resolver("gl_resource"):
+        OmegaConf.register_new_resolver("gl_resource", lambda name: str(RESOURCES_DIR / name))

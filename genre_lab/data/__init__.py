@@ -1,0 +1,1 @@
+"""Data: CSV tables, the label space, sampling/splitting and the LightningDataModule."""

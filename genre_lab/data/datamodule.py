@@ -1,0 +1,208 @@
+"""GenreDataModule: CSV -> validated table -> sample -> split -> tokenize once -> padded batches."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from genre_lab.data.labels import LabelSpace
+from genre_lab.data.sampling import sample_per_class, sampling_keys, split_keys, stratified_split
+from genre_lab.data.table import MovieTable, TableSpec, read_table
+from genre_lab.errors import GenreLabError
+
+log = logging.getLogger(__name__)
+
+
+class TokenizedDataset(Dataset):
+    """Token ids (unpadded) and, when labelled, multi-hot targets."""
+
+    def __init__(self, input_ids: list[list[int]], targets: np.ndarray | None) -> None:
+        self.input_ids = input_ids
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item: dict[str, Any] = {"input_ids": self.input_ids[i]}
+        if self.targets is not None:
+            item["labels"] = self.targets[i]
+        return item
+
+
+@dataclass
+class Split:
+    """Rows of one stage: which table rows, their texts, ids, genres and token ids."""
+
+    table: MovieTable
+    rows: np.ndarray
+    dataset: TokenizedDataset
+
+    @property
+    def ids(self) -> list[str]:
+        return [self.table.ids[i] for i in self.rows]
+
+    @property
+    def texts(self) -> list[str]:
+        return [self.table.texts[i] for i in self.rows]
+
+
+class GenreDataModule(pl.LightningDataModule):
+    """Movie CSVs -> train/val/(test) dataloaders with dynamic padding.
+
+    Validation is ``val_csv`` when given, else a seeded stratified split of ``val_size`` of the
+    (sampled) training rows; multi-label rows are stratified by label combination (see sampling.py).
+    """
+
+    def __init__(
+        self,
+        train_csv: str,
+        tokenizer: str,
+        val_csv: str | None = None,
+        test_csv: str | None = None,
+        text_template: str = "{synopsis} {movie_name}",
+        label_column: str = "genre",
+        multi_label: bool = False,
+        label_sep: str = "|",
+        id_column: str | None = "id",
+        sample: dict[str, Any] | None = None,
+        val_size: float = 0.2,
+        seed: int = 42,
+        max_length: int = 128,
+        pad_to_max_length: bool = False,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise GenreLabError(f"data.batch_size={batch_size} / eval_batch_size={eval_batch_size} must be ≥ 1")
+        if max_length < 8:
+            raise GenreLabError(f"data.max_length={max_length} is too short; use e.g. 128")
+        self.save_hyperparameters(logger=False)
+        self.spec = TableSpec(text_template, label_column, multi_label, label_sep, id_column)
+        self.splits: dict[str, Split] = {}
+
+    # -- tables and labels -------------------------------------------------------------------
+    @cached_property
+    def train_table(self) -> MovieTable:
+        return read_table(self.hparams.train_csv, self.spec)
+
+    @cached_property
+    def label_space(self) -> LabelSpace:
+        """All genres of the training file (before sampling, so sampling never drops a genre)."""
+        return LabelSpace.from_rows(self.train_table.labels, self.spec.multi_label)
+
+    @cached_property
+    def tokenizer(self) -> Any:
+        from genre_lab.model.backbone import load_tokenizer
+
+        return load_tokenizer(self.hparams.tokenizer)
+
+    def _read_labelled(self, path: str, require_labels: bool) -> MovieTable:
+        table = read_table(path, self.spec, require_labels=require_labels)
+        if table.labels is not None:
+            unknown = self.label_space.unknown(table.labels)
+            if unknown:
+                raise GenreLabError(
+                    f"{path}: genre(s) {unknown} do not occur in the training data {self.hparams.train_csv}; "
+                    f"known genres: {list(self.label_space.names)}. Fix the labels or add training rows."
+                )
+        return table
+
+    def _train_val_rows(self) -> tuple[np.ndarray, np.ndarray | None]:
+        labels = self.train_table.labels
+        rows = np.arange(len(labels))
+        sample = {k: v for k, v in (self.hparams.sample or {}).items() if v is not None}
+        if sample:
+            rows = sample_per_class(sampling_keys(labels), seed=self.hparams.seed, **sample)
+            log.info("sampled %d of %d training rows per class (%s)", len(rows), len(labels), sample)
+        if self.hparams.val_csv:
+            return rows, None
+        keys = split_keys([labels[i] for i in rows], self.hparams.val_size)
+        train, val = stratified_split(keys, self.hparams.val_size, seed=self.hparams.seed)
+        return rows[train], rows[val]
+
+    # -- Lightning hooks -------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        """Read, sample, split and tokenize every stage's rows — once, whatever stage asks first."""
+        if self.splits:
+            return
+        train_rows, val_rows = self._train_val_rows()
+        parts = {"train": (self.train_table, train_rows)}
+        if val_rows is None:
+            val_table = self._read_labelled(self.hparams.val_csv, require_labels=True)
+            parts["val"] = (val_table, np.arange(len(val_table)))
+        else:
+            parts["val"] = (self.train_table, val_rows)
+        if self.hparams.test_csv:
+            test_table = self._read_labelled(self.hparams.test_csv, require_labels=False)
+            parts["test"] = (test_table, np.arange(len(test_table)))
+        for name, (table, rows) in parts.items():
+            self.splits[name] = Split(table, rows, self._tokenize(table, rows, name))
+
+    def _tokenize(self, table: MovieTable, rows: np.ndarray, name: str) -> TokenizedDataset:
+        texts = [table.texts[i] for i in rows]
+        max_length = self.hparams.max_length
+        ids = self.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        truncated = sum(len(x) >= max_length for x in ids)
+        log.info("%s: %d rows tokenized, %d truncated at max_length=%d", name, len(ids), truncated, max_length)
+        targets = None
+        if table.labels is not None:
+            targets = self.label_space.encode([table.labels[i] for i in rows])
+        return TokenizedDataset(ids, targets)
+
+    @property
+    def has_test_labels(self) -> bool:
+        return "test" in self.splits and self.splits["test"].dataset.targets is not None
+
+    def pos_weight(self) -> list[float]:
+        """negatives / positives per genre on the training split (for BCE ``pos_weight``)."""
+        self.setup()
+        targets = self.splits["train"].dataset.targets
+        positives = targets.sum(axis=0).clip(min=1)
+        return ((len(targets) - positives) / positives).tolist()
+
+    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
+        from transformers import DataCollatorWithPadding
+
+        if stage not in self.splits:
+            raise GenreLabError(f"no {stage} data configured (set data.{stage}_csv)")
+        pad_max = self.hparams.pad_to_max_length
+        collate = DataCollatorWithPadding(
+            self.tokenizer,
+            padding="max_length" if pad_max else "longest",
+            max_length=self.hparams.max_length if pad_max else None,
+        )
+        batch = self.hparams.batch_size if stage == "train" else self.hparams.eval_batch_size or self.hparams.batch_size
+        workers = self.hparams.num_workers
+        return DataLoader(
+            self.splits[stage].dataset,
+            batch_size=batch,
+            shuffle=shuffle,
+            collate_fn=collate,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"{k}={len(v.rows)}" for k, v in self.splits.items())
+        return f"{Path(self.hparams.train_csv).name}: {len(self.label_space)} genres; rows {sizes}"

