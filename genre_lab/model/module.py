@@ -42,6 +42,9 @@ class GenreClassifier(pl.LightningModule):
         self.save_hyperparameters(ignore=["decoder"])
         self.label_space = LabelSpace(tuple(label_names), multi_label)
         self.model = load_classifier(backbone, list(label_names), dropout, backbone_config)
+        # from_pretrained returns eval mode, and Lightning keeps sub-module modes as it finds them:
+        # without this, dropout would stay off during training.
+        self.model.train()
         if backbone_config is None:
             self.hparams["backbone_config"] = self.model.config.to_dict()
         self.decoder = decoder or Decoder()

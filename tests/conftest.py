@@ -1,0 +1,70 @@
+"""Shared fixtures: hermetic environment (no Hub, private cache), configs, small CSVs."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+# Never touch the network; build the tiny backbone once per test session in a private cache.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["WANDB_MODE"] = "offline"
+os.environ.setdefault("GENRE_LAB_CACHE", tempfile.mkdtemp(prefix="genre_lab_cache_"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from genre_lab.config_dir import RESOURCES_DIR, config_dir  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("GENRE_LAB_SHARED_DATA", REPO.parent / "shared" / "data"))
+SAMPLE_CSV = RESOURCES_DIR / "sample_movies.csv"
+
+
+def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """The train config as `genre-lab train` would build it, writing into ``output_dir``."""
+    extra = [f"paths.output_dir={output_dir}"] if output_dir is not None else []
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name="train", overrides=[*overrides, *extra])
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    def make(*overrides: str) -> DictConfig:
+        return compose_train(list(overrides), tmp_path / "run")
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def sample_frame() -> pd.DataFrame:
+    return pd.read_csv(SAMPLE_CSV, dtype=str, keep_default_na=False)
+
+
+@pytest.fixture
+def small_csv(tmp_path: Path, sample_frame: pd.DataFrame) -> Path:
+    """32 rows: 8 of each of 4 genres from the bundled sample."""
+    genres = ["horror", "romance", "scifi", "family"]
+    frame = pd.concat([sample_frame[sample_frame.genre == g].head(8) for g in genres])
+    path = tmp_path / "small.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def multilabel_csv(tmp_path: Path, sample_frame: pd.DataFrame) -> Path:
+    """The sample turned multi-label: each movie also gets its neighbour genre in a fixed ring."""
+    ring = sorted(sample_frame.genre.unique())
+    frame = sample_frame.copy()
+    frame["genres"] = [
+        g if i % 3 else f"{g}|{ring[(ring.index(g) + 1) % len(ring)]}" for i, g in enumerate(frame.genre)
+    ]
+    path = tmp_path / "multi.csv"
+    frame.drop(columns="genre").to_csv(path, index=False)
+    return path

@@ -1,0 +1,30 @@
+import pytest
+import torch
+
+from genre_lab.decoding import Decoder
+from genre_lab.errors import GenreLabError
+
+PROBS = torch.tensor([[0.7, 0.2, 0.55], [0.1, 0.3, 0.2], [0.5, 0.49, 0.9]])
+
+
+def test_global_and_per_class_thresholds():
+    assert Decoder(0.5)(PROBS).tolist() == [[1, 0, 1], [0, 0, 0], [0, 0, 1]]  # strictly above
+    assert Decoder([0.6, 0.25, 0.95])(PROBS).tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 0]]
+
+
+def test_top_k_and_at_least_one():
+    assert Decoder(top_k=1)(PROBS).tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    assert Decoder(top_k=2)(PROBS).sum(dim=1).tolist() == [2, 2, 2]
+    assert Decoder(0.5, at_least_one=True)(PROBS).tolist() == [[1, 0, 1], [0, 1, 0], [0, 0, 1]]
+
+
+@pytest.mark.parametrize("kwargs", [{"threshold": 0.0}, {"threshold": 1.0}, {"threshold": [0.5, 1.2]},
+                                    {"top_k": 0}])
+def test_bad_decoder_settings(kwargs):
+    with pytest.raises(GenreLabError, match="decode"):
+        Decoder(**kwargs)
+
+
+def test_per_class_threshold_count_must_match():
+    with pytest.raises(GenreLabError, match="2 values but the model has 3"):
+        Decoder([0.5, 0.5])(PROBS)

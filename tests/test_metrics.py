@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
+
+from genre_lab.decoding import Decoder
+from genre_lab.metrics import GenreMetrics, flatten, per_class_rows
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_metrics_agree_with_scikit_learn(seed):
+    rng = np.random.default_rng(seed)
+    n, c = 300, 6
+    target = (rng.random((n, c)) < 0.3).astype(int)
+    target[np.arange(n), rng.integers(0, c, n)] = 1  # every row has a genre
+    probs = np.clip(0.35 * target + 0.65 * rng.random((n, c)), 0, 1).astype(np.float32)
+    decoder = Decoder(threshold=0.5)
+    preds = decoder(torch.from_numpy(probs)).numpy()
+
+    metrics = GenreMetrics(c)
+    for chunk in np.array_split(np.arange(n), 7):  # accumulated over batches like an epoch
+        p = torch.from_numpy(probs[chunk])
+        metrics.update(p, decoder(p), torch.from_numpy(target[chunk]))
+    got = metrics.compute()
+
+    assert got["f1_micro"] == pytest.approx(f1_score(target, preds, average="micro"), abs=1e-6)
+    assert got["f1_macro"] == pytest.approx(f1_score(target, preds, average="macro"), abs=1e-6)
+    assert got["auroc_micro"] == pytest.approx(roc_auc_score(target, probs, average="micro"), abs=1e-5)
+    assert got["auroc_macro"] == pytest.approx(roc_auc_score(target, probs, average="macro"), abs=1e-5)
+    assert got["exact_match"] == pytest.approx(accuracy_score(target, preds), abs=1e-6)
+    top1 = target[np.arange(n), probs.argmax(axis=1)].mean()
+    assert got["top1_accuracy"] == pytest.approx(top1, abs=1e-6)
+    p, r, f, s = precision_recall_fscore_support(target, preds, average=None, zero_division=0)
+    np.testing.assert_allclose(got["precision"], p, atol=1e-6)
+    np.testing.assert_allclose(got["recall"], r, atol=1e-6)
+    np.testing.assert_allclose(got["f1"], f, atol=1e-6)
+    np.testing.assert_array_equal(got["support"], s)
+
+    names = [f"g{i}" for i in range(c)]
+    flat = flatten(got, names, "val")
+    assert flat["val/f1/g2"] == pytest.approx(f[2], abs=1e-6)
+    rows = per_class_rows(got, names)
+    assert rows[3]["support"] == s[3] and rows[3]["genre"] == "g3"
+
+
+def test_top1_is_plain_accuracy_on_single_label_data():
+    probs = torch.tensor([[0.9, 0.1, 0.2], [0.2, 0.3, 0.1], [0.1, 0.2, 0.6]])
+    target = torch.tensor([[1, 0, 0], [1, 0, 0], [0, 0, 1]])
+    metrics = GenreMetrics(3)
+    metrics.update(probs, Decoder()(probs), target)
+    assert metrics.compute()["top1_accuracy"] == pytest.approx(2 / 3)

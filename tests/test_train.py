@@ -1,0 +1,49 @@
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from genre_lab.errors import GenreLabError
+from genre_lab.train import train
+
+QUIET = ["~callbacks.progress_bar", "+trainer.enable_model_summary=false"]
+
+
+def test_tiny_model_overfits_a_small_batch(make_cfg, small_csv, tmp_path):
+    cfg = make_cfg(
+        "model=tiny", f"data.train_csv={small_csv}", f"data.val_csv={small_csv}", "data.batch_size=8",
+        "trainer.max_epochs=40", "model.lr=3e-3", "trainer.log_every_n_steps=1", *QUIET,
+    )
+    metrics = train(cfg)
+    assert metrics["val/f1_micro"] >= 0.9, metrics["val/f1_micro"]
+
+    run = tmp_path / "run"
+    assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["val/f1_micro"] == pytest.approx(metrics["val/f1_micro"])
+    assert saved["global_step"] == 40 * 4
+    per_class = pd.read_csv(run / "per_class.csv")
+    assert per_class.genre.tolist() == ["family", "horror", "romance", "scifi"]
+    assert per_class.support.tolist() == [8, 8, 8, 8]
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    assert ckpt["label_space"] == {"names": ["family", "horror", "romance", "scifi"], "multi_label": False}
+    history = pd.read_csv(run / "csv" / "metrics.csv")
+    assert history["val/f1_micro"].notna().sum() >= 40
+
+
+def test_multilabel_run_with_test_set(make_cfg, multilabel_csv, tmp_path, sample_frame):
+    test_csv = tmp_path / "test.csv"
+    frame = pd.read_csv(multilabel_csv).head(20)
+    frame.to_csv(test_csv, index=False)
+    cfg = make_cfg("model=tiny", "data=tmdb_multilabel", f"data.train_csv={multilabel_csv}",
+                   f"data.test_csv={test_csv}", "debug=limit", "model.pos_weight=auto", *QUIET)
+    metrics = train(cfg)
+    assert {"val/f1_micro", "val/auroc_macro", "test/f1_micro", "test/top1_accuracy"} <= set(metrics)
+    assert metrics["epochs"] == 2
+
+
+def test_user_error_surfaces_as_genre_lab_error(make_cfg, tmp_path):
+    cfg = make_cfg("model=tiny", f"data.train_csv={tmp_path / 'missing.csv'}", *QUIET)
+    with pytest.raises(GenreLabError, match="data file not found"):
+        train(cfg)
