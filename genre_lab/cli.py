@@ -7,6 +7,9 @@ import sys
 
 COMMANDS = {
     "train": ("genre_lab.train", "fine-tune a backbone on a movie CSV"),
+    "eval": ("genre_lab.evaluate", "score a run on its validation split or a labelled CSV; plots"),
+    "predict": ("genre_lab.predict", "genres for new movies (CSV or text) from a run"),
+    "export": ("genre_lab.export", "write a Hugging Face model folder from a run"),
 }
 
 

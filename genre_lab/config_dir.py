@@ -26,7 +26,17 @@ def config_dir() -> Path:
     )
 
 
+def _auto_precision() -> str:
+    from genre_lab.hardware import default_precision
+
+    return default_precision()
+
+
 def register_resolvers() -> None:
-    """``${gl_resource:name}``: absolute path of a file shipped in genre_lab/resources."""
+    """``${gl_resource:name}``: absolute path of a file shipped in genre_lab/resources;
+    ``${gl_precision:}``: bf16-mixed where the hardware does bf16 natively, else 32-true (16-mixed on old GPUs).
+    """
     if not OmegaConf.has_resolver("gl_resource"):
         OmegaConf.register_new_resolver("gl_resource", lambda name: str(RESOURCES_DIR / name))
+    if not OmegaConf.has_resolver("gl_precision"):
+        OmegaConf.register_new_resolver("gl_precision", _auto_precision)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from genre_lab.errors import GenreLabError
@@ -51,6 +52,14 @@ class Decoder:
             empty = ~picked.any(dim=-1)
             picked[empty, probs[empty].argmax(dim=-1)] = True
         return picked.long()
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """NumPy in, NumPy out (eval, predict)."""
+        return self(torch.from_numpy(np.asarray(probs, dtype=np.float32))).numpy()
+
+    def with_overrides(self, **changes: Any) -> Decoder:
+        """A copy with the non-null ``changes`` applied (e.g. ``decode.threshold=0.3`` on the CLI)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

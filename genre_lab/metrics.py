@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics import Metric, MetricCollection
@@ -102,3 +103,14 @@ def per_class_rows(results: dict[str, torch.Tensor], label_names: Sequence[str])
         {"genre": name, **{k: float(results[k][i]) for k in PER_CLASS[:3]}, "support": int(results["support"][i])}
         for i, name in enumerate(label_names)
     ]
+
+
+def summarize(
+    probs: np.ndarray, targets: np.ndarray, decisions: np.ndarray, label_names: Sequence[str], prefix: str
+) -> tuple[dict[str, float], list[dict[str, float | str]]]:
+    """Flat metrics and per-class rows for whole-dataset arrays (eval, predict, post-training figures)."""
+    metrics = GenreMetrics(len(label_names))
+    metrics.update(torch.from_numpy(np.asarray(probs, dtype=np.float32)), torch.from_numpy(np.asarray(decisions)),
+                   torch.from_numpy(np.asarray(targets)))
+    results = metrics.compute()
+    return flatten(results, label_names, prefix), per_class_rows(results, label_names)

@@ -1,7 +1,8 @@
 """`genre-lab train`: fit a GenreClassifier on a movie CSV, everything composed by Hydra.
 
 Writes into the run directory: ``.hydra/`` (resolved config), ``checkpoints/{best,last}.ckpt``,
-``metrics.json`` (final validation/test figures of the best checkpoint), ``per_class.csv``.
+``tokenizer/``, ``metrics.json`` (final validation/test figures of the best checkpoint, with the tuned
+decision rule), ``per_class.csv``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from genre_lab.checkpoint import store_decoder
 from genre_lab.config_dir import config_dir
+from genre_lab.data.tokens import make_collator
 from genre_lab.errors import user_errors
+from genre_lab.inference import predict_probs
 from genre_lab.io import write_csv, write_json
-from genre_lab.metrics import flatten, per_class_rows
+from genre_lab.metrics import summarize
 from genre_lab.report import print_results
+from genre_lab.run import Run
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,7 @@ def build_model(cfg: DictConfig, datamodule: Any) -> pl.LightningModule:
         label_names=list(labels.names),
         multi_label=labels.multi_label,
         pos_weight=pos_weight,
+        label_prior=datamodule.label_prior(),
         decoder=hydra.utils.instantiate(cfg.decode),
     )
 
@@ -48,15 +55,42 @@ def best_checkpoint(trainer: pl.Trainer) -> str | None:
     return path or None
 
 
-def final_metrics(trainer: pl.Trainer, model: Any, datamodule: Any, ckpt: str | None) -> dict[str, Any]:
-    """Validate (and test, when the test data is labelled) the best checkpoint; collect flat figures."""
+def final_metrics(cfg: DictConfig, model: Any, datamodule: Any, ckpt: str | None) -> tuple[dict[str, Any], list]:
+    """Figures of the best checkpoint, computed the way `genre-lab eval` computes them.
+
+    Validation probabilities are computed once; thresholds are tuned on them (``tuning``), the tuned
+    rule is written into the checkpoint, and both the fixed-rule (``val_fixed/…``) and the final
+    (``val/…``) figures are reported. A labelled test set is scored with the final rule.
+    """
+    if ckpt:
+        model = Run(Path(ckpt), None).model
+    names = model.label_space.names
+    hp = datamodule.hparams
+    collate = make_collator(datamodule.tokenizer)
+
+    def probs_and_targets(stage: str) -> tuple[np.ndarray, np.ndarray]:
+        data = datamodule.splits[stage].dataset
+        probs = predict_probs(model, data.input_ids, collate, hp.eval_batch_size or hp.batch_size,
+                              precision=str(cfg.trainer.precision))
+        return probs, data.targets
+
+    probs, targets = probs_and_targets("val")
+    decoder = model.decoder
     metrics: dict[str, Any] = {}
-    stages = ["val"] + (["test"] if datamodule.has_test_labels else [])
-    for stage in stages:
-        run = trainer.validate if stage == "val" else trainer.test
-        run(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
-        metrics.update(flatten(model.results[stage], model.label_space.names, stage))
-    return metrics
+    if cfg.get("tuning"):
+        tuner = hydra.utils.instantiate(cfg.tuning)
+        metrics.update(summarize(probs, targets, decoder.decide(probs), names, "val_fixed")[0])
+        decoder = tuner.tune(probs, targets, decoder)
+        metrics["thresholds"] = tuner.report
+        if ckpt:
+            store_decoder(ckpt, decoder.to_dict())
+    flat, per_class = summarize(probs, targets, decoder.decide(probs), names, "val")
+    metrics.update(flat)
+    metrics["decoder"] = decoder.to_dict()
+    if datamodule.has_test_labels:
+        test_probs, test_targets = probs_and_targets("test")
+        metrics.update(summarize(test_probs, test_targets, decoder.decide(test_probs), names, "test")[0])
+    return metrics, per_class
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -74,15 +108,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    if not trainer.is_global_zero:
+        return {}
     ckpt = best_checkpoint(trainer)
-    metrics = final_metrics(trainer, model, datamodule, ckpt)
+    datamodule.tokenizer.save_pretrained(out / "tokenizer")  # the run directory is self-contained
+    metrics, per_class = final_metrics(cfg, model, datamodule, ckpt)
     metrics.update({"best_checkpoint": ckpt, "epochs": trainer.current_epoch, "global_step": trainer.global_step})
-    if trainer.is_global_zero:
-        write_json(out / "metrics.json", metrics)
-        write_csv(out / "per_class.csv", per_class_rows(model.results["val"], model.label_space.names))
-        print_results("validation (best checkpoint)", metrics,
-                      per_class_rows(model.results["val"], model.label_space.names), "val")
-        log.info("results in %s; best checkpoint %s", out, ckpt)
+    write_json(out / "metrics.json", metrics)
+    write_csv(out / "per_class.csv", per_class)
+    print_results("validation (best checkpoint)", metrics, per_class, "val")
+    log.info("results in %s; best checkpoint %s", out, ckpt)
     return metrics
 
 

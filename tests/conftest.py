@@ -27,11 +27,29 @@ SHARED_DATA = Path(os.environ.get("GENRE_LAB_SHARED_DATA", REPO.parent / "shared
 SAMPLE_CSV = RESOURCES_DIR / "sample_movies.csv"
 
 
-def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
-    """The train config as `genre-lab train` would build it, writing into ``output_dir``."""
+def compose_cfg(name: str, overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """A command's config (train, eval, predict, export) as the CLI builds it, writing into ``output_dir``."""
     extra = [f"paths.output_dir={output_dir}"] if output_dir is not None else []
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name="train", overrides=[*overrides, *extra])
+        return compose(config_name=name, overrides=[*overrides, *extra])
+
+
+def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    return compose_cfg("train", overrides, output_dir)
+
+
+QUIET = ["~callbacks.progress_bar", "+trainer.enable_model_summary=false"]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A finished tiny-model run on the bundled sample (3 epochs), shared by eval/predict/export tests."""
+    from genre_lab.train import train
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    train(compose_train(["model=tiny", "data=sample", "trainer.max_epochs=3", "model.lr=3e-3",
+                         "data.batch_size=16", *QUIET], run))
+    return run
 
 
 @pytest.fixture

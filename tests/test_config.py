@@ -44,6 +44,7 @@ def test_seed_notebook_is_exactly_the_notebook(tmp_path):
     assert cfg.data.val_size == 0.2 and cfg.seed == 42
     assert cfg.data.text_template == "{synopsis} {movie_name}"  # title after synopsis
     assert cfg.model.pos_weight is None and cfg.data.sample.frac is None
+    assert cfg.model.prior_bias_init is False  # the HF head starts with a zero bias
 
 
 def test_quickstart_is_offline(tmp_path):

@@ -6,8 +6,7 @@ import torch
 
 from genre_lab.errors import GenreLabError
 from genre_lab.train import train
-
-QUIET = ["~callbacks.progress_bar", "+trainer.enable_model_summary=false"]
+from tests.conftest import QUIET
 
 
 def test_tiny_model_overfits_a_small_batch(make_cfg, small_csv, tmp_path):

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from genre_lab.data.labels import LabelSpace
 from genre_lab.data.sampling import sample_per_class, sampling_keys, split_keys, stratified_split
 from genre_lab.data.table import MovieTable, TableSpec, read_table
+from genre_lab.data.tokens import make_collator, tokenize
 from genre_lab.errors import GenreLabError
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,10 @@ class GenreDataModule(pl.LightningDataModule):
         if max_length < 8:
             raise GenreLabError(f"data.max_length={max_length} is too short; use e.g. 128")
         self.save_hyperparameters(logger=False)
+        # Absolute paths in the checkpoint: eval/predict may run from another directory.
+        for key in ("train_csv", "val_csv", "test_csv"):
+            if self.hparams[key]:
+                self.hparams[key] = str(Path(self.hparams[key]).resolve())
         self.spec = TableSpec(text_template, label_column, multi_label, label_sep, id_column)
         self.splits: dict[str, Split] = {}
 
@@ -152,7 +157,7 @@ class GenreDataModule(pl.LightningDataModule):
     def _tokenize(self, table: MovieTable, rows: np.ndarray, name: str) -> TokenizedDataset:
         texts = [table.texts[i] for i in rows]
         max_length = self.hparams.max_length
-        ids = self.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        ids = tokenize(self.tokenizer, texts, max_length)
         truncated = sum(len(x) >= max_length for x in ids)
         log.info("%s: %d rows tokenized, %d truncated at max_length=%d", name, len(ids), truncated, max_length)
         targets = None
@@ -164,24 +169,20 @@ class GenreDataModule(pl.LightningDataModule):
     def has_test_labels(self) -> bool:
         return "test" in self.splits and self.splits["test"].dataset.targets is not None
 
+    def label_prior(self) -> list[float]:
+        """Share of training rows carrying each genre."""
+        self.setup()
+        return self.splits["train"].dataset.targets.mean(axis=0).tolist()
+
     def pos_weight(self) -> list[float]:
         """negatives / positives per genre on the training split (for BCE ``pos_weight``)."""
-        self.setup()
-        targets = self.splits["train"].dataset.targets
-        positives = targets.sum(axis=0).clip(min=1)
-        return ((len(targets) - positives) / positives).tolist()
+        prior = np.clip(np.asarray(self.label_prior()), 1e-6, None)
+        return ((1 - prior) / prior).tolist()
 
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
-        from transformers import DataCollatorWithPadding
-
         if stage not in self.splits:
             raise GenreLabError(f"no {stage} data configured (set data.{stage}_csv)")
-        pad_max = self.hparams.pad_to_max_length
-        collate = DataCollatorWithPadding(
-            self.tokenizer,
-            padding="max_length" if pad_max else "longest",
-            max_length=self.hparams.max_length if pad_max else None,
-        )
+        collate = make_collator(self.tokenizer, self.hparams.max_length if self.hparams.pad_to_max_length else None)
         batch = self.hparams.batch_size if stage == "train" else self.hparams.eval_batch_size or self.hparams.batch_size
         workers = self.hparams.num_workers
         return DataLoader(

@@ -1,0 +1,172 @@
+"""`genre-lab eval run_dir=… | ckpt_path=…`: score a trained model on its validation split or a labelled CSV.
+
+Probabilities are cached per (checkpoint, data, precision) in the run's ``eval_cache/``, so a threshold
+sweep (``genre-lab eval -m run_dir=… decode.threshold=0.2,0.3,0.4``) runs the network once.
+Writes ``metrics.json``, ``per_class.csv``, ``decisions.csv`` (per row: true and predicted genres) and
+PNG plots into the eval's output directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from genre_lab import plots
+from genre_lab.config_dir import config_dir
+from genre_lab.data.table import read_table
+from genre_lab.data.tokens import make_collator, tokenize
+from genre_lab.errors import GenreLabError, user_errors
+from genre_lab.inference import predict_probs
+from genre_lab.io import write_csv, write_json
+from genre_lab.metrics import summarize
+from genre_lab.report import print_results
+from genre_lab.run import Run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalData:
+    """Rows to score: token ids, multi-hot targets, and what identifies them for the cache."""
+
+    name: str
+    ids: list[str]
+    input_ids: list[list[int]]
+    targets: np.ndarray
+    identity: dict[str, Any]
+
+
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def validation_split(run: Run) -> EvalData:
+    """The run's own validation rows, rebuilt from the data settings stored in its checkpoint."""
+    from genre_lab.data.datamodule import GenreDataModule
+
+    hp = run.data_hparams
+    if not hp:
+        raise GenreLabError(f"{run.ckpt_path} stores no data settings; pass data_csv=<a labelled CSV>")
+    tokenizer = str(run.dir / "tokenizer") if run.dir and (run.dir / "tokenizer").is_dir() else hp["tokenizer"]
+    datamodule = GenreDataModule(**{**hp, "tokenizer": tokenizer})
+    if datamodule.label_space != run.model.label_space:
+        raise GenreLabError(f"the training data now has genres {list(datamodule.label_space.names)}, the "
+                            f"checkpoint {list(run.model.label_space.names)}: it changed since training")
+    datamodule.setup("validate")
+    val = datamodule.splits["val"].dataset
+    files = [hp[k] for k in ("train_csv", "val_csv") if hp.get(k)]
+    identity = {"split": "val", "data": hp, "files": {f: file_digest(f) for f in files}}
+    return EvalData("validation split", datamodule.splits["val"].ids, val.input_ids, val.targets, identity)
+
+
+def labelled_csv(run: Run, path: str) -> EvalData:
+    """Any CSV with the run's text columns and label column."""
+    table = read_table(path, run.spec, require_labels=True)
+    space = run.model.label_space
+    unknown = space.unknown(table.labels)
+    if unknown:
+        raise GenreLabError(f"{path}: genre(s) {unknown} are not among the model's genres {list(space.names)}")
+    ids = tokenize(run.tokenizer, table.texts, run.max_length)
+    identity = {"csv": str(Path(path).resolve()), "sha256": file_digest(path), "spec": run.spec.__dict__,
+                "max_length": run.max_length}
+    return EvalData(str(path), table.ids, ids, space.encode(table.labels), identity)
+
+
+def cached_probs(run: Run, data: EvalData, cfg: DictConfig) -> tuple[np.ndarray, str]:
+    """Probabilities from the cache when this checkpoint already scored these rows, else computed."""
+    stat = run.ckpt_path.stat()
+    key_src = {"ckpt": [str(run.ckpt_path.resolve()), stat.st_size, stat.st_mtime_ns], "data": data.identity,
+               "precision": str(cfg.precision)}
+    key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    path = run.cache_dir / f"probs-{key}.npy"
+    if cfg.cache and path.is_file():
+        log.info("probabilities from cache %s", path)
+        return np.load(path), "cache"
+    probs = predict_probs(run.model, data.input_ids, make_collator(run.tokenizer), cfg.batch_size,
+                          precision=str(cfg.precision), progress=True)
+    if cfg.cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, probs)
+        os.replace(tmp, path)
+    return probs, "computed"
+
+
+def write_plots(out: Path, probs: np.ndarray, targets: np.ndarray, decisions: np.ndarray, names: list[str],
+                multi_label: bool, marks: dict[str, float]) -> list[Path]:
+    paths = [plots.pr_curves(probs, targets, names, out / "pr_curves.png"),
+             plots.f1_vs_threshold(probs, targets, out / "f1_vs_threshold.png", marks)]
+    if multi_label:
+        paths.append(plots.cooccurrence(targets, decisions, names, out / "predicted_given_true.png"))
+    else:
+        paths.append(plots.confusion_matrix(targets, probs, names, out / "confusion_matrix.png"))
+    return paths
+
+
+def log_to_loggers(cfg: DictConfig, metrics: dict[str, float], per_class: list[dict], images: list[Path]) -> None:
+    from genre_lab.train import instantiate_all
+
+    for logger in instantiate_all(cfg.get("logger")):
+        logger.log_metrics(metrics)
+        if hasattr(logger, "log_table"):
+            logger.log_table(key="eval/per_class", columns=list(per_class[0]),
+                             data=[list(r.values()) for r in per_class])
+        if hasattr(logger, "log_image") and images:
+            logger.log_image(key="eval/plots", images=[str(p) for p in images])
+        logger.finalize("success")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    run = Run.locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
+    out = Path(cfg.paths.output_dir)
+    data = labelled_csv(run, cfg.data_csv) if cfg.get("data_csv") else validation_split(run)
+    probs, source = cached_probs(run, data, cfg)
+    names = list(run.model.label_space.names)
+    decoder = run.model.decoder.with_overrides(**OmegaConf.to_container(cfg.decode))
+    report = None
+    if cfg.tune:
+        tuner = hydra.utils.instantiate(cfg.tuning)
+        decoder = tuner.tune(probs, data.targets, decoder)
+        report = tuner.report
+    decisions = decoder.decide(probs)
+    flat, per_class = summarize(probs, data.targets, decisions, names, "eval")
+    metrics: dict[str, Any] = {**flat, "decoder": decoder.to_dict(), "checkpoint": str(run.ckpt_path),
+                               "data": data.name, "rows": len(data.targets), "probabilities": source}
+    if report is not None:
+        metrics["thresholds"] = report
+    write_json(out / "metrics.json", metrics)
+    write_csv(out / "per_class.csv", per_class)
+    space = run.model.label_space
+    write_csv(out / "decisions.csv", [
+        {"id": i, "true": "|".join(t), "predicted": "|".join(p)}
+        for i, t, p in zip(data.ids, space.decode(data.targets), space.decode(decisions), strict=True)
+    ])
+    images: list[Path] = []
+    if cfg.plots:
+        marks = {"0.5": 0.5} | ({"chosen": decoder.threshold} if isinstance(decoder.threshold, float) else {})
+        images = write_plots(out, probs, data.targets, decisions, names, run.model.label_space.multi_label, marks)
+    log_to_loggers(cfg, flat, per_class, images)
+    print_results(f"eval on {data.name} ({len(data.targets)} rows)", metrics, per_class, "eval")
+    log.info("decision rule %s; results in %s", decoder.to_dict(), out)
+    return metrics
+
+
+@hydra.main(config_path=str(config_dir()), config_name="eval", version_base="1.3")
+@user_errors
+def main(cfg: DictConfig) -> float | None:
+    return evaluate(cfg).get(cfg.optimized_metric)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""`genre-lab export run_dir=… out=DIR`: a standard Hugging Face model folder.
+
+DIR holds the weights and config (id2label/label2id, ``problem_type: multi_label_classification``),
+the tokenizer (``model_max_length`` = the run's max_length) and ``thresholds.json`` (the decision
+rule). ``AutoModelForSequenceClassification.from_pretrained(DIR)`` and
+``pipeline("text-classification", model=DIR, top_k=None)`` load it with no genre_lab code.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from genre_lab.config_dir import config_dir
+from genre_lab.errors import GenreLabError, user_errors
+from genre_lab.io import write_json
+from genre_lab.run import Run
+
+log = logging.getLogger(__name__)
+
+
+def export(cfg: DictConfig) -> Path:
+    run = Run.locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
+    if not cfg.get("out"):
+        raise GenreLabError("say where to write the model folder: out=<directory>")
+    out = Path(cfg.out)
+    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
+        raise GenreLabError(f"out={out} exists and is not empty; choose another folder or pass overwrite=true")
+    # Write beside the target and swap in at the end: a failed export never leaves half a model.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    try:
+        model = run.model.model
+        model.save_pretrained(tmp)
+        tokenizer = run.tokenizer
+        tokenizer.model_max_length = run.max_length
+        tokenizer.save_pretrained(tmp)
+        decoder = run.model.decoder
+        write_json(tmp / "thresholds.json", {
+            "labels": list(run.model.label_space.names),
+            "multi_label": run.model.label_space.multi_label,
+            "decoder": decoder.to_dict(),
+            "note": "apply sigmoid to the logits; a genre is predicted when its probability is above its threshold",
+        })
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("exported %s to %s", run.ckpt_path, out)
+    print(f"exported {run.ckpt_path} -> {out}")
+    return out
+
+
+@hydra.main(config_path=str(config_dir()), config_name="export", version_base="1.3")
+@user_errors
+def main(cfg: DictConfig) -> None:
+    export(cfg)
+
+
+if __name__ == "__main__":
+    main()

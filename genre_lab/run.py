@@ -1,0 +1,90 @@
+"""A finished run: its checkpoint, model, tokenizer and data settings, from ``run_dir`` or ``ckpt_path``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genre_lab.data.table import TableSpec
+from genre_lab.errors import GenreLabError
+
+CHECKPOINTS = ("best.ckpt", "last.ckpt")
+
+
+@dataclass
+class Run:
+    """Everything eval / predict / export need, read from the checkpoint (and the run directory)."""
+
+    ckpt_path: Path
+    dir: Path | None
+
+    @classmethod
+    def locate(cls, run_dir: str | None = None, ckpt_path: str | None = None) -> Run:
+        if not run_dir and not ckpt_path:
+            raise GenreLabError("say which model: run_dir=<a train run directory> or ckpt_path=<a .ckpt file>")
+        if ckpt_path:
+            ckpt = Path(ckpt_path)
+            if not ckpt.is_file():
+                raise GenreLabError(f"ckpt_path={ckpt}: no such checkpoint file")
+            parent = ckpt.resolve().parent.parent
+            return cls(ckpt, parent if (parent / "metrics.json").is_file() else None)
+        root = Path(run_dir)
+        if not root.is_dir():
+            raise GenreLabError(f"run_dir={root}: no such directory")
+        for name in CHECKPOINTS:
+            if (root / "checkpoints" / name).is_file():
+                return cls(root / "checkpoints" / name, root)
+        raise GenreLabError(
+            f"run_dir={root} holds no checkpoints/best.ckpt or last.ckpt — was the run finished "
+            "(fast_dev_run saves none)? Pass ckpt_path=… to use another file."
+        )
+
+    @cached_property
+    def checkpoint(self) -> dict[str, Any]:
+        try:
+            return torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise GenreLabError(f"{self.ckpt_path}: not a readable genre_lab checkpoint ({err})") from None
+
+    @cached_property
+    def model(self) -> Any:
+        from genre_lab.model.module import GenreClassifier
+
+        if "label_space" not in self.checkpoint:
+            raise GenreLabError(f"{self.ckpt_path}: not a genre_lab checkpoint (no label space inside)")
+        model = GenreClassifier.load_from_checkpoint(self.ckpt_path, map_location="cpu", weights_only=True)
+        return model.eval()
+
+    @property
+    def data_hparams(self) -> dict[str, Any]:
+        """The datamodule's settings at training time (text template, max_length, split, …)."""
+        return dict(self.checkpoint.get("datamodule_hyper_parameters", {}))
+
+    @property
+    def spec(self) -> TableSpec:
+        d = self.data_hparams
+        return TableSpec(d.get("text_template", "{synopsis} {movie_name}"), d.get("label_column", "genre"),
+                         d.get("multi_label", False), d.get("label_sep", "|"), d.get("id_column", "id"))
+
+    @property
+    def max_length(self) -> int:
+        return int(self.data_hparams.get("max_length", 128))
+
+    @cached_property
+    def tokenizer(self) -> Any:
+        """The run's own saved tokenizer when present (no network), else the backbone's."""
+        from transformers import AutoTokenizer
+
+        from genre_lab.model.backbone import load_tokenizer
+
+        if self.dir is not None and (self.dir / "tokenizer").is_dir():
+            return AutoTokenizer.from_pretrained(self.dir / "tokenizer")
+        return load_tokenizer(self.model.hparams.backbone)
+
+    @property
+    def cache_dir(self) -> Path:
+        return (self.dir / "eval_cache") if self.dir is not None else self.ckpt_path.parent / "eval_cache"

@@ -1,0 +1,110 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from genre_lab.errors import GenreLabError
+from genre_lab.evaluate import evaluate
+from genre_lab.model.module import GenreClassifier
+from tests.conftest import compose_cfg
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def eval_cfg(run, out, *overrides):
+    return compose_cfg("eval", [f"run_dir={run}", *overrides], out)
+
+
+def count_forward(monkeypatch) -> list[int]:
+    calls = [0]
+    original = GenreClassifier.forward
+
+    def counted(self, *args, **kwargs):
+        calls[0] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(GenreClassifier, "forward", counted)
+    return calls
+
+
+def test_eval_reproduces_the_training_validation_metrics(trained_run, tmp_path):
+    trained = json.loads((trained_run / "metrics.json").read_text())
+    metrics = evaluate(eval_cfg(trained_run, tmp_path / "e", "cache=false"))
+    assert metrics["probabilities"] == "computed" and metrics["rows"] == 80
+    for name in ("f1_micro", "f1_macro", "auroc_micro", "auroc_macro", "exact_match", "top1_accuracy"):
+        assert metrics[f"eval/{name}"] == pytest.approx(trained[f"val/{name}"], abs=1e-4), name
+    assert metrics["decoder"] == trained["decoder"]  # the tuned rule stored in the checkpoint
+
+
+def test_tuned_thresholds_are_not_worse_than_fixed_in_training(trained_run):
+    trained = json.loads((trained_run / "metrics.json").read_text())
+    assert trained["val/f1_micro"] >= trained["val_fixed/f1_micro"]
+    assert trained["thresholds"]["chosen"] in ("fixed", "global", "per_class")
+
+
+def test_threshold_sweep_runs_the_network_once(trained_run, tmp_path, monkeypatch):
+    calls = count_forward(monkeypatch)
+    scores = []
+    for i, threshold in enumerate([0.1, 0.2, 0.3, 0.4, 0.5]):
+        metrics = evaluate(eval_cfg(trained_run, tmp_path / str(i), f"decode.threshold={threshold}", "plots=false"))
+        assert metrics["decoder"]["threshold"] == threshold
+        scores.append(metrics["eval/f1_micro"])
+        if i == 0:
+            first = calls[0]
+    assert first >= 1 and calls[0] == first  # only the first evaluation ran the model
+    assert len(set(scores)) > 1
+
+
+def test_eval_writes_tables_and_valid_pngs(trained_run, tmp_path):
+    out = tmp_path / "e"
+    evaluate(eval_cfg(trained_run, out))
+    for name in ("pr_curves.png", "f1_vs_threshold.png", "confusion_matrix.png"):
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000, name
+    import matplotlib.image
+
+    assert matplotlib.image.imread(out / "confusion_matrix.png").ndim == 3
+    per_class = pd.read_csv(out / "per_class.csv")
+    assert list(per_class.columns) == ["genre", "precision", "recall", "f1", "support"]
+    assert per_class.support.sum() == 80
+    decisions = pd.read_csv(out / "decisions.csv", keep_default_na=False)
+    assert len(decisions) == 80 and set(decisions.columns) == {"id", "true", "predicted"}
+
+
+def test_eval_on_a_labelled_csv_and_eval_time_tuning(trained_run, tmp_path, sample_frame):
+    csv = tmp_path / "some.csv"
+    sample_frame.sample(60, random_state=0).to_csv(csv, index=False)
+    metrics = evaluate(eval_cfg(trained_run, tmp_path / "e", f"data_csv={csv}", "tune=true"))
+    assert metrics["rows"] == 60 and metrics["data"] == str(csv)
+    assert metrics["eval/f1_micro"] >= metrics["thresholds"]["scores"]["fixed"] - 1e-9
+
+
+def test_eval_rejects_genres_the_model_does_not_know(trained_run, tmp_path, sample_frame):
+    csv = tmp_path / "odd.csv"
+    sample_frame.head(5).assign(genre="western").to_csv(csv, index=False)
+    with pytest.raises(GenreLabError, match=r"\['western'\] are not among the model's genres"):
+        evaluate(eval_cfg(trained_run, tmp_path / "e", f"data_csv={csv}"))
+
+
+def test_run_dir_without_checkpoints(tmp_path):
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(GenreLabError, match="holds no checkpoints"):
+        evaluate(eval_cfg(tmp_path / "empty_run", tmp_path / "e"))
+
+
+def test_multirun_threshold_sweep_through_the_cli(trained_run, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, "-m", "genre_lab", "eval", "-m", f"run_dir={trained_run}", "plots=false",
+         "decode.threshold=0.2,0.3,0.4,0.5,0.6", f"hydra.sweep.dir={sweep}", "cache=true"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = [json.loads((sweep / str(i) / "metrics.json").read_text()) for i in range(5)]
+    assert [j["decoder"]["threshold"] for j in jobs] == [0.2, 0.3, 0.4, 0.5, 0.6]
+    sources = [j["probabilities"] for j in jobs]
+    assert sources.count("computed") <= 1 and sources.count("cache") >= 4
+    assert np.unique([j["eval/f1_micro"] for j in jobs]).size > 1

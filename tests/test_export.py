@@ -1,0 +1,44 @@
+import json
+
+import numpy as np
+import pytest
+
+from genre_lab.data.table import build_text
+from genre_lab.errors import GenreLabError
+from genre_lab.export import export
+from genre_lab.predict import predict
+from tests.conftest import compose_cfg
+
+
+def test_export_loads_in_transformers_with_the_same_probabilities(trained_run, tmp_path, sample_frame):
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    out = tmp_path / "hf"
+    export(compose_cfg("export", [f"run_dir={trained_run}", f"out={out}"], tmp_path / "x"))
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.problem_type == "multi_label_classification"
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    assert names == sorted(sample_frame.genre.unique())
+    assert model.config.label2id["horror"] == names.index("horror")
+    saved = json.loads((out / "thresholds.json").read_text())
+    assert saved["labels"] == names and "threshold" in saved["decoder"]
+
+    rows = sample_frame.sample(12, random_state=1)
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    ours = predict(compose_cfg("predict", [f"run_dir={trained_run}", f"input_csv={tmp_path / 'in.csv'}",
+                                           "precision=32-true"], tmp_path / "p"))
+    texts = [build_text(r, "{synopsis} {movie_name}") for r in rows.to_dict("records")]
+    classifier = pipeline("text-classification", model=str(out), top_k=None, device="cpu")
+    for i, scores in enumerate(classifier(texts, truncation=True)):
+        theirs = {s["label"]: s["score"] for s in scores}
+        np.testing.assert_allclose([theirs[n] for n in names], [ours.loc[i, f"prob_{n}"] for n in names],
+                                   atol=1e-5)
+
+
+def test_export_never_overwrites_without_asking(trained_run, tmp_path):
+    out = tmp_path / "hf"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(GenreLabError, match="not empty"):
+        export(compose_cfg("export", [f"run_dir={trained_run}", f"out={out}"], tmp_path / "x"))
+    assert (out / "keep.txt").read_text() == "mine"
