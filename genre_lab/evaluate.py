@@ -86,14 +86,14 @@ def cached_probs(run: Run, data: EvalData, cfg: DictConfig) -> tuple[np.ndarray,
     """Probabilities from the cache when this checkpoint already scored these rows, else computed."""
     stat = run.ckpt_path.stat()
     key_src = {"ckpt": [str(run.ckpt_path.resolve()), stat.st_size, stat.st_mtime_ns], "data": data.identity,
-               "precision": str(cfg.precision)}
+               "precision": run.precision(cfg.precision)}
     key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()[:20]
     path = run.cache_dir / f"probs-{key}.npy"
     if cfg.cache and path.is_file():
         log.info("probabilities from cache %s", path)
         return np.load(path), "cache"
     probs = predict_probs(run.model, data.input_ids, make_collator(run.tokenizer), cfg.batch_size,
-                          precision=str(cfg.precision), progress=True)
+                          precision=run.precision(cfg.precision), progress=True)
     if cfg.cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")

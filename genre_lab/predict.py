@@ -66,7 +66,7 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     if len(keep):
         ids = tokenize(run.tokenizer, [texts[i] for i in keep], run.max_length)
         probs[keep] = predict_probs(run.model, ids, make_collator(run.tokenizer), cfg.batch_size,
-                                    precision=str(cfg.precision), progress=True)
+                                    precision=run.precision(cfg.precision), progress=True)
     decoder = run.model.decoder.with_overrides(**OmegaConf.to_container(cfg.decode))
     decisions = np.zeros_like(probs, dtype=np.int64)
     if len(keep):

@@ -70,6 +70,10 @@ class Run:
         return TableSpec(d.get("text_template", "{synopsis} {movie_name}"), d.get("label_column", "genre"),
                          d.get("multi_label", False), d.get("label_sep", "|"), d.get("id_column", "id"))
 
+    def precision(self, requested: str | None = None) -> str:
+        """``requested`` if given, else the precision the run was trained in."""
+        return str(requested or self.checkpoint.get("precision") or "32-true")
+
     @property
     def max_length(self) -> int:
         return int(self.data_hparams.get("max_length", 128))

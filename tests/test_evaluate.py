@@ -33,7 +33,7 @@ def count_forward(monkeypatch) -> list[int]:
 def test_eval_reproduces_the_training_validation_metrics(trained_run, tmp_path):
     trained = json.loads((trained_run / "metrics.json").read_text())
     metrics = evaluate(eval_cfg(trained_run, tmp_path / "e", "cache=false"))
-    assert metrics["probabilities"] == "computed" and metrics["rows"] == 80
+    assert metrics["probabilities"] == "computed" and metrics["rows"] == 32
     for name in ("f1_micro", "f1_macro", "auroc_micro", "auroc_macro", "exact_match", "top1_accuracy"):
         assert metrics[f"eval/{name}"] == pytest.approx(trained[f"val/{name}"], abs=1e-4), name
     assert metrics["decoder"] == trained["decoder"]  # the tuned rule stored in the checkpoint
@@ -69,14 +69,14 @@ def test_eval_writes_tables_and_valid_pngs(trained_run, tmp_path):
     assert matplotlib.image.imread(out / "confusion_matrix.png").ndim == 3
     per_class = pd.read_csv(out / "per_class.csv")
     assert list(per_class.columns) == ["genre", "precision", "recall", "f1", "support"]
-    assert per_class.support.sum() == 80
+    assert per_class.support.sum() == 32
     decisions = pd.read_csv(out / "decisions.csv", keep_default_na=False)
-    assert len(decisions) == 80 and set(decisions.columns) == {"id", "true", "predicted"}
+    assert len(decisions) == 32 and set(decisions.columns) == {"id", "true", "predicted"}
 
 
-def test_eval_on_a_labelled_csv_and_eval_time_tuning(trained_run, tmp_path, sample_frame):
+def test_eval_on_a_labelled_csv_and_eval_time_tuning(trained_run, tmp_path, run_frame):
     csv = tmp_path / "some.csv"
-    sample_frame.sample(60, random_state=0).to_csv(csv, index=False)
+    run_frame.sample(60, random_state=0).to_csv(csv, index=False)
     metrics = evaluate(eval_cfg(trained_run, tmp_path / "e", f"data_csv={csv}", "tune=true"))
     assert metrics["rows"] == 60 and metrics["data"] == str(csv)
     assert metrics["eval/f1_micro"] >= metrics["thresholds"]["scores"]["fixed"] - 1e-9
@@ -99,12 +99,12 @@ def test_multirun_threshold_sweep_through_the_cli(trained_run, tmp_path):
     sweep = tmp_path / "sweep"
     result = subprocess.run(
         [sys.executable, "-m", "genre_lab", "eval", "-m", f"run_dir={trained_run}", "plots=false",
-         "decode.threshold=0.2,0.3,0.4,0.5,0.6", f"hydra.sweep.dir={sweep}", "cache=true"],
+         "decode.threshold=0.1,0.2,0.3,0.4,0.5", f"hydra.sweep.dir={sweep}", "cache=true"],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = [json.loads((sweep / str(i) / "metrics.json").read_text()) for i in range(5)]
-    assert [j["decoder"]["threshold"] for j in jobs] == [0.2, 0.3, 0.4, 0.5, 0.6]
+    assert [j["decoder"]["threshold"] for j in jobs] == [0.1, 0.2, 0.3, 0.4, 0.5]
     sources = [j["probabilities"] for j in jobs]
     assert sources.count("computed") <= 1 and sources.count("cache") >= 4
     assert np.unique([j["eval/f1_micro"] for j in jobs]).size > 1

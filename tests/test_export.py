@@ -7,10 +7,10 @@ from genre_lab.data.table import build_text
 from genre_lab.errors import GenreLabError
 from genre_lab.export import export
 from genre_lab.predict import predict
-from tests.conftest import compose_cfg
+from tests.conftest import RUN_GENRES, compose_cfg
 
 
-def test_export_loads_in_transformers_with_the_same_probabilities(trained_run, tmp_path, sample_frame):
+def test_export_loads_in_transformers_with_the_same_probabilities(trained_run, tmp_path, run_frame):
     from transformers import AutoModelForSequenceClassification, pipeline
 
     out = tmp_path / "hf"
@@ -18,12 +18,12 @@ def test_export_loads_in_transformers_with_the_same_probabilities(trained_run, t
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.problem_type == "multi_label_classification"
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    assert names == sorted(sample_frame.genre.unique())
+    assert names == RUN_GENRES
     assert model.config.label2id["horror"] == names.index("horror")
     saved = json.loads((out / "thresholds.json").read_text())
     assert saved["labels"] == names and "threshold" in saved["decoder"]
 
-    rows = sample_frame.sample(12, random_state=1)
+    rows = run_frame.sample(12, random_state=1)
     rows.to_csv(tmp_path / "in.csv", index=False)
     ours = predict(compose_cfg("predict", [f"run_dir={trained_run}", f"input_csv={tmp_path / 'in.csv'}",
                                            "precision=32-true"], tmp_path / "p"))

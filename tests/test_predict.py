@@ -40,14 +40,14 @@ def test_predict_on_the_validation_csv_matches_eval_row_for_row(trained_run, tmp
 
 
 def test_empty_synopses_are_reported_not_guessed(trained_run, tmp_path, sample_frame, caplog):
-    frame = sample_frame.head(6).copy()
+    frame = sample_frame[sample_frame.genre == "horror"].head(6).reset_index(drop=True)
     frame.loc[[1, 4], "synopsis"] = ""
     frame.to_csv(tmp_path / "in.csv", index=False)
     with caplog.at_level(logging.WARNING):
         result = predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={tmp_path / 'in.csv'}"))
     assert len(result) == 6
     assert result.status.tolist() == ["ok", EMPTY, "ok", "ok", EMPTY, "ok"]
-    assert result.loc[[1, 4], "genres"].eq("").all() and result.loc[[1, 4], "prob_action"].isna().all()
+    assert result.loc[[1, 4], "genres"].eq("").all() and result.loc[[1, 4], "prob_horror"].isna().all()
     assert "line(s) 3, 6" in caplog.text  # header is line 1
 
 

@@ -131,6 +131,8 @@ class GenreClassifier(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["label_space"] = self.label_space.to_dict()
         checkpoint["decoder"] = self.decoder.to_dict()
+        # eval/predict compute in the same precision by default, so they reproduce training's figures
+        checkpoint["precision"] = str(self.trainer.precision) if self._trainer is not None else "32-true"
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "decoder" in checkpoint:
