@@ -1,19 +1,24 @@
 """The one error type for problems the user can fix (bad input, bad config, missing files).
 
 The CLI prints these as a short message and exits with code 2; everything else is a bug and keeps
-its traceback.
+its traceback. Inside a multirun, a failing job is recorded (``failed.json`` in its directory) and
+returns None instead of raising: Hydra's basic sweeper would abort the sweep on a raised error, and the
+Optuna sweeper marks a trial whose value is not a number as failed and goes on.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import sys
+import traceback
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
-T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class GenreLabError(Exception):
@@ -22,20 +27,41 @@ class GenreLabError(Exception):
     exit_code = 2
 
 
-def user_errors(task: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
-    """Wrap a Hydra task: a GenreLabError becomes one line on stderr and exit code 2.
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    ``show_traceback=true`` re-raises instead, for debugging.
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def record_failure(output_dir: str | Path, err: BaseException) -> None:
+    from genre_lab.io import write_json
+
+    write_json(Path(output_dir) / "failed.json", {
+        "status": "failed", "error": f"{type(err).__name__}: {err}",
+        "traceback": "".join(traceback.format_exception(err)),
+    })
+
+
+def user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """Wrap a Hydra task: a GenreLabError becomes one line on stderr and exit code 2;
+    in a multirun any failure is recorded and the job returns None. ``show_traceback=true`` re-raises.
     """
 
     @functools.wraps(task)
-    def wrapper(cfg: DictConfig) -> T:
+    def wrapper(cfg: DictConfig) -> Any:
         try:
             return task(cfg)
-        except GenreLabError as err:
+        except Exception as err:
             if cfg.get("show_traceback"):
                 raise
-            print(f"genre-lab: error: {err}", file=sys.stderr)
-            raise SystemExit(err.exit_code) from None
+            if in_multirun():
+                log.error("job failed, the sweep goes on: %s: %s", type(err).__name__, err)
+                record_failure(cfg.paths.output_dir, err)
+                return None
+            if isinstance(err, GenreLabError):
+                print(f"genre-lab: error: {err}", file=sys.stderr)
+                raise SystemExit(err.exit_code) from None
+            raise
 
     return wrapper

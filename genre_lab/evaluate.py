@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,8 @@ from genre_lab.data.table import read_table
 from genre_lab.data.tokens import make_collator, tokenize
 from genre_lab.errors import GenreLabError, user_errors
 from genre_lab.inference import predict_probs
-from genre_lab.io import write_csv, write_json
+from genre_lab.io import atomic_target, write_csv, write_json
+from genre_lab.loggers import instantiate_all, log_results
 from genre_lab.metrics import summarize
 from genre_lab.report import print_results
 from genre_lab.run import Run
@@ -95,36 +94,9 @@ def cached_probs(run: Run, data: EvalData, cfg: DictConfig) -> tuple[np.ndarray,
     probs = predict_probs(run.model, data.input_ids, make_collator(run.tokenizer), cfg.batch_size,
                           precision=run.precision(cfg.precision), progress=True)
     if cfg.cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_target(path) as tmp, open(tmp, "wb") as handle:
             np.save(handle, probs)
-        os.replace(tmp, path)
     return probs, "computed"
-
-
-def write_plots(out: Path, probs: np.ndarray, targets: np.ndarray, decisions: np.ndarray, names: list[str],
-                multi_label: bool, marks: dict[str, float]) -> list[Path]:
-    paths = [plots.pr_curves(probs, targets, names, out / "pr_curves.png"),
-             plots.f1_vs_threshold(probs, targets, out / "f1_vs_threshold.png", marks)]
-    if multi_label:
-        paths.append(plots.cooccurrence(targets, decisions, names, out / "predicted_given_true.png"))
-    else:
-        paths.append(plots.confusion_matrix(targets, probs, names, out / "confusion_matrix.png"))
-    return paths
-
-
-def log_to_loggers(cfg: DictConfig, metrics: dict[str, float], per_class: list[dict], images: list[Path]) -> None:
-    from genre_lab.train import instantiate_all
-
-    for logger in instantiate_all(cfg.get("logger")):
-        logger.log_metrics(metrics)
-        if hasattr(logger, "log_table"):
-            logger.log_table(key="eval/per_class", columns=list(per_class[0]),
-                             data=[list(r.values()) for r in per_class])
-        if hasattr(logger, "log_image") and images:
-            logger.log_image(key="eval/plots", images=[str(p) for p in images])
-        logger.finalize("success")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -152,11 +124,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         {"id": i, "true": "|".join(t), "predicted": "|".join(p)}
         for i, t, p in zip(data.ids, space.decode(data.targets), space.decode(decisions), strict=True)
     ])
-    images: list[Path] = []
-    if cfg.plots:
-        marks = {"0.5": 0.5} | ({"chosen": decoder.threshold} if isinstance(decoder.threshold, float) else {})
-        images = write_plots(out, probs, data.targets, decisions, names, run.model.label_space.multi_label, marks)
-    log_to_loggers(cfg, flat, per_class, images)
+    images = plots.write_all(out, probs, data.targets, decisions, space, decoder) if cfg.plots else []
+    log_results(instantiate_all(cfg.get("logger")), flat, per_class, images, "eval", finish=True)
     print_results(f"eval on {data.name} ({len(data.targets)} rows)", metrics, per_class, "eval")
     log.info("decision rule %s; results in %s", decoder.to_dict(), out)
     return metrics

@@ -1,4 +1,4 @@
-"""Result files written atomically: a reader (or a crash) never sees half a file."""
+"""Files written atomically: a reader (or a crash) never sees half a file, and the old one stays valid."""
 
 from __future__ import annotations
 
@@ -7,26 +7,34 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
+@contextmanager
+def atomic_target(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; once the block has written it, fsync and rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
+        yield tmp
+        with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    with atomic_target(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def write_json(path: str | Path, data: Any) -> Path:

@@ -13,6 +13,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchmetrics.classification import MultilabelPrecisionRecallCurve  # noqa: E402
 
+from genre_lab.data.labels import LabelSpace  # noqa: E402
+from genre_lab.decoding import Decoder  # noqa: E402
 from genre_lab.thresholds import threshold_curves  # noqa: E402
 
 
@@ -79,3 +81,17 @@ def f1_vs_threshold(probs: np.ndarray, targets: np.ndarray, path: Path, marks: d
     ax.set(xlabel="global threshold", ylabel="F1", title="F1 vs threshold", xlim=(0, 1), ylim=(0, 1))
     ax.legend()
     return _save(fig, path)
+
+
+def write_all(out: Path, probs: np.ndarray, targets: np.ndarray, decisions: np.ndarray, space: LabelSpace,
+              decoder: Decoder) -> list[Path]:
+    """The evaluation plots for one set of predictions; returns the PNG paths."""
+    names = list(space.names)
+    marks = {"0.5": 0.5} | ({"chosen": decoder.threshold} if isinstance(decoder.threshold, float) else {})
+    paths = [pr_curves(probs, targets, names, out / "pr_curves.png"),
+             f1_vs_threshold(probs, targets, out / "f1_vs_threshold.png", marks)]
+    if space.multi_label:
+        paths.append(cooccurrence(targets, decisions, names, out / "predicted_given_true.png"))
+    else:
+        paths.append(confusion_matrix(targets, probs, names, out / "confusion_matrix.png"))
+    return paths

@@ -16,22 +16,19 @@ import numpy as np
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from genre_lab import plots
 from genre_lab.checkpoint import store_decoder
 from genre_lab.config_dir import config_dir
 from genre_lab.data.tokens import make_collator
 from genre_lab.errors import user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import write_csv, write_json
+from genre_lab.loggers import finish_logger, instantiate_all, log_results
 from genre_lab.metrics import summarize
 from genre_lab.report import print_results
 from genre_lab.run import Run
 
 log = logging.getLogger(__name__)
-
-
-def instantiate_all(group: DictConfig | None) -> list[Any]:
-    """Instantiate every ``_target_`` entry of a dict-of-configs group (callbacks, loggers)."""
-    return [hydra.utils.instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
 
 
 def build_model(cfg: DictConfig, datamodule: Any) -> pl.LightningModule:
@@ -55,12 +52,13 @@ def best_checkpoint(trainer: pl.Trainer) -> str | None:
     return path or None
 
 
-def final_metrics(cfg: DictConfig, model: Any, datamodule: Any, ckpt: str | None) -> tuple[dict[str, Any], list]:
+def final_metrics(cfg: DictConfig, model: Any, datamodule: Any, ckpt: str | None, out: Path) -> tuple[dict, list, list]:
     """Figures of the best checkpoint, computed the way `genre-lab eval` computes them.
 
     Validation probabilities are computed once; thresholds are tuned on them (``tuning``), the tuned
     rule is written into the checkpoint, and both the fixed-rule (``val_fixed/…``) and the final
-    (``val/…``) figures are reported. A labelled test set is scored with the final rule.
+    (``val/…``) figures are reported. A labelled test set is scored with the final rule. The
+    evaluation plots of the validation split go into ``out``. Returns metrics, per-class rows, plot paths.
     """
     if ckpt:
         model = Run(Path(ckpt), None).model
@@ -84,13 +82,15 @@ def final_metrics(cfg: DictConfig, model: Any, datamodule: Any, ckpt: str | None
         metrics["thresholds"] = tuner.report
         if ckpt:
             store_decoder(ckpt, decoder.to_dict())
-    flat, per_class = summarize(probs, targets, decoder.decide(probs), names, "val")
+    decisions = decoder.decide(probs)
+    flat, per_class = summarize(probs, targets, decisions, names, "val")
     metrics.update(flat)
     metrics["decoder"] = decoder.to_dict()
     if datamodule.has_test_labels:
         test_probs, test_targets = probs_and_targets("test")
         metrics.update(summarize(test_probs, test_targets, decoder.decide(test_probs), names, "test")[0])
-    return metrics, per_class
+    images = plots.write_all(out, probs, targets, decisions, model.label_space, decoder)
+    return metrics, per_class, images
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -102,20 +102,33 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.setup("fit")
     log.info(datamodule.describe())
     model = build_model(cfg, datamodule)
+    loggers = instantiate_all(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=instantiate_all(cfg.get("logger"))
+        cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=loggers
     )
-    for logger in trainer.loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    if not trainer.is_global_zero:
-        return {}
+    status = "failed"
+    try:
+        for logger in trainer.loggers:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # the resolved config
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics = finish_run(cfg, trainer, model, datamodule, out) if trainer.is_global_zero else {}
+        status = "success"
+        return metrics
+    finally:
+        for logger in loggers:
+            finish_logger(logger, status)
+
+
+def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any, out: Path) -> dict[str, Any]:
+    """Rank zero, after fit: final figures, tuned thresholds, result files, plots, logger summaries."""
     ckpt = best_checkpoint(trainer)
     datamodule.tokenizer.save_pretrained(out / "tokenizer")  # the run directory is self-contained
-    metrics, per_class = final_metrics(cfg, model, datamodule, ckpt)
+    metrics, per_class, images = final_metrics(cfg, model, datamodule, ckpt, out)
     metrics.update({"best_checkpoint": ckpt, "epochs": trainer.current_epoch, "global_step": trainer.global_step})
     write_json(out / "metrics.json", metrics)
     write_csv(out / "per_class.csv", per_class)
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, float) and k.count("/") == 1}
+    log_results(trainer.loggers, {f"final/{k}": v for k, v in scalars.items()}, per_class, images, "val")
     print_results("validation (best checkpoint)", metrics, per_class, "val")
     log.info("results in %s; best checkpoint %s", out, ckpt)
     return metrics

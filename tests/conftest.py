@@ -97,3 +97,34 @@ def multilabel_csv(tmp_path: Path, sample_frame: pd.DataFrame) -> Path:
     path = tmp_path / "multi.csv"
     frame.drop(columns="genre").to_csv(path, index=False)
     return path
+
+
+def genre_lab_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 900):
+    """Run `python -m genre_lab <args>` as a user would; returns the CompletedProcess."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "genre_lab", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def four_csv(tmp_path_factory, run_frame) -> Path:
+    path = tmp_path_factory.mktemp("four") / "four.csv"
+    run_frame.to_csv(path, index=False)
+    return path
+
+
+TINY_FAST = ["model=tiny", "trainer.precision=32-true", "data.batch_size=16", "~callbacks.progress_bar",
+             "+trainer.enable_model_summary=false"]
+
+
+@pytest.fixture(scope="session")
+def grid_sweep(tmp_path_factory, four_csv) -> Path:
+    """A finished 2x2 multirun of the tiny model: max_epochs x lr."""
+    root = tmp_path_factory.mktemp("grid")
+    result = genre_lab_cli("train", "-m", *TINY_FAST, f"data.train_csv={four_csv}", "trainer.max_epochs=1,2",
+                           "model.lr=1e-3,3e-3", f"hydra.sweep.dir={root / 'sweep'}", cwd=root)
+    assert result.returncode == 0, result.stderr[-4000:]
+    (root / "sweep" / "stdout.txt").write_text(result.stdout)
+    return root / "sweep"

@@ -7,7 +7,8 @@ from omegaconf import OmegaConf
 from genre_lab.config_dir import config_dir
 from tests.conftest import compose_train
 
-GROUPS = ["data", "model", "decode", "callbacks", "logger", "trainer", "experiment", "debug"]
+GROUPS = ["data", "model", "decode", "tuning", "callbacks", "logger", "trainer", "experiment", "debug",
+          "hparams_search"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((config_dir() / g).glob("*.yaml"))]
 
 

@@ -17,13 +17,14 @@ pytestmark = [
 ]
 
 
+def train_minilm_one_epoch(data: str, out) -> dict:
+    overrides = ["model=minilm", f"data={data}", f"paths.shared_data_dir={SHARED_DATA}", "trainer.max_epochs=1",
+                 "~callbacks.progress_bar"]
+    return train(compose_train(overrides, out))
+
+
 def test_minilm_one_epoch_on_tmdb_10genre(tmp_path):
-    cfg = compose_train(
-        ["model=minilm", "data=tmdb_10genre", f"paths.shared_data_dir={SHARED_DATA}", "trainer.max_epochs=1",
-         "~callbacks.progress_bar"],
-        tmp_path,
-    )
-    metrics = train(cfg)
+    metrics = train_minilm_one_epoch("tmdb_10genre", tmp_path)
     print(json.dumps({k: v for k, v in metrics.items() if "/" in k and k.count("/") == 1}, indent=1))
     # TF-IDF + logistic regression reaches 0.534 top-1 on this file (shared/data/README.md)
     assert metrics["val/top1_accuracy"] >= 0.45
@@ -31,12 +32,7 @@ def test_minilm_one_epoch_on_tmdb_10genre(tmp_path):
 
 @pytest.mark.skipif(not (SHARED_DATA / "tmdb_movies_multilabel.csv").is_file(), reason="multi-label file absent")
 def test_minilm_multilabel_tuned_thresholds_beat_fixed(tmp_path):
-    cfg = compose_train(
-        ["model=minilm", "data=tmdb_multilabel", f"paths.shared_data_dir={SHARED_DATA}", "trainer.max_epochs=1",
-         "~callbacks.progress_bar"],
-        tmp_path,
-    )
-    metrics = train(cfg)
+    metrics = train_minilm_one_epoch("tmdb_multilabel", tmp_path)
     print(json.dumps({k: metrics[k] for k in ("val/f1_micro", "val_fixed/f1_micro", "val/auroc_micro",
                                               "val/top1_accuracy")}, indent=1), metrics["thresholds"]["chosen"])
     # TF-IDF + logistic regression: micro-F1 0.548 at 0.5, 0.657 with a tuned global threshold

@@ -1,0 +1,123 @@
+"""`genre-lab compare PATH… [--sort METRIC] [--out DIR] [--wandb-dir DIR] [--wandb-project ENTITY/PROJECT]`.
+
+A table of finished runs (run directories, or folders holding them such as a sweep), best first, and PNG
+plots of their validation curves; optionally W&B runs: offline run folders (read from their files) or an
+online project (through the W&B API, needs network and a key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from genre_lab.errors import GenreLabError
+from genre_lab.io import atomic_write_text
+from genre_lab.runs_table import find_runs, runs_table, to_markdown
+from genre_lab.sweeps import print_table
+
+
+def validation_curves(runs: list[Path], metric: str, out: Path) -> Path | None:
+    """One line per run: ``metric`` per epoch from the run's CSV log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    drawn = 0
+    for run in runs:
+        log_file = run / "csv" / "metrics.csv"
+        if not log_file.is_file():
+            continue
+        history = pd.read_csv(log_file)
+        if metric not in history.columns:
+            continue
+        points = history[["epoch", metric]].dropna().groupby("epoch").last()
+        ax.plot(points.index + 1, points[metric], marker="o", label=run.name if len(runs) < 2 else
+                f"{run.parent.name}/{run.name}")
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / f"curves_{metric.replace('/', '_')}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def wandb_offline_table(root: Path) -> pd.DataFrame:
+    """Summaries of offline W&B runs below ``root`` (their ``files/wandb-summary.json``)."""
+    import json
+
+    rows = []
+    for summary in sorted(root.rglob("wandb-summary.json")):
+        run_dir = summary.parent.parent
+        data = json.loads(summary.read_text())
+        rows.append({"run": str(run_dir), **{k: v for k, v in data.items() if isinstance(v, (int, float))}})
+    return pd.DataFrame(rows)
+
+
+def wandb_online_table(project: str) -> pd.DataFrame:
+    import wandb
+
+    runs = wandb.Api().runs(project)
+    return pd.DataFrame([{"run": r.name, "group": r.group, "state": r.state,
+                          **{k: v for k, v in r.summary.items() if isinstance(v, (int, float))}} for r in runs])
+
+
+def compare(argv: list[str] | None = None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(prog="genre-lab compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="*", type=Path, help="run directories or folders holding them")
+    parser.add_argument("--sort", default="val/f1_micro", help="metric to rank by (default val/f1_micro)")
+    parser.add_argument("--curve", default="val/f1_micro", help="per-epoch metric to plot")
+    parser.add_argument("--out", type=Path, default=None, help="where to write compare.csv/.md and plots")
+    parser.add_argument("--wandb-dir", type=Path, help="folder holding offline W&B runs")
+    parser.add_argument("--wandb-project", help="entity/project of online W&B runs")
+    args = parser.parse_args(argv)
+    if not args.paths and not args.wandb_dir and not args.wandb_project:
+        parser.error("give run directories, --wandb-dir or --wandb-project")
+    frames = []
+    runs = find_runs(args.paths) if args.paths else []
+    if args.paths and not runs:
+        raise GenreLabError(f"no finished runs (metrics.json beside .hydra/) under {[str(p) for p in args.paths]}")
+    if runs:
+        frames.append(runs_table(runs, args.sort).assign(source="local"))
+    if args.wandb_dir:
+        frames.append(wandb_offline_table(args.wandb_dir).assign(source="wandb-offline"))
+    if args.wandb_project:
+        frames.append(wandb_online_table(args.wandb_project).assign(source="wandb"))
+    frame = pd.concat(frames, ignore_index=True)
+    if args.sort not in frame.columns:
+        metrics = sorted(c for c in frame.columns if "/" in c)
+        raise GenreLabError(f"--sort {args.sort}: no run has it; available: {metrics}")
+    frame = frame.sort_values(args.sort, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    frame.insert(0, "rank", range(1, len(frame) + 1))
+    columns = ["rank", "run", "overrides", "status", args.sort, *[c for c in ("val/f1_macro", "val/top1_accuracy",
+               "test/f1_micro") if c != args.sort], "source"]
+    print_table(frame, columns, f"{len(frame)} runs ranked by {args.sort}")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out / "compare.csv", frame.to_csv(index=False))
+        atomic_write_text(args.out / "compare.md", to_markdown(frame, columns))
+        plot = validation_curves(runs, args.curve, args.out)
+        if plot:
+            print(f"curves: {plot}")
+    return frame
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        compare(sys.argv[1:] if argv is None else argv)
+    except GenreLabError as err:
+        print(f"genre-lab: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

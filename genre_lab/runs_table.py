@@ -1,0 +1,58 @@
+"""Collect finished (and failed) run directories into one table: sweep summaries and `genre-lab compare`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+HEADLINE = ("f1_micro", "f1_macro", "auroc_micro", "auroc_macro", "exact_match", "top1_accuracy")
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run directories (holding ``.hydra/``, and ``metrics.json`` or ``failed.json``) at or below ``paths``."""
+    found: set[Path] = set()
+    for root in map(Path, paths):
+        for marker in ("metrics.json", "failed.json"):
+            candidates = [root / marker] if (root / marker).is_file() else list(root.rglob(marker))
+            found.update(p.parent for p in candidates if (p.parent / ".hydra").is_dir())
+    return sorted(found)
+
+
+def read_run(run: Path) -> dict[str, Any]:
+    """One row: where, overrides, status, headline validation/test metrics, checkpoint."""
+    overrides_file = run / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+    row: dict[str, Any] = {"run": str(run), "overrides": " ".join(o for o in overrides or [] if "hydra." not in o)}
+    if (run / "metrics.json").is_file():
+        metrics = json.loads((run / "metrics.json").read_text())
+        row["status"] = "ok"
+        for stage in ("val", "test", "eval"):
+            row.update({f"{stage}/{m}": metrics[f"{stage}/{m}"] for m in HEADLINE if f"{stage}/{m}" in metrics})
+        row["epochs"] = metrics.get("epochs")
+        row["checkpoint"] = metrics.get("best_checkpoint") or ""
+    else:
+        failure = json.loads((run / "failed.json").read_text())
+        row.update({"status": "failed", "error": failure.get("error", "")})
+    return row
+
+
+def runs_table(runs: Sequence[Path], sort_by: str = "val/f1_micro") -> pd.DataFrame:
+    """All runs, best first by ``sort_by`` (failed runs and runs without the metric last)."""
+    frame = pd.DataFrame([read_run(r) for r in runs])
+    if sort_by not in frame.columns:  # e.g. every job failed
+        return frame
+    return frame.sort_values(sort_by, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def to_markdown(frame: pd.DataFrame, columns: Sequence[str]) -> str:
+    """A GitHub-style table (without the optional `tabulate` dependency)."""
+    cols = [c for c in columns if c in frame.columns]
+    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(row[c]) for c in cols) + " |" for _, row in frame.iterrows()]
+    return "\n".join(lines) + "\n"

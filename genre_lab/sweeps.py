@@ -1,0 +1,48 @@
+"""Hydra callback: at the end of every multirun, `sweep_summary.csv` / `.md` in the sweep directory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from genre_lab.io import atomic_write_text
+from genre_lab.runs_table import find_runs, runs_table, to_markdown
+
+log = logging.getLogger(__name__)
+
+
+class SweepSummary(Callback):
+    """One row per job (overrides, status, best metrics, checkpoint), best first, printed and written."""
+
+    def __init__(self, metric: str = "val/f1_micro") -> None:
+        self.metric = metric
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        runs = find_runs([sweep_dir])
+        if not runs:
+            log.warning("sweep summary: no job results under %s", sweep_dir)
+            return
+        frame = runs_table(runs, self.metric)
+        atomic_write_text(sweep_dir / "sweep_summary.csv", frame.to_csv(index=False))
+        columns = ["overrides", "status", self.metric, *[c for c in frame.columns if c.startswith("test/")][:1],
+                   "checkpoint", "error"]
+        atomic_write_text(sweep_dir / "sweep_summary.md", to_markdown(frame, columns))
+        print_table(frame, columns, f"sweep {sweep_dir} ({len(frame)} jobs, best first by {self.metric})")
+
+
+def print_table(frame: Any, columns: list[str], title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    cols = [c for c in columns if c in frame.columns]
+    for column in cols:
+        table.add_column(column, overflow="fold")
+    for _, row in frame.iterrows():
+        table.add_row(*(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c] if row[c] == row[c] else "")
+                        for c in cols))
+    Console(width=160).print(table)

@@ -1,0 +1,49 @@
+"""Weights & Biases, offline: every job of a multirun is its own, finished W&B run holding the metrics."""
+
+import subprocess
+import sys
+
+import yaml
+
+from tests.conftest import REPO, TINY_FAST, genre_lab_cli
+
+
+def test_offline_wandb_multirun_gives_one_run_per_job(tmp_path, four_csv):
+    result = genre_lab_cli("train", "-m", *TINY_FAST, "logger=many", f"data.train_csv={four_csv}",
+                           "trainer.max_epochs=1", "model.lr=1e-3,2e-3", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                           cwd=tmp_path, env={"WANDB_MODE": "offline", "WANDB_API_KEY": ""})
+    assert result.returncode == 0, result.stderr[-4000:]
+    run_files = sorted((tmp_path / "sweep").glob("*/wandb/offline-run-*/run-*.wandb"))
+    assert len(run_files) == 2
+    assert run_files[0].parents[2] != run_files[1].parents[2]  # one W&B run per job directory
+    ids = {p.stem for p in run_files}
+    assert len(ids) == 2
+    for path in run_files:
+        data = path.read_bytes()
+        for key in (b"val/f1_micro", b"final/val/f1_micro", b"val/per_class", b"model.lr"):
+            assert key in data, (path, key)
+        assert b"tmp" in data and str(four_csv).encode() in data  # the resolved config is the run config
+    groups = {path.read_bytes().count(b"multirun") > 0 or b"sweep" in path.read_bytes() for path in run_files}
+    assert groups == {True}  # grouped by the sweep directory
+
+
+def test_wandb_sweep_definition_drives_the_hydra_cli(tmp_path):
+    sweep = yaml.safe_load((REPO / "scripts" / "wandb_sweep.yaml").read_text())
+    args_no_hyphens = []
+    for key, spec in sweep["parameters"].items():
+        value = spec["values"][0] if "values" in spec else spec["min"]
+        args_no_hyphens.append(f"{key}={value}")
+    command = []
+    for part in sweep["command"]:
+        if part == "${env}":
+            continue
+        if part == "${args_no_hyphens}":
+            command += args_no_hyphens
+        else:
+            command.append(sys.executable if part == "python" else part)
+    result = subprocess.run([*command, "--cfg", "job"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = yaml.safe_load(result.stdout)
+    assert job["model"]["lr"] == sweep["parameters"]["model.lr"]["min"]
+    assert job["trainer"]["max_epochs"] == 1 and job["data"]["batch_size"] == 16
+    assert "wandb" in job["logger"]

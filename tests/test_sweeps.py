@@ -1,0 +1,91 @@
+"""Multirun, sweep summaries, failing jobs, Optuna — through the real CLI."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from tests.conftest import TINY_FAST, genre_lab_cli
+
+
+def test_grid_multirun_gives_one_directory_per_job_and_a_summary(grid_sweep):
+    jobs = sorted(p for p in grid_sweep.iterdir() if p.is_dir() and (p / ".hydra").is_dir())
+    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    seen = set()
+    for job in jobs:
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert metrics["best_checkpoint"].startswith(str(job))  # never a shared checkpoint
+        seen.add((metrics["epochs"], torch.load(job / "checkpoints" / "best.ckpt", weights_only=True)
+                  ["hyper_parameters"]["lr"]))
+        assert (job / "csv" / "metrics.csv").is_file()
+    assert seen == {(1, 1e-3), (1, 3e-3), (2, 1e-3), (2, 3e-3)}
+
+    summary = pd.read_csv(grid_sweep / "sweep_summary.csv")
+    assert len(summary) == 4 and (summary.status == "ok").all()
+    assert summary["val/f1_micro"].is_monotonic_decreasing  # best first
+    assert set(summary.overrides) == {f"trainer.max_epochs={e} model.lr={lr}" for e in (1, 2)
+                                      for lr in ("1e-3", "3e-3")}
+    markdown = (grid_sweep / "sweep_summary.md").read_text()
+    assert markdown.count("\n| ") == 4 and "val/f1_micro" in markdown
+    assert "best first by val/f1_micro" in (grid_sweep / "stdout.txt").read_text()
+
+
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, four_csv):
+    result = genre_lab_cli("train", "-m", *TINY_FAST, f"data.train_csv={four_csv}", "trainer.max_epochs=1",
+                           "data.sample.frac=0.5,7", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    failed = json.loads((tmp_path / "sweep" / "1" / "failed.json").read_text())
+    assert "sample.frac=7" in failed["error"].replace("data.", "")
+    assert (tmp_path / "sweep" / "0" / "metrics.json").is_file()
+    summary = pd.read_csv(tmp_path / "sweep" / "sweep_summary.csv")
+    assert summary.status.tolist() == ["ok", "failed"]
+
+
+GRID_SEARCH = """# @package _global_
+# test-only: Optuna's grid sampler over 3 batch sizes, one invalid, so exactly one of 3 trials fails
+defaults:
+  - override /hydra/sweeper: optuna
+  - override /hydra/sweeper/sampler: grid
+hydra:
+  mode: MULTIRUN
+  sweeper:
+    study_name: genre_lab
+    direction: maximize
+    n_trials: 3
+    max_failure_rate: 1.0
+    params:
+      data.batch_size: choice(8, -1, 16)
+"""
+
+
+@pytest.mark.parametrize("storage", [False, True])
+def test_optuna_sweep_survives_a_failing_trial(tmp_path, four_csv, storage):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    (tmp_path / "conf" / "hparams_search").mkdir(parents=True)
+    (tmp_path / "conf" / "hparams_search" / "optuna_grid.yaml").write_text(GRID_SEARCH)
+    extra = [f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}"] if storage else []
+    result = genre_lab_cli(
+        "train", "hparams_search=optuna_grid", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", *TINY_FAST,
+        f"data.train_csv={four_csv}", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path / 'sweep'}", *extra,
+        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = pd.read_csv(tmp_path / "sweep" / "sweep_summary.csv")
+    assert sorted(summary.status) == ["failed", "ok", "ok"]
+    assert "data.batch_size=-1" in summary[summary.status == "failed"].overrides.item()
+    assert "best_value" in (tmp_path / "sweep" / "optimization_results.yaml").read_text()
+    if storage:
+        import optuna
+
+        study = optuna.load_study(study_name="genre_lab", storage=f"sqlite:///{tmp_path / 'study.db'}")
+        assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "COMPLETE", "FAIL"]
+
+
+def test_the_shipped_optuna_search_runs(tmp_path, four_csv):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    result = genre_lab_cli("train", "hparams_search=optuna", "hydra.sweeper.n_trials=2", *TINY_FAST,
+                           f"data.train_csv={four_csv}", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = pd.read_csv(tmp_path / "sweep" / "sweep_summary.csv")
+    assert len(summary) == 2 and (summary.status == "ok").all()
+    assert all("model.lr=" in o and "trainer.max_epochs=" in o for o in summary.overrides)
