@@ -44,6 +44,10 @@ def read_run(run: Path) -> dict[str, Any]:
 def runs_table(runs: Sequence[Path], sort_by: str = "val/f1_micro") -> pd.DataFrame:
     """All runs, best first by ``sort_by`` (failed runs and runs without the metric last)."""
     frame = pd.DataFrame([read_run(r) for r in runs])
+    if len(frame) > 1:  # show what tells the runs apart, not the overrides they share
+        lists = [o.split(" ") if o else [] for o in frame.overrides]
+        shared = set.intersection(*map(set, lists))
+        frame["overrides"] = [" ".join(o for o in items if o not in shared) for items in lists]
     if sort_by not in frame.columns:  # e.g. every job failed
         return frame
     return frame.sort_values(sort_by, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
