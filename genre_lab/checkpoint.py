@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from genre_lab.io import atomic_target
 
@@ -16,3 +17,15 @@ def store_decoder(path: str | Path, decoder: dict[str, Any]) -> None:
     checkpoint["decoder"] = decoder
     with atomic_target(path) as tmp:
         torch.save(checkpoint, tmp)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO that writes beside the target and renames (same folder, fsynced).
+
+    Lightning's own save goes through a temp file in the system temp folder, which is a plain copy when
+    that folder is on another disk; here a crash or a full disk mid-save leaves the previous file intact.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        with atomic_target(path) as tmp:
+            torch.save(checkpoint, tmp)

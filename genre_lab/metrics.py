@@ -8,6 +8,7 @@ fed probabilities. Everything is accumulated on the device and computed at epoch
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,8 +34,8 @@ class TopOneAccuracy(Metric):
 
     full_state_update = False
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.add_state("hits", torch.tensor(0), dist_reduce_fx="sum")
         self.add_state("total", torch.tensor(0), dist_reduce_fx="sum")
 
@@ -50,23 +51,24 @@ class TopOneAccuracy(Metric):
 class GenreMetrics(nn.Module):
     """Headline and per-class metrics for one stage (one instance per stage: no shared state)."""
 
-    def __init__(self, num_labels: int) -> None:
+    def __init__(self, num_labels: int, sync_on_compute: bool = True) -> None:
+        """``sync_on_compute=False`` for whole-dataset arrays held by one process (no cross-rank sync)."""
         super().__init__()
-        n = num_labels
+        n, kw = num_labels, {"sync_on_compute": sync_on_compute}
         self.decided = MetricCollection({
-            "f1_micro": MultilabelF1Score(n, average="micro"),
-            "f1_macro": MultilabelF1Score(n, average="macro"),
-            "exact_match": MultilabelExactMatch(n),
-            "precision": MultilabelPrecision(n, average="none"),
-            "recall": MultilabelRecall(n, average="none"),
-            "f1": MultilabelF1Score(n, average="none"),
-            "stats": MultilabelStatScores(n, average="none"),
+            "f1_micro": MultilabelF1Score(n, average="micro", **kw),
+            "f1_macro": MultilabelF1Score(n, average="macro", **kw),
+            "exact_match": MultilabelExactMatch(n, **kw),
+            "precision": MultilabelPrecision(n, average="none", **kw),
+            "recall": MultilabelRecall(n, average="none", **kw),
+            "f1": MultilabelF1Score(n, average="none", **kw),
+            "stats": MultilabelStatScores(n, average="none", **kw),
         })
         self.ranked = MetricCollection({
-            "auroc_micro": MultilabelAUROC(n, average="micro"),
-            "auroc_macro": MultilabelAUROC(n, average="macro"),
+            "auroc_micro": MultilabelAUROC(n, average="micro", **kw),
+            "auroc_macro": MultilabelAUROC(n, average="macro", **kw),
         })
-        self.top1 = TopOneAccuracy()
+        self.top1 = TopOneAccuracy(**kw)
 
     def update(self, probs: torch.Tensor, decisions: torch.Tensor, target: torch.Tensor) -> None:
         target = target.long()
@@ -109,7 +111,7 @@ def summarize(
     probs: np.ndarray, targets: np.ndarray, decisions: np.ndarray, label_names: Sequence[str], prefix: str
 ) -> tuple[dict[str, float], list[dict[str, float | str]]]:
     """Flat metrics and per-class rows for whole-dataset arrays (eval, predict, post-training figures)."""
-    metrics = GenreMetrics(len(label_names))
+    metrics = GenreMetrics(len(label_names), sync_on_compute=False)
     metrics.update(torch.from_numpy(np.asarray(probs, dtype=np.float32)), torch.from_numpy(np.asarray(decisions)),
                    torch.from_numpy(np.asarray(targets)))
     results = metrics.compute()

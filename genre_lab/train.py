@@ -8,6 +8,8 @@ decision rule), ``per_class.csv``.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +17,14 @@ import hydra
 import numpy as np
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from genre_lab import plots
 from genre_lab.checkpoint import store_decoder
 from genre_lab.config_dir import config_dir
 from genre_lab.data.tokens import make_collator
-from genre_lab.errors import user_errors
+from genre_lab.distributed import install_rank_command, job_scope
+from genre_lab.errors import GenreLabError, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import write_csv, write_json
 from genre_lab.loggers import finish_logger, instantiate_all, log_results
@@ -93,10 +97,26 @@ def final_metrics(cfg: DictConfig, model: Any, datamodule: Any, ckpt: str | None
     return metrics, per_class, images
 
 
+def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:
+    """``resume=true`` -> this run directory's last.ckpt; refuses to train over an existing run otherwise."""
+    last = out / "checkpoints" / "last.ckpt"
+    if cfg.get("resume"):
+        if not last.is_file():
+            raise GenreLabError(f"resume=true but {last} does not exist; point hydra.run.dir at the run to resume")
+        return str(last)
+    existing = sorted(p.name for p in (out / "checkpoints").glob("*.ckpt"))
+    if existing and not cfg.get("ckpt_path") and int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        raise GenreLabError(f"{out} already holds checkpoints {existing}; resume=true to continue that run, "
+                            "or choose a new hydra.run.dir")
+    return cfg.get("ckpt_path")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, evaluate the best checkpoint, write the run's result files; returns the final metrics."""
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
+    ckpt_path = resume_checkpoint(cfg, out)
+    install_rank_command()
     # _convert_="all": plain containers in hyper-parameters keep checkpoints weights_only-loadable.
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     datamodule.setup("fit")
@@ -106,11 +126,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=loggers
     )
+    datamodule.fit_global_batch(trainer.world_size, trainer.accumulate_grad_batches)
     status = "failed"
     try:
         for logger in trainer.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # the resolved config
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        except SIGTERMException:  # a SystemExit with code 0: a preempted job must not look successful
+            log.warning("stopped by SIGTERM; checkpoints/interrupted.ckpt holds the state at that step")
+            raise SystemExit(128 + signal.SIGTERM) from None
         metrics = finish_run(cfg, trainer, model, datamodule, out) if trainer.is_global_zero else {}
         status = "success"
         return metrics
@@ -137,7 +162,8 @@ def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any
 @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
 @user_errors
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    with job_scope():
+        metrics = train(cfg)
     return metrics.get(cfg.optimized_metric)
 
 

@@ -20,7 +20,7 @@ def test_offline_wandb_multirun_gives_one_run_per_job(tmp_path, four_csv):
     assert len(ids) == 2
     for path in run_files:
         data = path.read_bytes()
-        for key in (b"val/f1_micro", b"final/val/f1_micro", b"val/per_class", b"model.lr"):
+        for key in (b"val/f1_micro", b"final/val/f1_micro", b"val/per_class", b"val/plots", b"model.lr"):
             assert key in data, (path, key)
         assert b"tmp" in data and str(four_csv).encode() in data  # the resolved config is the run config
     groups = {path.read_bytes().count(b"multirun") > 0 or b"sweep" in path.read_bytes() for path in run_files}

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from genre_lab.data.labels import LabelSpace
 from genre_lab.data.sampling import sample_per_class, sampling_keys, split_keys, stratified_split
@@ -39,6 +39,24 @@ class TokenizedDataset(Dataset):
         return item
 
 
+class EpochShuffleSampler(Sampler[int]):
+    """A shuffle that depends only on (seed, epoch): Lightning calls ``set_epoch`` before each epoch,
+    so a resumed run sees the same order as an uninterrupted one."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
 @dataclass
 class Split:
     """Rows of one stage: which table rows, their texts, ids, genres and token ids."""
@@ -61,6 +79,8 @@ class GenreDataModule(pl.LightningDataModule):
 
     Validation is ``val_csv`` when given, else a seeded stratified split of ``val_size`` of the
     (sampled) training rows; multi-label rows are stratified by label combination (see sampling.py).
+    ``batch_size`` is per device; ``global_batch_size`` (when set) fixes the effective batch instead and
+    the per-device batch follows from the device count and gradient accumulation (``fit_global_batch``).
     """
 
     def __init__(
@@ -80,6 +100,7 @@ class GenreDataModule(pl.LightningDataModule):
         max_length: int = 128,
         pad_to_max_length: bool = False,
         batch_size: int = 32,
+        global_batch_size: int | None = None,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
     ) -> None:
@@ -179,16 +200,32 @@ class GenreDataModule(pl.LightningDataModule):
         prior = np.clip(np.asarray(self.label_prior()), 1e-6, None)
         return ((1 - prior) / prior).tolist()
 
+    def fit_global_batch(self, world_size: int, accumulate: int) -> None:
+        """Per-device batch = global batch / (devices x nodes x accumulation), which must divide exactly."""
+        total = self.hparams.global_batch_size
+        if total is None:
+            return
+        share = world_size * accumulate
+        if total % share:
+            raise GenreLabError(
+                f"data.global_batch_size={total} is not divisible by {world_size} device(s) x "
+                f"{accumulate} accumulation step(s); use a multiple of {share}"
+            )
+        self.hparams.batch_size = total // share
+        log.info("global batch %d = %d per device x %d devices x %d accumulation", total,
+                 self.hparams.batch_size, world_size, accumulate)
+
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         if stage not in self.splits:
             raise GenreLabError(f"no {stage} data configured (set data.{stage}_csv)")
         collate = make_collator(self.tokenizer, self.hparams.max_length if self.hparams.pad_to_max_length else None)
         batch = self.hparams.batch_size if stage == "train" else self.hparams.eval_batch_size or self.hparams.batch_size
         workers = self.hparams.num_workers
+        dataset = self.splits[stage].dataset
         return DataLoader(
-            self.splits[stage].dataset,
+            dataset,
             batch_size=batch,
-            shuffle=shuffle,
+            sampler=EpochShuffleSampler(len(dataset), self.hparams.seed) if shuffle else None,
             collate_fn=collate,
             num_workers=workers,
             persistent_workers=workers > 0,

@@ -109,12 +109,14 @@ def load_tokenizer(name: str) -> Any:
 
 
 def load_classifier(
-    name: str, label_names: list[str], dropout: float | None = None, config: dict | None = None
+    name: str, label_names: list[str], dropout: float | None = None, config: dict | None = None,
+    attn_implementation: str | None = None,
 ) -> Any:
     """``AutoModelForSequenceClassification`` for ``name`` with one output per genre.
 
     With ``config`` (a saved ``config.to_dict()``), the architecture is rebuilt without touching the
-    network or the pretrained weights: the caller loads a state dict on top.
+    network or the pretrained weights: the caller loads a state dict on top. ``attn_implementation``
+    (``sdpa``, ``eager``, ``flash_attention_2``; None = transformers' default, SDPA where supported).
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -126,7 +128,7 @@ def load_classifier(
     }
     if config is not None:
         hf_config = AutoConfig.for_model(**{**config, **labels})
-        return AutoModelForSequenceClassification.from_config(hf_config)
+        return AutoModelForSequenceClassification.from_config(hf_config, attn_implementation=attn_implementation)
     path = resolve_backbone(name)
     try:
         hf_config = AutoConfig.from_pretrained(path, **labels)
@@ -141,6 +143,8 @@ def load_classifier(
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return AutoModelForSequenceClassification.from_pretrained(path, config=hf_config)
+        return AutoModelForSequenceClassification.from_pretrained(
+            path, config=hf_config, attn_implementation=attn_implementation
+        )
     finally:
         hf_logging.set_verbosity(verbosity)

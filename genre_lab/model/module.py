@@ -52,11 +52,13 @@ class GenreClassifier(pl.LightningModule):
         prior_bias_init: bool = True,
         decoder: Decoder | None = None,
         backbone_config: dict[str, Any] | None = None,
+        attn_implementation: str | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["decoder"])
         self.label_space = LabelSpace(tuple(label_names), multi_label)
-        self.model = load_classifier(backbone, list(label_names), dropout, backbone_config)
+        self.model = load_classifier(backbone, list(label_names), dropout, backbone_config, attn_implementation)
         # from_pretrained returns eval mode, and Lightning keeps sub-module modes as it finds them:
         # without this, dropout would stay off during training.
         self.model.train()
@@ -71,8 +73,15 @@ class GenreClassifier(pl.LightningModule):
         self.metrics = nn.ModuleDict({f"{s}_metrics": GenreMetrics(len(label_names)) for s in STAGES})
         self.results: dict[str, dict[str, torch.Tensor]] = {}
 
+    def configure_model(self) -> None:
+        # torch.compile wraps the backbone for the forward pass only; stored outside the module tree so
+        # checkpoints keep their plain parameter names.
+        if self.hparams.get("compile") and "_compiled" not in self.__dict__:
+            self.__dict__["_compiled"] = torch.compile(self.model, dynamic=True)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        model = self.__dict__.get("_compiled", self.model)
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])

@@ -1,0 +1,52 @@
+"""Training callbacks of our own (Lightning's cover checkpoints, early stopping, LR monitoring)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+log = logging.getLogger(__name__)
+
+
+class EpochSeed(pl.Callback):
+    """Reseed every RNG at each epoch start from (seed, epoch).
+
+    An epoch's dropout masks and shuffling then depend only on the seed and the epoch number, so a run
+    resumed from an epoch-end checkpoint replays the interrupted epoch exactly as an uninterrupted run.
+    """
+
+    base: int = 0
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.base = int(os.environ.get("PL_GLOBAL_SEED", 0))  # the run's seed, set by seed_everything
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        seed = (self.base * 1000 + trainer.current_epoch) % 2**32
+        pl.seed_everything(seed, workers=True, verbose=False)
+        os.environ["PL_GLOBAL_SEED"] = str(self.base)  # seed_everything overwrote it
+
+
+class SaveOnInterrupt(pl.Callback):
+    """On SIGTERM / SIGINT (Ctrl-C) during training, save ``checkpoints/interrupted.ckpt`` before exiting.
+
+    ``resume=true`` continues from ``last.ckpt`` (an epoch boundary, so epochs are never half-counted);
+    the interrupted checkpoint keeps the partial epoch's weights for inspection or ``ckpt_path=``.
+    """
+
+    def __init__(self, dirpath: str) -> None:
+        self.dirpath = Path(dirpath)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.state.fn == "fit":
+            path = self.dirpath / "interrupted.ckpt"
+            trainer.save_checkpoint(path)
+            log.warning("interrupted at step %d: saved %s", trainer.global_step, path)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}

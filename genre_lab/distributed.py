@@ -1,0 +1,53 @@
+"""Hydra + non-spawn DDP: every rank runs in the job's own run directory.
+
+Lightning relaunches the training script once per extra rank. Its Hydra support re-uses the command
+line, which breaks twice for us: the console script's sub-command (`genre-lab train`) is not a file to
+run, and inside a multirun the command line is the whole sweep (each rank would start a sweep of its
+own, in a new directory). Instead each rank runs `python -m genre_lab.train` with the job's concrete
+overrides in the job's output directory, writing no `.hydra/` of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+
+def rank_command(local_rank: int) -> tuple[Sequence[str], str]:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import get_original_cwd
+
+    hc = HydraConfig.get()
+    command = [sys.executable, "-m", "genre_lab.train", *hc.overrides.task,
+               f"hydra.run.dir={hc.runtime.output_dir}", "hydra.output_subdir=null",
+               f"hydra.job.name={hc.job.name}_rank{local_rank}"]
+    return command, get_original_cwd()
+
+
+def install_rank_command() -> None:
+    """Make Lightning's subprocess launcher start ranks with ``rank_command``."""
+    import pytorch_lightning.strategies.launchers.subprocess_script as launcher
+
+    launcher._hydra_subprocess_cmd = rank_command
+
+
+@contextmanager
+def job_scope() -> Iterator[None]:
+    """Leave no distributed state behind a job: the next job of a multirun runs in this same process.
+
+    Lightning leaves the process group open and rank variables (LOCAL_RANK, MASTER_PORT, …) in the
+    environment; a second DDP job would then talk to the first job's exited ranks, or believe its ranks
+    were started externally and wait for peers that never come.
+    """
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(saved)
