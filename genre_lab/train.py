@@ -105,7 +105,8 @@ def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:
             raise GenreLabError(f"resume=true but {last} does not exist; point hydra.run.dir at the run to resume")
         return str(last)
     existing = sorted(p.name for p in (out / "checkpoints").glob("*.ckpt"))
-    if existing and not cfg.get("ckpt_path") and int(os.environ.get("LOCAL_RANK", 0)) == 0:
+    first_rank = all(int(os.environ.get(v, 0)) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+    if existing and not cfg.get("ckpt_path") and first_rank:
         raise GenreLabError(f"{out} already holds checkpoints {existing}; resume=true to continue that run, "
                             "or choose a new hydra.run.dir")
     return cfg.get("ckpt_path")

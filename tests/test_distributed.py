@@ -46,6 +46,10 @@ def test_ddp_cpu_inside_a_multirun(tmp_path, four_csv):
         assert json.loads((sweep / job / "metrics.json").read_text())["global_step"] == 4
     summary = pd.read_csv(sweep / "sweep_summary.csv")
     assert len(summary) == 2 and (summary.status == "ok").all()
+    trained = json.loads((sweep / "1" / "metrics.json").read_text())
+    single = evaluate(compose_cfg("eval", [f"run_dir={sweep / '1'}", "cache=false", "plots=false"], tmp_path / "e"))
+    for name in HEADLINE:
+        assert single[f"eval/{name}"] == pytest.approx(trained[f"val/{name}"], abs=1e-4), name
 
 
 def test_global_batch_size_is_split_over_devices(tmp_path, four_csv):
@@ -144,3 +148,14 @@ def test_resume_needs_a_last_checkpoint_and_new_runs_never_reuse_a_directory(tmp
     with pytest.raises(GenreLabError, match="already holds checkpoints"):
         train(compose_train(["model=tiny"], trained_run))
     assert os.path.exists(trained_run / "metrics.json")
+
+
+@pytest.mark.slow
+def test_compiled_backbone_trains_and_saves_plain_weights(tmp_path, four_csv):
+    from genre_lab.train import train
+
+    metrics = train(compose_train([*TINY_FAST, f"data.train_csv={four_csv}", "trainer.max_epochs=1",
+                                   "model.compile=true"], tmp_path / "run"))
+    state = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    assert not any("_orig_mod" in k for k in state)
+    assert metrics["global_step"] == 8
