@@ -15,7 +15,7 @@ import pandas as pd
 
 from genre_lab.errors import GenreLabError
 from genre_lab.io import atomic_write_text
-from genre_lab.runs_table import find_runs, runs_table, to_markdown
+from genre_lab.runs_table import find_runs, read_run, runs_table, to_markdown
 from genre_lab.sweeps import print_table
 
 
@@ -52,14 +52,30 @@ def validation_curves(runs: list[Path], metric: str, out: Path) -> Path | None:
 
 
 def wandb_offline_table(root: Path) -> pd.DataFrame:
-    """Summaries of offline W&B runs below ``root`` (their ``files/wandb-summary.json``)."""
+    """Offline W&B runs below ``root``.
+
+    A run written by a genre_lab job (``<job>/wandb/offline-run-*/``) is read through its job directory,
+    which holds the same figures as plain files. Elsewhere the run's own ``files/wandb-summary.json`` is
+    used when present; the binary ``.wandb`` log has no reader in the W&B Python package (0.2x+), so
+    other offline runs need ``wandb sync`` and then ``--wandb-project``.
+    """
     import json
 
-    rows = []
-    for summary in sorted(root.rglob("wandb-summary.json")):
-        run_dir = summary.parent.parent
-        data = json.loads(summary.read_text())
-        rows.append({"run": str(run_dir), **{k: v for k, v in data.items() if isinstance(v, (int, float))}})
+    rows, unreadable = [], []
+    for run_file in sorted(root.rglob("run-*.wandb")):
+        run_dir, job = run_file.parent, run_file.parents[2]
+        wandb_id = run_file.stem.removeprefix("run-")
+        if (job / ".hydra").is_dir() and ((job / "metrics.json").is_file() or (job / "failed.json").is_file()):
+            rows.append({**read_run(job), "wandb_run": wandb_id})
+        elif (run_dir / "files" / "wandb-summary.json").is_file():
+            data = json.loads((run_dir / "files" / "wandb-summary.json").read_text())
+            rows.append({"run": str(run_dir), "wandb_run": wandb_id,
+                         **{k: v for k, v in data.items() if isinstance(v, (int, float))}})
+        else:
+            unreadable.append(str(run_dir))
+    if unreadable:
+        print(f"skipped {len(unreadable)} offline W&B run(s) outside a genre_lab run directory "
+              f"({unreadable[:3]}…): `wandb sync` them and use --wandb-project", file=sys.stderr)
     return pd.DataFrame(rows)
 
 

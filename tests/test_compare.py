@@ -27,6 +27,7 @@ def test_compare_sorts_by_any_metric_and_explains_unknown_ones(grid_sweep):
 def test_compare_reads_offline_wandb_summaries(tmp_path):
     run = tmp_path / "wandb" / "offline-run-1" / "files"
     run.mkdir(parents=True)
+    (run.parent / "run-abc123.wandb").write_bytes(b"")
     (run / "wandb-summary.json").write_text('{"final/val/f1_micro": 0.61, "_step": 3}')
     frame = compare(["--wandb-dir", str(tmp_path / "wandb"), "--sort", "final/val/f1_micro"])
     assert frame["final/val/f1_micro"].tolist() == [0.61]

@@ -5,6 +5,7 @@ import sys
 
 import yaml
 
+from genre_lab.compare import compare
 from tests.conftest import REPO, TINY_FAST, genre_lab_cli
 
 
@@ -25,6 +26,10 @@ def test_offline_wandb_multirun_gives_one_run_per_job(tmp_path, four_csv):
         assert b"tmp" in data and str(four_csv).encode() in data  # the resolved config is the run config
     groups = {path.read_bytes().count(b"multirun") > 0 or b"sweep" in path.read_bytes() for path in run_files}
     assert groups == {True}  # grouped by the sweep directory
+
+    table = compare(["--wandb-dir", str(tmp_path / "sweep")])  # offline runs, ranked
+    assert sorted(table.wandb_run) == sorted(p.stem.removeprefix("run-") for p in run_files)
+    assert table["val/f1_micro"].notna().all()
 
 
 def test_wandb_sweep_definition_drives_the_hydra_cli(tmp_path):
