@@ -56,8 +56,7 @@ def validation_split(run: Run) -> EvalData:
     hp = run.data_hparams
     if not hp:
         raise GenreLabError(f"{run.ckpt_path} stores no data settings; pass data_csv=<a labelled CSV>")
-    tokenizer = str(run.dir / "tokenizer") if run.dir and (run.dir / "tokenizer").is_dir() else hp["tokenizer"]
-    datamodule = GenreDataModule(**{**hp, "tokenizer": tokenizer})
+    datamodule = GenreDataModule(**{**hp, "tokenizer": run.tokenizer_source})
     if datamodule.label_space != run.model.label_space:
         raise GenreLabError(f"the training data now has genres {list(datamodule.label_space.names)}, the "
                             f"checkpoint {list(run.model.label_space.names)}: it changed since training")

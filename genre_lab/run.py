@@ -78,16 +78,18 @@ class Run:
     def max_length(self) -> int:
         return int(self.data_hparams.get("max_length", 128))
 
+    @property
+    def tokenizer_source(self) -> str:
+        """The run's own saved tokenizer folder when present (no network), else the backbone's name."""
+        if self.dir is not None and (self.dir / "tokenizer").is_dir():
+            return str(self.dir / "tokenizer")
+        return str(self.checkpoint["hyper_parameters"]["backbone"])
+
     @cached_property
     def tokenizer(self) -> Any:
-        """The run's own saved tokenizer when present (no network), else the backbone's."""
-        from transformers import AutoTokenizer
-
         from genre_lab.model.backbone import load_tokenizer
 
-        if self.dir is not None and (self.dir / "tokenizer").is_dir():
-            return AutoTokenizer.from_pretrained(self.dir / "tokenizer")
-        return load_tokenizer(self.model.hparams.backbone)
+        return load_tokenizer(self.tokenizer_source)
 
     @property
     def cache_dir(self) -> Path:
