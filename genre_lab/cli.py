@@ -11,6 +11,7 @@ COMMANDS = {
     "predict": ("genre_lab.predict", "genres for new movies (CSV or text) from a run"),
     "export": ("genre_lab.export", "write a Hugging Face model folder from a run"),
     "compare": ("genre_lab.compare", "rank finished runs (and W&B runs) and plot their validation curves"),
+    "bench": ("genre_lab.bench", "time the notebook's recipe against genre_lab's default, side by side"),
 }
 
 

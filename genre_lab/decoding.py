@@ -48,9 +48,10 @@ class Decoder:
                 f"decode.threshold has {threshold.numel()} values but the model has {probs.shape[-1]} genres"
             )
         picked = probs > threshold
-        if self.at_least_one:
-            empty = ~picked.any(dim=-1)
-            picked[empty, probs[empty].argmax(dim=-1)] = True
+        if self.at_least_one:  # without boolean indexing: no device sync in the training step
+            empty = ~picked.any(dim=-1, keepdim=True)
+            top = torch.zeros_like(picked).scatter(-1, probs.argmax(dim=-1, keepdim=True), True)
+            picked = picked | (empty & top)
         return picked.long()
 
     def decide(self, probs: np.ndarray) -> np.ndarray:

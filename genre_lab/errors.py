@@ -27,6 +27,13 @@ class GenreLabError(Exception):
     exit_code = 2
 
 
+def require_positive(value: Any, key: str) -> int:
+    """``value`` as a whole number ≥ 1 (batch sizes, counts), or a GenreLabError naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise GenreLabError(f"{key}={value} must be a whole number ≥ 1, e.g. {key}=32")
+    return value
+
+
 def in_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -41,6 +48,15 @@ def record_failure(output_dir: str | Path, err: BaseException) -> None:
         "status": "failed", "error": f"{type(err).__name__}: {err}",
         "traceback": "".join(traceback.format_exception(err)),
     })
+
+
+def find_user_error(err: BaseException | None) -> GenreLabError | None:
+    """``err`` itself, or the GenreLabError that Hydra's ``instantiate`` wrapped (it re-raises from it)."""
+    while err is not None:
+        if isinstance(err, GenreLabError):
+            return err
+        err = err.__cause__
+    return None
 
 
 def user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
@@ -59,9 +75,10 @@ def user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
                 log.error("job failed, the sweep goes on: %s: %s", type(err).__name__, err)
                 record_failure(cfg.paths.output_dir, err)
                 return None
-            if isinstance(err, GenreLabError):
-                print(f"genre-lab: error: {err}", file=sys.stderr)
-                raise SystemExit(err.exit_code) from None
+            user_error = find_user_error(err)
+            if user_error is not None:
+                print(f"genre-lab: error: {user_error}", file=sys.stderr)
+                raise SystemExit(user_error.exit_code) from None
             raise
 
     return wrapper

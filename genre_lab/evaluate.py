@@ -22,11 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from genre_lab import plots
 from genre_lab.config_dir import config_dir
 from genre_lab.data.table import read_table
-from genre_lab.data.tokens import make_collator, tokenize
-from genre_lab.errors import GenreLabError, user_errors
+from genre_lab.data.tokens import TokenIds, make_collator, tokenize
+from genre_lab.errors import GenreLabError, require_positive, user_errors
 from genre_lab.inference import predict_probs
-from genre_lab.io import atomic_target, write_csv, write_json
-from genre_lab.loggers import instantiate_all, log_results
+from genre_lab.io import atomic_target, file_digest, write_csv, write_json
+from genre_lab.loggers import instantiate_loggers, log_results
 from genre_lab.metrics import summarize
 from genre_lab.report import print_results
 from genre_lab.run import Run
@@ -40,13 +40,9 @@ class EvalData:
 
     name: str
     ids: list[str]
-    input_ids: list[list[int]]
+    input_ids: TokenIds
     targets: np.ndarray
     identity: dict[str, Any]
-
-
-def file_digest(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def validation_split(run: Run) -> EvalData:
@@ -71,9 +67,12 @@ def labelled_csv(run: Run, path: str) -> EvalData:
     """Any CSV with the run's text columns and label column."""
     table = read_table(path, run.spec, require_labels=True)
     space = run.model.label_space
+    table.labels = space.respell(table.labels)
     unknown = space.unknown(table.labels)
     if unknown:
-        raise GenreLabError(f"{path}: genre(s) {unknown} are not among the model's genres {list(space.names)}")
+        raise GenreLabError(f"{path}: genre(s) {unknown} are not among the model's genres {list(space.names)}: "
+                            f"the checkpoint {run.ckpt_path} was trained on another label space. Evaluate a run "
+                            "trained with these genres, or remove those rows.")
     ids = tokenize(run.tokenizer, table.texts, run.max_length)
     identity = {"csv": str(Path(path).resolve()), "sha256": file_digest(path), "spec": run.spec.__dict__,
                 "max_length": run.max_length}
@@ -99,12 +98,14 @@ def cached_probs(run: Run, data: EvalData, cfg: DictConfig) -> tuple[np.ndarray,
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    require_positive(cfg.batch_size, "batch_size")
     run = Run.locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
     out = Path(cfg.paths.output_dir)
+    # Settings are checked before any work: a bad value must not leave a cache entry in the run directory.
+    decoder = run.model.decoder.with_overrides(**OmegaConf.to_container(cfg.decode))
     data = labelled_csv(run, cfg.data_csv) if cfg.get("data_csv") else validation_split(run)
     probs, source = cached_probs(run, data, cfg)
     names = list(run.model.label_space.names)
-    decoder = run.model.decoder.with_overrides(**OmegaConf.to_container(cfg.decode))
     report = None
     if cfg.tune:
         tuner = hydra.utils.instantiate(cfg.tuning)
@@ -124,7 +125,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         for i, t, p in zip(data.ids, space.decode(data.targets), space.decode(decisions), strict=True)
     ])
     images = plots.write_all(out, probs, data.targets, decisions, space, decoder) if cfg.plots else []
-    log_results(instantiate_all(cfg.get("logger")), flat, per_class, images, "eval", finish=True)
+    log_results(instantiate_loggers(cfg.get("logger")), flat, per_class, images, "eval", finish=True)
     print_results(f"eval on {data.name} ({len(data.targets)} rows)", metrics, per_class, "eval")
     log.info("decision rule %s; results in %s", decoder.to_dict(), out)
     return metrics

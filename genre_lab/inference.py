@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
+from genre_lab.data.tokens import TokenIds
+
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
     """The autocast context Lightning uses for ``precision`` (disabled for full precision)."""
@@ -29,7 +31,7 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.nd
 @torch.inference_mode()
 def predict_probs(
     model: torch.nn.Module,
-    input_ids: Sequence[Sequence[int]],
+    input_ids: TokenIds | Sequence[Sequence[int]],
     collate: Any,
     batch_size: int = 64,
     device: str | torch.device | None = None,
@@ -38,14 +40,15 @@ def predict_probs(
 ) -> np.ndarray:
     """Sigmoid probabilities ``[len(input_ids), num_labels]`` for unpadded token-id lists.
 
-    ``collate`` pads a list of ``{"input_ids": …}`` (see ``data.tokens.make_collator``);
+    ``collate`` pads a list of ``{"input_ids": …}`` (``data.tokens.make_collator``);
     ``precision`` is a Lightning precision string: ``bf16-mixed``/``16-mixed`` run under autocast.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     was_training = model.training
     model.eval().to(device)
     out: np.ndarray | None = None
-    batches = length_sorted_batches([len(x) for x in input_ids], batch_size)
+    lengths = input_ids.lengths if isinstance(input_ids, TokenIds) else [len(x) for x in input_ids]
+    batches = length_sorted_batches(lengths, batch_size)
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("predicting", total=len(input_ids))
         for idx in batches:

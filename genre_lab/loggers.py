@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,62 @@ from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
+# Loggers that talk to a service: when it is unreachable or failing, the run goes on without them.
+REMOTE = ("WandbLogger", "MLFlowLogger", "CometLogger", "NeptuneLogger")
+GUARDED = ("log_metrics", "log_hyperparams", "log_table", "log_image", "log_graph", "after_save_checkpoint",
+           "save", "finalize")
+
 
 def instantiate_all(group: DictConfig | None) -> list[Any]:
     """Instantiate every ``_target_`` entry of a dict-of-configs group (callbacks, loggers)."""
     return [hydra.utils.instantiate(c, **_defaults(c)) for c in (group or {}).values()
             if c is not None and "_target_" in c]
+
+
+def instantiate_loggers(group: DictConfig | None) -> list[Any]:
+    """Loggers from config. A remote one (W&B, …) that cannot start is left out with a warning, and one that
+    fails later is muted with a warning: training goes on, and the local CSV log stays complete."""
+    loggers = []
+    for name, config in (group or {}).items():
+        if config is None or "_target_" not in config:
+            continue
+        if not str(config._target_).endswith(REMOTE):
+            loggers.append(hydra.utils.instantiate(config, **_defaults(config)))
+            continue
+        try:
+            logger = hydra.utils.instantiate(config, **_defaults(config))
+            _ = logger.experiment  # opens the run now (wandb.init), so a failure shows here, not mid-fit
+        except Exception as err:
+            log.warning("logger %r could not start and is left out; the run goes on without it (%s: %s)",
+                        name, type(err).__name__, err)
+            continue
+        loggers.append(guard(logger, name))
+    return loggers
+
+
+def guard(logger: Any, name: str) -> Any:
+    """Turn the logger's failures into one warning; after it the logger is muted and the run goes on."""
+    state = {"failed": False}
+    for method in GUARDED:
+        if callable(getattr(logger, method, None)):
+            setattr(logger, method, _guarded(getattr(logger, method), f"{name}.{method}", state))
+    return logger
+
+
+def _guarded(method: Callable[..., Any], where: str, state: dict[str, bool]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if state["failed"]:
+            return None
+        try:
+            return method(*args, **kwargs)
+        except Exception as err:
+            state["failed"] = True
+            log.warning("logger call %s failed; the logger is muted for the rest of the run (%s: %s). Local "
+                        "files (checkpoints, metrics.json, csv/) are unaffected", where, type(err).__name__, err)
+            return None
+
+    return call
 
 
 def _defaults(config: DictConfig) -> dict[str, Any]:
@@ -56,4 +108,8 @@ def finish_logger(logger: Any, status: str = "success") -> None:
     if type(logger).__name__ == "WandbLogger":
         import wandb
 
-        wandb.finish(exit_code=0 if status == "success" else 1)
+        try:
+            wandb.finish(exit_code=0 if status == "success" else 1)
+        except Exception as err:  # an unreachable server must not fail a finished run
+            log.warning("W&B run could not be finished (%s: %s); `wandb sync` its directory later",
+                        type(err).__name__, err)

@@ -54,7 +54,9 @@ class GenreMetrics(nn.Module):
     def __init__(self, num_labels: int, sync_on_compute: bool = True) -> None:
         """``sync_on_compute=False`` for whole-dataset arrays held by one process (no cross-rank sync)."""
         super().__init__()
-        n, kw = num_labels, {"sync_on_compute": sync_on_compute}
+        # validate_args=False: the input checks (value ranges via unique/any) would sync the GPU every
+        # training step; our inputs are 0/1 decisions and probabilities by construction.
+        n, kw = num_labels, {"sync_on_compute": sync_on_compute, "validate_args": False}
         self.decided = MetricCollection({
             "f1_micro": MultilabelF1Score(n, average="micro", **kw),
             "f1_macro": MultilabelF1Score(n, average="macro", **kw),
@@ -68,7 +70,7 @@ class GenreMetrics(nn.Module):
             "auroc_micro": MultilabelAUROC(n, average="micro", **kw),
             "auroc_macro": MultilabelAUROC(n, average="macro", **kw),
         })
-        self.top1 = TopOneAccuracy(**kw)
+        self.top1 = TopOneAccuracy(sync_on_compute=sync_on_compute)
 
     def update(self, probs: torch.Tensor, decisions: torch.Tensor, target: torch.Tensor) -> None:
         target = target.long()

@@ -19,9 +19,10 @@ from rich.console import Console
 from rich.table import Table
 
 from genre_lab.config_dir import config_dir
-from genre_lab.data.table import build_text, line_numbers, read_csv
+from genre_lab.data.labels import is_missing
+from genre_lab.data.table import build_text, delimiter_hint, line_numbers, read_csv
 from genre_lab.data.tokens import make_collator, tokenize
-from genre_lab.errors import GenreLabError, user_errors
+from genre_lab.errors import GenreLabError, require_positive, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import atomic_write_text
 from genre_lab.run import Run
@@ -42,20 +43,22 @@ def input_frame(cfg: DictConfig, run: Run) -> tuple[pd.DataFrame, list[str], str
     if not cfg.get("input_csv"):
         raise GenreLabError("nothing to predict: give input_csv=<file.csv>, text=\"…\" or "
                             f"{'=… '.join(spec.text_columns)}=…")
-    frame = read_csv(cfg.input_csv)
+    frame = read_csv(cfg.input_csv, spec.encoding_errors)
     missing = [c for c in spec.text_columns if c not in frame.columns]
     if missing:
         raise GenreLabError(f"{cfg.input_csv}: missing text column(s) {missing} that the model was trained on "
-                            f"(template {spec.text_template!r}); found {list(frame.columns)}")
+                            f"(template {spec.text_template!r}); found {list(frame.columns)}.{delimiter_hint(frame)}")
     texts = [build_text(row, spec.text_template) for row in frame[spec.text_columns].to_dict("records")]
     return frame, texts, str(cfg.input_csv)
 
 
 def predict(cfg: DictConfig) -> pd.DataFrame:
+    require_positive(cfg.batch_size, "batch_size")
     run = Run.locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
+    decoder = run.model.decoder.with_overrides(**OmegaConf.to_container(cfg.decode))  # bad values fail first
     frame, texts, source = input_frame(cfg, run)
     first = run.spec.text_columns[0]
-    empty = (frame[first].astype(str).str.strip() == "") if first in frame.columns else \
+    empty = frame[first].map(is_missing) if first in frame.columns else \
         pd.Series([not t.strip() for t in texts], index=frame.index)
     if empty.any():
         log.warning("%s: %d row(s) with an empty %s, not predicted (status '%s'): line(s) %s",
@@ -67,7 +70,6 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
         ids = tokenize(run.tokenizer, [texts[i] for i in keep], run.max_length)
         probs[keep] = predict_probs(run.model, ids, make_collator(run.tokenizer), cfg.batch_size,
                                     precision=run.precision(cfg.precision), progress=True)
-    decoder = run.model.decoder.with_overrides(**OmegaConf.to_container(cfg.decode))
     decisions = np.zeros_like(probs, dtype=np.int64)
     if len(keep):
         decisions[keep] = decoder.decide(probs[keep])

@@ -56,7 +56,10 @@ class Run:
 
         if "label_space" not in self.checkpoint:
             raise GenreLabError(f"{self.ckpt_path}: not a genre_lab checkpoint (no label space inside)")
-        model = GenreClassifier.load_from_checkpoint(self.ckpt_path, map_location="cpu", weights_only=True)
+        # What load_from_checkpoint does, from the dict already in memory (the file is read once).
+        model = GenreClassifier(**self.checkpoint["hyper_parameters"])
+        model.on_load_checkpoint(self.checkpoint)
+        model.load_state_dict(self.checkpoint["state_dict"])
         return model.eval()
 
     @property
@@ -68,7 +71,8 @@ class Run:
     def spec(self) -> TableSpec:
         d = self.data_hparams
         return TableSpec(d.get("text_template", "{synopsis} {movie_name}"), d.get("label_column", "genre"),
-                         d.get("multi_label", False), d.get("label_sep", "|"), d.get("id_column", "id"))
+                         d.get("multi_label", False), d.get("label_sep", "|"), d.get("id_column", "id"),
+                         d.get("empty_text", "fail"), d.get("encoding_errors", "fail"))
 
     def precision(self, requested: str | None = None) -> str:
         """``requested`` if given, else the precision the run was trained in."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from genre_lab.distributed import install_rank_command, job_scope
 from genre_lab.errors import GenreLabError, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import write_csv, write_json
-from genre_lab.loggers import finish_logger, instantiate_all, log_results
+from genre_lab.loggers import finish_logger, instantiate_all, instantiate_loggers, log_results
 from genre_lab.metrics import summarize
 from genre_lab.report import print_results
 from genre_lab.run import Run
@@ -122,8 +123,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     datamodule.setup("fit")
     log.info(datamodule.describe())
+    # Initial weights from the seed alone, whatever setup did (building the tiny backbone reseeds torch).
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg, datamodule)
-    loggers = instantiate_all(cfg.get("logger"))
+    loggers = instantiate_loggers(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=loggers
     )
@@ -133,16 +136,37 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         for logger in trainer.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # the resolved config
         try:
+            started = time.perf_counter()
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            fit_seconds = time.perf_counter() - started
         except SIGTERMException:  # a SystemExit with code 0: a preempted job must not look successful
             log.warning("stopped by SIGTERM; checkpoints/interrupted.ckpt holds the state at that step")
             raise SystemExit(128 + signal.SIGTERM) from None
+        if trainer.is_global_zero:
+            write_timing(out, trainer, datamodule, fit_seconds)
         metrics = finish_run(cfg, trainer, model, datamodule, out) if trainer.is_global_zero else {}
         status = "success"
         return metrics
     finally:
         for logger in loggers:
             finish_logger(logger, status)
+
+
+def write_timing(out: Path, trainer: pl.Trainer, datamodule: Any, fit_seconds: float) -> None:
+    """``timing.json``: the fit's wall time and throughput (kept out of metrics.json, which is reproducible)."""
+    import torch
+
+    epochs = trainer.current_epoch  # completed epochs
+    samples = len(datamodule.splits["train"].rows) * epochs
+    if not epochs:  # stopped inside the first epoch (max_steps, fast_dev_run): count batches instead
+        batches = trainer.fit_loop.epoch_loop.batch_progress.total.completed
+        samples = batches * datamodule.hparams.batch_size * trainer.world_size
+    write_json(out / "timing.json", {
+        "fit_seconds": fit_seconds, "epochs": epochs, "train_samples": samples,
+        "train_samples_per_s": samples / fit_seconds if fit_seconds else 0.0, "global_step": trainer.global_step,
+        "precision": str(trainer.precision),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+    })
 
 
 def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any, out: Path) -> dict[str, Any]:

@@ -52,3 +52,45 @@ def test_wandb_sweep_definition_drives_the_hydra_cli(tmp_path):
     assert job["model"]["lr"] == sweep["parameters"]["model.lr"]["min"]
     assert job["trainer"]["max_epochs"] == 1 and job["data"]["batch_size"] == 16
     assert "wandb" in job["logger"]
+
+
+def _train_with_wandb(tmp_path, four_csv):
+    import pandas as pd
+
+    from genre_lab.train import train
+    from tests.conftest import QUIET, compose_train
+
+    out = tmp_path / "run"
+    metrics = train(compose_train(["model=tiny", "logger=many", f"data.train_csv={four_csv}", "trainer.max_epochs=2",
+                                   "trainer.precision=32-true", "data.batch_size=32", *QUIET], out))
+    history = pd.read_csv(out / "csv" / "metrics.csv")
+    assert history["val/f1_micro"].notna().sum() == 2  # both epochs in the local CSV log
+    assert (out / "metrics.json").is_file() and metrics["val/f1_micro"] > 0
+    return out
+
+
+def test_unreachable_wandb_leaves_training_and_local_logs_intact(tmp_path, four_csv, monkeypatch, caplog):
+    import wandb
+
+    def unreachable(**kwargs):
+        raise wandb.errors.CommError("Network error (ConnectionError), entering retry loop")
+
+    monkeypatch.setattr(wandb, "init", unreachable)
+    with caplog.at_level("WARNING", logger="genre_lab.loggers"):
+        out = _train_with_wandb(tmp_path, four_csv)
+    assert "logger 'wandb' could not start" in caplog.text and "CommError" in caplog.text
+    assert not (out / "wandb").exists()
+
+
+def test_wandb_failing_mid_run_is_muted_with_one_warning(tmp_path, four_csv, monkeypatch, caplog):
+    from pytorch_lightning.loggers import WandbLogger
+
+    def broken(self, metrics, step=None):
+        raise ConnectionError("wandb backend went away")
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setattr(WandbLogger, "log_metrics", broken)
+    with caplog.at_level("WARNING", logger="genre_lab.loggers"):
+        _train_with_wandb(tmp_path, four_csv)
+    warnings = [r for r in caplog.records if "logger call wandb.log_metrics failed" in r.getMessage()]
+    assert len(warnings) == 1 and "wandb backend went away" in warnings[0].getMessage()

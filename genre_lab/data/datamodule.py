@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -14,10 +15,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from genre_lab.data.labels import LabelSpace
+from genre_lab.data.samplers import EpochShuffleSampler, LengthGroupedSampler, LengthSortedSampler
 from genre_lab.data.sampling import sample_per_class, sampling_keys, split_keys, stratified_split
-from genre_lab.data.table import MovieTable, TableSpec, read_table
-from genre_lab.data.tokens import make_collator, tokenize
-from genre_lab.errors import GenreLabError
+from genre_lab.data.table import MovieTable, TableSpec, check_choice, drop_genres, read_table
+from genre_lab.data.token_cache import cached_tokenize
+from genre_lab.data.tokens import TokenIds, make_collator
+from genre_lab.errors import GenreLabError, require_positive
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +28,7 @@ log = logging.getLogger(__name__)
 class TokenizedDataset(Dataset):
     """Token ids (unpadded) and, when labelled, multi-hot targets."""
 
-    def __init__(self, input_ids: list[list[int]], targets: np.ndarray | None) -> None:
+    def __init__(self, input_ids: TokenIds, targets: np.ndarray | None) -> None:
         self.input_ids = input_ids
         self.targets = targets
 
@@ -37,24 +40,6 @@ class TokenizedDataset(Dataset):
         if self.targets is not None:
             item["labels"] = self.targets[i]
         return item
-
-
-class EpochShuffleSampler(Sampler[int]):
-    """A shuffle that depends only on (seed, epoch): Lightning calls ``set_epoch`` before each epoch,
-    so a resumed run sees the same order as an uninterrupted one."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.size
 
 
 @dataclass
@@ -103,10 +88,19 @@ class GenreDataModule(pl.LightningDataModule):
         global_batch_size: int | None = None,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
+        length_grouping: bool = True,
+        pad_multiple: int | None = None,
+        token_cache_dir: str | None = None,
+        empty_text: str = "fail",
+        encoding_errors: str = "fail",
+        unseen_labels: str = "fail",
     ) -> None:
         super().__init__()
-        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
-            raise GenreLabError(f"data.batch_size={batch_size} / eval_batch_size={eval_batch_size} must be ≥ 1")
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
+                           ("global_batch_size", global_batch_size)):
+            if value is not None:
+                require_positive(value, f"data.{key}")
+        check_choice("data.unseen_labels", unseen_labels, ("fail", "ignore"))
         if max_length < 8:
             raise GenreLabError(f"data.max_length={max_length} is too short; use e.g. 128")
         self.save_hyperparameters(logger=False)
@@ -114,7 +108,8 @@ class GenreDataModule(pl.LightningDataModule):
         for key in ("train_csv", "val_csv", "test_csv"):
             if self.hparams[key]:
                 self.hparams[key] = str(Path(self.hparams[key]).resolve())
-        self.spec = TableSpec(text_template, label_column, multi_label, label_sep, id_column)
+        self.spec = TableSpec(text_template, label_column, multi_label, label_sep, id_column, empty_text,
+                              encoding_errors)
         self.splits: dict[str, Split] = {}
 
     # -- tables and labels -------------------------------------------------------------------
@@ -134,15 +129,22 @@ class GenreDataModule(pl.LightningDataModule):
         return load_tokenizer(self.hparams.tokenizer)
 
     def _read_labelled(self, path: str, require_labels: bool) -> MovieTable:
+        """A validation/test CSV, its genres spelled as in training; genres unseen in training fail or are
+        dropped (``data.unseen_labels=ignore``)."""
         table = read_table(path, self.spec, require_labels=require_labels)
-        if table.labels is not None:
-            unknown = self.label_space.unknown(table.labels)
-            if unknown:
-                raise GenreLabError(
-                    f"{path}: genre(s) {unknown} do not occur in the training data {self.hparams.train_csv}; "
-                    f"known genres: {list(self.label_space.names)}. Fix the labels or add training rows."
-                )
-        return table
+        if table.labels is None:
+            return table
+        table.labels = self.label_space.respell(table.labels)
+        unknown = self.label_space.unknown(table.labels)
+        if not unknown:
+            return table
+        if self.hparams.unseen_labels == "ignore":
+            return drop_genres(table, unknown, "not in the training data; data.unseen_labels=ignore")
+        raise GenreLabError(
+            f"{path}: genre(s) {unknown} do not occur in the training data {self.hparams.train_csv}; "
+            f"known genres: {list(self.label_space.names)}. Fix the labels, add training rows, or set "
+            "data.unseen_labels=ignore to drop those genres (and rows left without a genre)."
+        )
 
     def _train_val_rows(self) -> tuple[np.ndarray, np.ndarray | None]:
         labels = self.train_table.labels
@@ -165,22 +167,51 @@ class GenreDataModule(pl.LightningDataModule):
         train_rows, val_rows = self._train_val_rows()
         parts = {"train": (self.train_table, train_rows)}
         if val_rows is None:
-            val_table = self._read_labelled(self.hparams.val_csv, require_labels=True)
+            val_table = self._table("val_csv")
             parts["val"] = (val_table, np.arange(len(val_table)))
         else:
             parts["val"] = (self.train_table, val_rows)
         if self.hparams.test_csv:
-            test_table = self._read_labelled(self.hparams.test_csv, require_labels=False)
+            test_table = self._table("test_csv")
             parts["test"] = (test_table, np.arange(len(test_table)))
         for name, (table, rows) in parts.items():
-            self.splits[name] = Split(table, rows, self._tokenize(table, rows, name))
+            self.splits[name] = Split(table, rows, self._dataset(table, rows))
 
-    def _tokenize(self, table: MovieTable, rows: np.ndarray, name: str) -> TokenizedDataset:
-        texts = [table.texts[i] for i in rows]
-        max_length = self.hparams.max_length
-        ids = tokenize(self.tokenizer, texts, max_length)
-        truncated = sum(len(x) >= max_length for x in ids)
-        log.info("%s: %d rows tokenized, %d truncated at max_length=%d", name, len(ids), truncated, max_length)
+    @cached_property
+    def _read(self) -> dict[str, MovieTable]:
+        return {}
+
+    def _table(self, key: str) -> MovieTable:
+        """The table of ``train_csv``/``val_csv``/``test_csv``, read and validated once."""
+        if key not in self._read:
+            self._read[key] = self.train_table if key == "train_csv" else \
+                self._read_labelled(self.hparams[key], require_labels=key == "val_csv")
+        return self._read[key]
+
+    def _tables(self) -> list[MovieTable]:
+        return [self._table(key) for key in ("train_csv", "val_csv", "test_csv") if self.hparams[key]]
+
+    @cached_property
+    def _ids(self) -> dict[Path, TokenIds]:
+        return {}
+
+    def _token_ids(self, table: MovieTable) -> TokenIds:
+        """Every row of ``table`` tokenized, once per process; from the on-disk cache when another job
+        or rank made it (``token_cache_dir``; null: no disk cache)."""
+        if table.path not in self._ids:
+            self._ids[table.path] = cached_tokenize(
+                table, self.tokenizer, self.hparams.max_length, self.hparams.token_cache_dir
+            )
+        return self._ids[table.path]
+
+    def prepare_data(self) -> None:
+        """Lightning runs this on one process per node (before ``setup`` on all): fill the token cache."""
+        if self.hparams.token_cache_dir:
+            for table in self._tables():
+                self._token_ids(table)
+
+    def _dataset(self, table: MovieTable, rows: np.ndarray) -> TokenizedDataset:
+        ids = self._token_ids(table).take(rows)
         targets = None
         if table.labels is not None:
             targets = self.label_space.encode([table.labels[i] for i in rows])
@@ -215,17 +246,31 @@ class GenreDataModule(pl.LightningDataModule):
         log.info("global batch %d = %d per device x %d devices x %d accumulation", total,
                  self.hparams.batch_size, world_size, accumulate)
 
-    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
+    def _sampler(self, stage: str) -> Sampler[int]:
+        """Training: length-grouped shuffled batches (or a plain seeded shuffle); eval: longest first."""
+        lengths = self.splits[stage].dataset.input_ids.lengths
+        if stage != "train":
+            return LengthSortedSampler(lengths)
+        if not self.hparams.length_grouping:
+            return EpochShuffleSampler(len(lengths), self.hparams.seed)
+        world = self.trainer.world_size if self.trainer is not None else 1  # no trainer: a loader built by hand
+        return LengthGroupedSampler(lengths, self.hparams.batch_size * world, self.hparams.seed)
+
+    def _loader(self, stage: str) -> DataLoader:
         if stage not in self.splits:
             raise GenreLabError(f"no {stage} data configured (set data.{stage}_csv)")
-        collate = make_collator(self.tokenizer, self.hparams.max_length if self.hparams.pad_to_max_length else None)
-        batch = self.hparams.batch_size if stage == "train" else self.hparams.eval_batch_size or self.hparams.batch_size
-        workers = self.hparams.num_workers
-        dataset = self.splits[stage].dataset
+        hp = self.hparams
+        collate = make_collator(self.tokenizer, hp.max_length if hp.pad_to_max_length else None, hp.pad_multiple)
+        batch = hp.batch_size if stage == "train" else hp.eval_batch_size or hp.batch_size
+        workers = hp.num_workers
+        if workers:
+            # Workers only pad (PadCollator); the tokenizer's thread pool is done by now. Setting this
+            # keeps the tokenizers library from warning in every forked worker.
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         return DataLoader(
-            dataset,
+            self.splits[stage].dataset,
             batch_size=batch,
-            sampler=EpochShuffleSampler(len(dataset), self.hparams.seed) if shuffle else None,
+            sampler=self._sampler(stage),
             collate_fn=collate,
             num_workers=workers,
             persistent_workers=workers > 0,
@@ -233,13 +278,13 @@ class GenreDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
     def describe(self) -> str:
         sizes = ", ".join(f"{k}={len(v.rows)}" for k, v in self.splits.items())

@@ -6,28 +6,81 @@ the notebook did), so one representation serves both. The LabelSpace travels in 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+# How spreadsheets and pandas write a missing value into a text cell; never a genre.
+MISSING = frozenset({"nan", "<na>", "null", "n/a"})
+
+
+def clean_label(text: str) -> str:
+    """Strip and collapse inner whitespace: ``' Science  Fiction '`` -> ``'Science Fiction'``."""
+    return " ".join(text.split())
+
+
+def label_key(name: str) -> str:
+    """What two spellings of one genre share: whitespace-collapsed, case-folded."""
+    return clean_label(name).casefold()
+
+
+def is_missing(value: Any) -> bool:
+    """An empty cell, NaN/None, or a missing-value marker such as ``nan`` or ``NULL``."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return True
+    text = clean_label(str(value))
+    return not text or text.casefold() in MISSING
+
 
 def parse_label_cell(cell: Any, multi_label: bool, sep: str = "|") -> list[str]:
-    """One CSV cell -> list of genre names, stripped, in the order written, without duplicates.
+    """One CSV cell -> list of genre names, whitespace-cleaned, in the order written, without duplicates.
 
-    An empty or NaN cell gives ``[]``; the caller decides whether that is an error.
+    An empty, NaN or ``nan``/``NULL`` cell (or part of a multi-label cell) gives no name; the caller
+    decides whether a row without genres is an error.
     """
-    if cell is None or (isinstance(cell, float) and np.isnan(cell)):
+    if is_missing(cell):
         return []
-    text = str(cell)
-    parts = text.split(sep) if multi_label else [text]
+    parts = str(cell).split(sep) if multi_label else [str(cell)]
     names: list[str] = []
     for part in parts:
-        name = part.strip()
-        if name and name not in names:
+        name = clean_label(part)
+        if not is_missing(name) and name not in names:
             names.append(name)
     return names
+
+
+def respell(rows: Iterable[Sequence[str]], spelling: Mapping[str, str]) -> list[list[str]]:
+    """Rename genres per ``spelling`` (others unchanged), dropping repeats a merge creates within a row."""
+    out = []
+    for row in rows:
+        names: list[str] = []
+        for name in row:
+            name = spelling.get(name, name)
+            if name not in names:
+                names.append(name)
+        out.append(names)
+    return out
+
+
+def unify_spellings(rows: Sequence[Sequence[str]]) -> tuple[list[list[str]], dict[str, list[str]]]:
+    """Genres that differ only by case/whitespace become one: the most frequent spelling (ties: first seen).
+
+    Returns the respelled rows and ``{chosen spelling: all spellings merged into it}`` for merged genres.
+    """
+    counts = Counter(name for row in rows for name in row)  # insertion order = first seen
+    variants: dict[str, list[str]] = {}
+    for name in counts:
+        variants.setdefault(label_key(name), []).append(name)
+    spelling, merged = {}, {}
+    for names in variants.values():
+        chosen = max(names, key=counts.__getitem__)  # max keeps the first of equals
+        spelling.update(dict.fromkeys(names, chosen))
+        if len(names) > 1:
+            merged[chosen] = names
+    return respell(rows, spelling), merged
 
 
 @dataclass(frozen=True)
@@ -59,6 +112,12 @@ class LabelSpace:
         """Names in ``rows`` that are not part of this space (sorted)."""
         known = set(self.names)
         return sorted({name for row in rows for name in row if name not in known})
+
+    def respell(self, rows: Iterable[Sequence[str]]) -> list[list[str]]:
+        """Rows with each genre in this space's spelling when it differs only by case/whitespace."""
+        rows = [list(row) for row in rows]
+        by_key = {label_key(name): name for name in self.names}
+        return respell(rows, {name: by_key.get(label_key(name), name) for row in rows for name in row})
 
     def encode(self, rows: Sequence[Sequence[str]]) -> np.ndarray:
         """Lists of names -> multi-hot float32 matrix ``[len(rows), len(self)]``."""

@@ -29,6 +29,7 @@ def split_keys(labels: Sequence[Sequence[str]], val_size: float) -> list[str]:
     A stratum needs about ``1 / val_size`` rows to put one row into validation, so rarer
     combinations are merged into their first genre, and rarer first genres into one stratum.
     """
+    check_split_support(labels)
     need = math.ceil(1.0 / val_size)
     combos = ["|".join(sorted(row)) for row in labels]
     combo_count = Counter(combos)
@@ -43,6 +44,18 @@ def split_keys(labels: Sequence[Sequence[str]], val_size: float) -> list[str]:
         else:
             keys.append(RARE)
     return keys
+
+
+def check_split_support(labels: Sequence[Sequence[str]], minimum: int = 2) -> None:
+    """Every genre needs ``minimum`` rows to be split: at least one for training and one for validation."""
+    counts = Counter(name for row in labels for name in row)
+    short = {name: n for name, n in sorted(counts.items()) if n < minimum}
+    if short:
+        raise GenreLabError(
+            f"genre(s) with fewer than {minimum} rows (after data.sample, when set): {short}. A stratified "
+            f"train/validation split needs at least {minimum} rows per genre, one for each side. Add rows, "
+            "remove those genres, sample more (data.sample), or give data.val_csv=<file> to skip the split."
+        )
 
 
 def _groups(keys: Sequence[str]) -> dict[str, np.ndarray]:

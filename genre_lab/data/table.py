@@ -6,16 +6,21 @@ all go through it.
 
 from __future__ import annotations
 
+import io
+import logging
 import string
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from genre_lab.data.labels import parse_label_cell
+from genre_lab.data.labels import is_missing, parse_label_cell, unify_spellings
 from genre_lab.errors import GenreLabError
+
+log = logging.getLogger(__name__)
 
 DOWNLOAD_HINT = (
     "For the movie-genre-prediction data run `python scripts/download_data.py`; with no internet use "
@@ -32,6 +37,14 @@ class TableSpec:
     multi_label: bool = False
     label_sep: str = "|"
     id_column: str | None = "id"
+    # rows whose synopsis (first template column) is empty: "fail" lists them, "drop" skips them with a warning
+    empty_text: str = "fail"
+    # bytes that are not UTF-8: "fail" names the lines, "replace" decodes them as U+FFFD with a warning
+    encoding_errors: str = "fail"
+
+    def __post_init__(self) -> None:
+        check_choice("data.empty_text", self.empty_text, ("fail", "drop"))
+        check_choice("data.encoding_errors", self.encoding_errors, ("fail", "replace"))
 
     @property
     def text_columns(self) -> list[str]:
@@ -53,6 +66,17 @@ class MovieTable:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def subset(self, keep: np.ndarray, labels: list[list[str]] | None = None) -> MovieTable:
+        """The rows where boolean ``keep`` holds (frame index, hence file line numbers, preserved)."""
+        labels = self.labels if labels is None else labels
+        return MovieTable(self.path, self.frame[keep], [t for t, k in zip(self.texts, keep, strict=True) if k],
+                          None if labels is None else [r for r, k in zip(labels, keep, strict=True) if k])
+
+
+def check_choice(key: str, value: Any, choices: Collection[str]) -> None:
+    if value not in choices:
+        raise GenreLabError(f"{key}={value!r} is not one of {list(choices)}")
 
 
 def template_fields(template: str) -> list[str]:
@@ -84,56 +108,152 @@ def _clean(value: Any) -> str:
 
 def line_numbers(mask: pd.Series, limit: int = 10) -> str:
     """File line numbers (header is line 1) of the rows where ``mask`` holds, shortened."""
-    lines = [int(i) + 2 for i in mask[mask].index]
+    return shorten([int(i) + 2 for i in mask[mask].index], limit)
+
+
+def shorten(lines: list[int], limit: int = 10) -> str:
     shown = ", ".join(map(str, lines[:limit]))
     return shown + (f", … ({len(lines)} rows)" if len(lines) > limit else "")
 
 
-def read_csv(path: str | Path) -> pd.DataFrame:
-    """Read a CSV as strings; missing file or unparsable content -> GenreLabError."""
+def read_csv(path: str | Path, encoding_errors: str = "fail") -> pd.DataFrame:
+    """Read a CSV as strings; missing file, bad bytes or unparsable content -> GenreLabError."""
     path = Path(path)
     if not path.is_file():
         raise GenreLabError(f"data file not found: {path}. {DOWNLOAD_HINT}")
+    text = decode(path, encoding_errors)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
     except pd.errors.EmptyDataError:
         raise GenreLabError(f"{path}: the file is empty; expected a CSV with a header row") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise GenreLabError(f"{path}: not a readable CSV ({err}). Save it as UTF-8 comma-separated.") from None
+    except pd.errors.ParserError as err:
+        hint = delimiter_hint(text.split("\n", 1)[0]) or (" Save it as UTF-8 comma-separated, with fields that "
+                                                           "contain commas or line breaks in double quotes.")
+        raise GenreLabError(f"{path}: not a readable CSV ({str(err).strip()}).{hint}") from None
     return frame.reset_index(drop=True)
+
+
+def decode(path: Path, errors: str = "fail") -> str:
+    """The file as UTF-8 text (a BOM is dropped); invalid bytes fail naming their lines, or are replaced."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        if b"\x00" in data[:4096]:
+            raise GenreLabError(f"{path}: a binary file, not a CSV text file (Excel or Parquet?). "
+                                "Export it as a UTF-8 CSV.") from None
+        lines = shorten(bad_utf8_lines(data))
+        if errors == "replace":
+            log.warning("%s: invalid UTF-8 bytes replaced by U+FFFD (data.encoding_errors=replace) on line(s) %s",
+                        path, lines)
+            return data.decode("utf-8-sig", errors="replace")
+        raise GenreLabError(
+            f"{path}: invalid UTF-8 byte {data[err.start:err.start + 1]!r} on line(s) {lines}. Re-save the "
+            "file as UTF-8 (e.g. from Latin-1: iconv -f latin1 -t utf-8), or set data.encoding_errors=replace."
+        ) from None
+
+
+def bad_utf8_lines(data: bytes) -> list[int]:
+    """1-based physical line numbers holding bytes that are not valid UTF-8."""
+    bad = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(number)
+    return bad
+
+
+def delimiter_hint(header: Any) -> str:
+    """When a header line has no comma but another delimiter, say so (a frame: its single column's name)."""
+    if isinstance(header, pd.DataFrame):
+        if len(header.columns) != 1:
+            return ""
+        header = str(header.columns[0])
+    if "," in header:
+        return ""
+    for sep, name in ((";", "semicolon (;)"), ("\t", "tab"), ("|", "pipe (|)")):
+        if sep in header:
+            return (f" Its header {header!r} looks {name}-separated, but genre_lab reads comma-separated CSV: "
+                    f"re-save it with commas (e.g. pandas `pd.read_csv(path, sep={sep!r}).to_csv(path, index=False)`).")
+    return ""
+
+
+def require_columns(frame: pd.DataFrame, needed: list[str], path: str | Path, fix: str) -> None:
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise GenreLabError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}."
+                            f"{delimiter_hint(frame)} {fix}")
 
 
 def read_table(path: str | Path, spec: TableSpec, require_labels: bool = True) -> MovieTable:
     """Read and validate one CSV according to ``spec``."""
     path = Path(path)
-    frame = read_csv(path)
+    frame = read_csv(path, spec.encoding_errors)
     needed = list(spec.text_columns)
     has_labels = spec.label_column is not None and spec.label_column in frame.columns
     if require_labels and spec.label_column is not None:
         needed.append(spec.label_column)
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise GenreLabError(
-            f"{path}: missing column(s) {missing}; found {list(frame.columns)}. "
-            "Rename them or set data.text_template / data.label_column to the columns you have."
-        )
+    require_columns(frame, needed, path,
+                    "Rename them or set data.text_template / data.label_column to the columns you have.")
     if frame.empty:
         raise GenreLabError(f"{path}: header only, no data rows")
+    frame = without_empty_text(frame, path, spec)
     texts = [build_text(row, spec.text_template) for row in frame[spec.text_columns].to_dict("records")]
-    first = spec.text_columns[0]
-    empty = frame[first].str.strip() == ""
-    if empty.any():
-        raise GenreLabError(
-            f"{path}: empty {first!r} on line(s) {line_numbers(empty)}. Fill or remove those rows."
-        )
     frame["__id__"] = frame[spec.id_column] if spec.id_column in frame.columns else frame.index.astype(str)
-    labels = None
-    if has_labels:
-        labels = [parse_label_cell(c, spec.multi_label, spec.label_sep) for c in frame[spec.label_column]]
-        unlabelled = pd.Series([not row for row in labels], index=frame.index)
-        if unlabelled.any():
-            raise GenreLabError(
-                f"{path}: empty {spec.label_column!r} on line(s) {line_numbers(unlabelled)}. "
-                "Label or remove those rows."
-            )
+    if spec.id_column in frame.columns:
+        check_unique_ids(frame, path, spec.id_column)
+    labels = read_labels(frame, path, spec) if has_labels else None
     return MovieTable(path=path, frame=frame, texts=texts, labels=labels)
+
+
+def without_empty_text(frame: pd.DataFrame, path: Path, spec: TableSpec) -> pd.DataFrame:
+    """Rows with an empty (or ``nan``) synopsis: an error listing them, or dropped (``data.empty_text=drop``)."""
+    first = spec.text_columns[0]
+    empty = frame[first].map(is_missing)
+    if not empty.any():
+        return frame
+    if spec.empty_text == "fail":
+        raise GenreLabError(f"{path}: empty {first!r} on line(s) {line_numbers(empty)}. Fill or remove those "
+                            "rows, or set data.empty_text=drop to skip them.")
+    if empty.all():
+        raise GenreLabError(f"{path}: every row has an empty {first!r}; nothing left to use")
+    log.warning("%s: dropped %d row(s) with an empty %r (data.empty_text=drop): line(s) %s",
+                path, int(empty.sum()), first, line_numbers(empty))
+    return frame[~empty]  # the index keeps each row's file line
+
+
+def check_unique_ids(frame: pd.DataFrame, path: Path, column: str) -> None:
+    repeated = frame[column].duplicated(keep=False)
+    if repeated.any():
+        values = list(dict.fromkeys(frame.loc[repeated, column]))[:5]
+        raise GenreLabError(f"{path}: duplicate {column!r} values {values} on line(s) {line_numbers(repeated)}. "
+                            f"Ids must be unique: fix or remove the repeated rows, or set data.id_column=null to "
+                            "number the rows instead.")
+
+
+def read_labels(frame: pd.DataFrame, path: Path, spec: TableSpec) -> list[list[str]]:
+    """Genre lists per row; an empty cell is an error; spellings differing only by case/spaces are merged."""
+    labels = [parse_label_cell(c, spec.multi_label, spec.label_sep) for c in frame[spec.label_column]]
+    unlabelled = pd.Series([not row for row in labels], index=frame.index)
+    if unlabelled.any():
+        raise GenreLabError(f"{path}: empty or missing {spec.label_column!r} on line(s) "
+                            f"{line_numbers(unlabelled)}. Label or remove those rows.")
+    labels, merged = unify_spellings(labels)
+    if merged:
+        log.warning("%s: genre names differing only by case/spaces were merged: %s", path,
+                    "; ".join(f"{names} -> {chosen!r}" for chosen, names in merged.items()))
+    return labels
+
+
+def drop_genres(table: MovieTable, genres: Collection[str], reason: str) -> MovieTable:
+    """Remove ``genres`` from every row; a row left without a genre is dropped. Logs the counts."""
+    gone = set(genres)
+    labels = [[g for g in row if g not in gone] for row in table.labels]
+    keep = np.array([bool(row) for row in labels])
+    touched = sum(len(new) != len(old) for new, old in zip(labels, table.labels, strict=True))
+    if not keep.any():
+        raise GenreLabError(f"{table.path}: every row has only genres {sorted(gone)} ({reason}); nothing left")
+    log.warning("%s: ignoring genre(s) %s (%s): %d row(s) dropped, %d more keep their other genres",
+                table.path, sorted(gone), reason, int((~keep).sum()), touched - int((~keep).sum()))
+    return table.subset(keep, labels)

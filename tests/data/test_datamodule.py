@@ -77,3 +77,51 @@ def test_multilabel_datamodule(multilabel_csv):
     targets = dm.splits["train"].dataset.targets
     assert set(targets.sum(axis=1).tolist()) == {1.0, 2.0}
     assert len(dm.splits["val"].rows) == 80
+
+
+def test_second_datamodule_reuses_the_token_cache(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="genre_lab.data.token_cache"):
+        first = make_dm(token_cache_dir=str(tmp_path / "tokens"))
+        first.prepare_data()  # what Lightning runs on one process per node
+        first.setup("fit")
+        assert "rows tokenized" in caplog.text
+        caplog.clear()
+        second = make_dm(token_cache_dir=str(tmp_path / "tokens"))
+        second.prepare_data()
+        second.setup("fit")
+    assert "loaded from cache" in caplog.text and "rows tokenized" not in caplog.text
+    a, b = first.splits["train"].dataset.input_ids, second.splits["train"].dataset.input_ids
+    assert (a.flat == b.flat).all()
+
+
+def test_training_batches_are_length_grouped_and_eval_longest_first():
+    dm = make_dm(batch_size=16)
+    dm.setup("fit")
+    widths = [b["input_ids"].shape[1] for b in dm.train_dataloader()]
+    real = [int(b["attention_mask"].sum()) for b in dm.train_dataloader()]
+    assert sum(w * 16 for w in widths) < 1.15 * sum(real)  # little padding
+    assert widths != sorted(widths, reverse=True)  # yet batches come in random order
+    val = [b["input_ids"].shape[1] for b in dm.val_dataloader()]
+    assert val == sorted(val, reverse=True)
+    plain = make_dm(batch_size=16, length_grouping=False)
+    plain.setup("fit")
+    assert sum(b["input_ids"].numel() for b in plain.train_dataloader()) > 1.1 * sum(w * 16 for w in widths)
+
+
+def test_worker_processes_give_no_tokenizer_fork_warning(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from genre_lab.data.datamodule import GenreDataModule\n"
+        f"dm = GenreDataModule(train_csv={str(SAMPLE_CSV)!r}, tokenizer='tiny', num_workers=2, batch_size=64)\n"
+        "dm.setup('fit')\n"
+        "assert sum(len(b['input_ids']) for b in dm.train_dataloader()) == 320\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TOKENIZERS_PARALLELISM"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "huggingface/tokenizers" not in result.stderr

@@ -44,10 +44,15 @@ def test_split_is_stratified_and_exact():
 
 
 def test_multilabel_split_keys_fall_back_for_rare_combinations():
-    labels = [["a", "b"]] * 10 + [["a", "c"]] * 2 + [["a"]] * 4 + [["c", "d"]]
+    labels = [["a", "b"]] * 10 + [["a", "c"]] * 2 + [["a"]] * 4 + [["c", "d"]] * 2
     keys = split_keys(labels, val_size=0.2)  # a stratum needs 5 rows
     assert keys[:10] == ["a|b"] * 10
     assert keys[10:16] == ["a"] * 6  # rare a|c merged with the 4 plain "a" rows into "a"
-    assert keys[16] == RARE
+    assert keys[16:] == [RARE] * 2
     train, val = stratified_split(keys, 0.2, seed=0)
     assert len(val) == round(0.2 * len(labels))
+
+
+def test_split_needs_two_rows_per_genre():
+    with pytest.raises(GenreLabError, match=r"fewer than 2 rows.*\{'d': 1\}.*one for each side.*data.val_csv"):
+        split_keys([["a"]] * 5 + [["b"]] * 5 + [["d"]], val_size=0.2)

@@ -1,0 +1,75 @@
+"""Token ids cached on disk, keyed by what decides them: the texts (file content through the table spec and
+row policies), the tokenizer and max_length.
+
+Every job of a sweep and every DDP rank reading the same CSV with the same tokenizer shares one entry:
+the first process to get the lock tokenizes and writes (atomically), the others wait and load it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from genre_lab.data.table import MovieTable
+from genre_lab.data.tokens import TokenIds, tokenize, tokenizer_fingerprint
+from genre_lab.io import atomic_target
+
+log = logging.getLogger(__name__)
+FORMAT = 1  # bump when the cached layout or the tokenize() semantics change
+
+
+def texts_digest(texts: list[str]) -> str:
+    """Digest of the exact texts to tokenize: covers the file, the template and any rows a policy dropped."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass"))
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def cache_key(table: MovieTable, tokenizer: Any, max_length: int) -> str:
+    parts = {"format": FORMAT, "texts": texts_digest(table.texts), "tokenizer": tokenizer_fingerprint(tokenizer),
+             "max_length": max_length}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def cached_tokenize(table: MovieTable, tokenizer: Any, max_length: int, cache_dir: str | Path | None) -> TokenIds:
+    """Token ids of every row of ``table``; from ``cache_dir`` when present there (None: no cache)."""
+    if cache_dir is None:
+        return _tokenize_logged(table, tokenizer, max_length)
+    cache_dir = Path(cache_dir).expanduser()
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # e.g. a read-only home on a cluster node: slower, not fatal
+        log.warning("token cache %s unusable (%s); tokenizing without it", cache_dir, err)
+        return _tokenize_logged(table, tokenizer, max_length)
+    path = cache_dir / f"{table.path.stem}-{cache_key(table, tokenizer, max_length)}.npz"
+    with FileLock(str(path) + ".lock"):
+        if path.is_file():
+            ids = TokenIds.load(path)
+            if len(ids) == len(table):
+                log.info("%s: token ids of %d rows loaded from cache %s", table.path.name, len(ids), path)
+                return ids
+            log.warning("%s: cache entry %s has %d rows, the table %d; re-tokenizing",
+                        table.path.name, path, len(ids), len(table))
+        ids = _tokenize_logged(table, tokenizer, max_length)
+        with atomic_target(path) as tmp:
+            ids.save(tmp)
+        log.info("%s: token ids cached at %s", table.path.name, path)
+    return ids
+
+
+def _tokenize_logged(table: MovieTable, tokenizer: Any, max_length: int) -> TokenIds:
+    start = time.perf_counter()
+    ids = tokenize(tokenizer, table.texts, max_length)
+    truncated = int((ids.lengths >= max_length).sum())
+    log.info("%s: %d rows tokenized in %.2f s (mean %.1f tokens, %d truncated at max_length=%d)",
+             table.path.name, len(ids), time.perf_counter() - start, ids.lengths.mean() if len(ids) else 0,
+             truncated, max_length)
+    return ids

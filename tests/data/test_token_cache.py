@@ -1,0 +1,48 @@
+import logging
+
+import pandas as pd
+
+from genre_lab.data.table import TableSpec, read_table
+from genre_lab.data.token_cache import cache_key, cached_tokenize
+from genre_lab.model.backbone import load_tokenizer
+
+
+def test_second_call_loads_from_cache_and_gives_the_same_ids(tmp_path, small_csv, caplog):
+    spec, tokenizer = TableSpec(), load_tokenizer("tiny")
+    table = read_table(small_csv, spec)
+    with caplog.at_level(logging.INFO, logger="genre_lab.data.token_cache"):
+        first = cached_tokenize(table, tokenizer, 64, tmp_path / "cache")
+        assert "tokenized" in caplog.text and "loaded from cache" not in caplog.text
+        caplog.clear()
+        second = cached_tokenize(table, tokenizer, 64, tmp_path / "cache")
+    assert "loaded from cache" in caplog.text
+    assert (first.flat == second.flat).all() and (first.offsets == second.offsets).all()
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+
+
+def test_key_follows_texts_tokenizer_and_length(tmp_path, small_csv):
+    tokenizer = load_tokenizer("tiny")
+    table = read_table(small_csv, TableSpec())
+    base = cache_key(table, tokenizer, 64)
+    assert cache_key(read_table(small_csv, TableSpec()), tokenizer, 64) == base
+    assert cache_key(table, tokenizer, 32) != base
+    assert cache_key(read_table(small_csv, TableSpec(text_template="{movie_name}")), tokenizer, 64) != base
+    edited = tmp_path / "edited.csv"
+    frame = pd.read_csv(small_csv, dtype=str, keep_default_na=False)
+    frame.loc[0, "synopsis"] = "A different story altogether."
+    frame.to_csv(edited, index=False)
+    assert cache_key(read_table(edited, TableSpec()), tokenizer, 64) != base
+    fewer = read_table(small_csv, TableSpec())
+    fewer.texts.pop()  # rows a policy dropped (e.g. unseen_labels=ignore): another entry
+    assert cache_key(fewer, tokenizer, 64) != base
+    other = load_tokenizer("tiny")
+    other.backend_tokenizer.normalizer = None  # lowercasing off: other ids, other key
+    assert cache_key(table, other, 64) != base
+
+
+def test_unusable_cache_dir_falls_back_to_tokenizing(tmp_path, small_csv, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    table = read_table(small_csv, TableSpec())
+    ids = cached_tokenize(table, load_tokenizer("tiny"), 64, blocker / "cache")
+    assert len(ids) == len(table) and "unusable" in caplog.text

@@ -1,0 +1,191 @@
+"""Every bad input, through the real `genre-lab` CLI in a subprocess: exit code 2, one message naming the problem
+and the place, no traceback, and an earlier run's directory byte-for-byte unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.test_cli import genre_lab, run
+
+# Each case: (command, builder). A builder writes its inputs under tmp and returns (arguments, fragments the
+# error message must contain). ``run_dir`` is a finished earlier run that eval/predict cases point at.
+Builder = Callable[[Path, Path, pd.DataFrame], tuple[list[str], list[str]]]
+
+
+def _csv(tmp: Path, frame: pd.DataFrame, name: str = "bad.csv", **kwargs) -> Path:
+    path = tmp / name
+    frame.to_csv(path, index=False, **kwargs)
+    return path
+
+
+def _edited(frame: pd.DataFrame, row: int, column: str, value: str) -> pd.DataFrame:
+    frame = frame.copy()
+    frame.loc[row, column] = value
+    return frame
+
+
+def missing_file(tmp, run_dir, frame):
+    return [f"data.train_csv={tmp / 'nowhere.csv'}"], ["data file not found", str(tmp / "nowhere.csv")]
+
+
+def semicolon_csv(tmp, run_dir, frame):
+    path = _csv(tmp, frame, sep=";")
+    return [f"data.train_csv={path}"], [str(path), "semicolon", "comma-separated"]
+
+
+def one_column_semicolon_csv(tmp, run_dir, frame):
+    path = _csv(tmp, frame.replace({",": " "}, regex=True), sep=";")  # no comma anywhere: parses as one column
+    return [f"data.train_csv={path}"], [str(path), "missing column(s) ['synopsis', 'movie_name', 'genre']",
+                                        "semicolon"]
+
+
+def empty_file(tmp, run_dir, frame):
+    path = tmp / "bad.csv"
+    path.write_text("")
+    return [f"data.train_csv={path}"], [str(path), "the file is empty"]
+
+
+def header_only(tmp, run_dir, frame):
+    path = _csv(tmp, frame.head(0))
+    return [f"data.train_csv={path}"], [str(path), "header only"]
+
+
+def missing_columns(tmp, run_dir, frame):
+    path = _csv(tmp, frame.drop(columns="genre"))
+    return [f"data.train_csv={path}"], [str(path), "missing column(s) ['genre']", "found ['id', 'movie_name'"]
+
+
+def empty_synopsis(tmp, run_dir, frame):
+    path = _csv(tmp, _edited(_edited(frame, 1, "synopsis", "  "), 4, "synopsis", "NaN"))
+    return [f"data.train_csv={path}"], [str(path), "empty 'synopsis' on line(s) 3, 6", "data.empty_text=drop"]
+
+
+def nan_label(tmp, run_dir, frame):
+    path = _csv(tmp, _edited(frame, 2, "genre", float("nan")))
+    return [f"data.train_csv={path}"], [str(path), "'genre' on line(s) 4"]
+
+
+def unseen_val_genre(tmp, run_dir, frame):
+    train = _csv(tmp, frame, "train.csv")
+    val = _csv(tmp, _edited(frame.head(8), 3, "genre", "western"), "val.csv")
+    return [f"data.train_csv={train}", f"data.val_csv={val}"], [str(val), "['western']", "data.unseen_labels=ignore"]
+
+
+def too_few_rows_to_split(tmp, run_dir, frame):
+    path = _csv(tmp, _edited(frame, 0, "genre", "western"))
+    return [f"data.train_csv={path}"], ["{'western': 1}", "at least 2 rows per genre"]
+
+
+def too_few_rows_to_sample(tmp, run_dir, frame):
+    path = _csv(tmp, frame)
+    return [f"data.train_csv={path}", "data.sample.per_class=50"], ["data.sample.per_class=50", "at most 8"]
+
+
+def duplicate_ids(tmp, run_dir, frame):
+    path = _csv(tmp, _edited(frame, 5, "id", frame.loc[2, "id"]))
+    return [f"data.train_csv={path}"], [str(path), "duplicate 'id'", "line(s) 4, 7"]
+
+
+def invalid_utf8(tmp, run_dir, frame):
+    path = _csv(tmp, frame)
+    lines = path.read_bytes().split(b"\n")
+    lines[6] = lines[6].replace(b"e", b"\xe9", 1)  # Latin-1 'é' inside UTF-8
+    path.write_bytes(b"\n".join(lines))
+    return [f"data.train_csv={path}"], [str(path), "invalid UTF-8", "line(s) 7", "data.encoding_errors=replace"]
+
+
+def bad_policy_value(tmp, run_dir, frame):
+    return [f"data.train_csv={_csv(tmp, frame)}", "data.empty_text=skip"], ["data.empty_text='skip'", "'drop'"]
+
+
+def sample_frac_out_of_range(tmp, run_dir, frame):
+    return [f"data.train_csv={_csv(tmp, frame)}", "data.sample.frac=1.5"], ["data.sample.frac=1.5", "(0, 1]"]
+
+
+def threshold_out_of_range(tmp, run_dir, frame):
+    return [f"data.train_csv={_csv(tmp, frame)}", "decode.threshold=1.5"], ["decode.threshold", "(0, 1)", "1.5"]
+
+
+def zero_batch_size(tmp, run_dir, frame):
+    return [f"data.train_csv={_csv(tmp, frame)}", "data.batch_size=0"], ["data.batch_size=0", "≥ 1"]
+
+
+def unknown_backbone(tmp, run_dir, frame):
+    return [f"data.train_csv={_csv(tmp, frame)}", "model.backbone=no-such-org/no-such-encoder"], \
+        ["cannot load backbone 'no-such-org/no-such-encoder'", "model=tiny"]
+
+
+def resume_without_checkpoint(tmp, run_dir, frame):
+    return [f"data.train_csv={_csv(tmp, frame)}", "resume=true"], ["resume=true", "last.ckpt does not exist"]
+
+
+def eval_other_label_space(tmp, run_dir, frame):
+    path = _csv(tmp, _edited(frame, 0, "genre", "western"))
+    return [f"run_dir={run_dir}", f"data_csv={path}"], [str(path), "['western']", "model's genres"]
+
+
+def eval_run_dir_without_checkpoints(tmp, run_dir, frame):
+    (tmp / "unfinished").mkdir()
+    return [f"run_dir={tmp / 'unfinished'}"], [str(tmp / "unfinished"), "holds no checkpoints"]
+
+
+def eval_threshold_out_of_range(tmp, run_dir, frame):
+    return [f"run_dir={run_dir}", "decode.threshold=0"], ["decode.threshold", "(0, 1)"]
+
+
+def eval_zero_batch_size(tmp, run_dir, frame):
+    return [f"run_dir={run_dir}", "batch_size=0"], ["batch_size=0", "≥ 1"]
+
+
+def predict_missing_text_columns(tmp, run_dir, frame):
+    path = _csv(tmp, frame.rename(columns={"synopsis": "plot"}))
+    return [f"run_dir={run_dir}", f"input_csv={path}"], [str(path), "missing text column(s) ['synopsis']"]
+
+
+def predict_negative_batch_size(tmp, run_dir, frame):
+    return [f"run_dir={run_dir}", "text=ghost", "batch_size=-1"], ["batch_size=-1", "≥ 1"]
+
+
+CASES: dict[str, tuple[str, Builder]] = {f.__name__: (command, f) for command, fs in {
+    "train": [missing_file, semicolon_csv, one_column_semicolon_csv, empty_file, header_only, missing_columns,
+              empty_synopsis, nan_label, unseen_val_genre, too_few_rows_to_split, too_few_rows_to_sample,
+              duplicate_ids, invalid_utf8, bad_policy_value, sample_frac_out_of_range, threshold_out_of_range,
+              zero_batch_size, unknown_backbone, resume_without_checkpoint],
+    "eval": [eval_other_label_space, eval_run_dir_without_checkpoints, eval_threshold_out_of_range,
+             eval_zero_batch_size],
+    "predict": [predict_missing_text_columns, predict_negative_batch_size],
+}.items() for f in fs}
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` (by relative path): equal digests mean byte-identical trees."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def good_frame(run_frame) -> pd.DataFrame:
+    """32 valid rows, 8 of each of 4 genres; each case breaks one thing."""
+    return run_frame.groupby("genre").head(8).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_exits_2_with_a_message_and_changes_nothing(case, trained_run, good_frame, tmp_path):
+    command, build = CASES[case]
+    args, fragments = build(tmp_path, trained_run, good_frame)
+    before = tree_digest(trained_run)
+    extra = ["model=tiny"] if command == "train" else []
+    result = run([genre_lab(), command, *extra, *args, f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    message = [line for line in result.stderr.splitlines() if line.startswith("genre-lab: error: ")]
+    assert len(message) == 1, result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in message[0], (fragment, message[0])
+    assert "Traceback" not in result.stderr + result.stdout
+    assert tree_digest(trained_run) == before
+    assert not (tmp_path / "out" / "checkpoints").exists()

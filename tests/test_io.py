@@ -1,0 +1,91 @@
+"""Atomic writes: a save that dies after writing its temp file, or mid-write (disk full), leaves the previous
+checkpoint / result file intact and loadable, and leaves no temp file behind."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import genre_lab.checkpoint
+from genre_lab.checkpoint import AtomicCheckpointIO, store_decoder
+from genre_lab.io import write_json
+from genre_lab.run import Run
+
+
+@pytest.fixture
+def ckpt(trained_run, tmp_path) -> Path:
+    path = tmp_path / "checkpoints" / "best.ckpt"
+    path.parent.mkdir()
+    shutil.copy(trained_run / "checkpoints" / "best.ckpt", path)
+    return path
+
+
+def fail_rename(monkeypatch) -> list[int]:
+    """os.replace raises ENOSPC; returns the sizes of the temp files it was handed (all fully written)."""
+    sizes: list[int] = []
+
+    def rename(src, dst):
+        sizes.append(Path(src).stat().st_size)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", rename)
+    return sizes
+
+
+def logits(path: Path) -> torch.Tensor:
+    model = Run(path, None).model
+    with torch.no_grad():
+        return model(torch.tensor([[2, 50, 60, 70, 3]]), torch.ones(1, 5, dtype=torch.long))
+
+
+def test_checkpoint_save_dying_before_the_rename_keeps_the_old_checkpoint(ckpt, monkeypatch):
+    before, old_logits = ckpt.read_bytes(), logits(ckpt)
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    checkpoint["state_dict"] = {k: torch.zeros_like(v) for k, v in checkpoint["state_dict"].items()}
+    sizes = fail_rename(monkeypatch)
+    with pytest.raises(OSError, match="No space left"):
+        AtomicCheckpointIO().save_checkpoint(checkpoint, ckpt)
+    monkeypatch.undo()
+    assert sizes and sizes[0] > len(before) // 2  # the new checkpoint was completely written to its temp file
+    assert ckpt.read_bytes() == before and list(ckpt.parent.iterdir()) == [ckpt]
+    assert torch.equal(logits(ckpt), old_logits)  # the old checkpoint still loads and predicts as before
+
+
+def test_checkpoint_save_dying_mid_write_keeps_the_old_checkpoint(ckpt, monkeypatch):
+    before = ckpt.read_bytes()
+
+    def disk_full(obj, target):
+        Path(target).write_bytes(before[:1000])  # half a file, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(genre_lab.checkpoint.torch, "save", disk_full)
+    with pytest.raises(OSError):
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, ckpt)
+    monkeypatch.undo()
+    assert ckpt.read_bytes() == before and list(ckpt.parent.iterdir()) == [ckpt]
+    assert Run(ckpt, None).model.label_space.names
+
+
+def test_storing_tuned_thresholds_atomically(ckpt, monkeypatch):
+    old = Run(ckpt, None).checkpoint["decoder"]
+    fail_rename(monkeypatch)
+    with pytest.raises(OSError):
+        store_decoder(ckpt, {"threshold": 0.3, "top_k": None, "at_least_one": False})
+    monkeypatch.undo()
+    assert Run(ckpt, None).checkpoint["decoder"] == old and list(ckpt.parent.iterdir()) == [ckpt]
+    store_decoder(ckpt, {"threshold": 0.3, "top_k": None, "at_least_one": False})
+    assert Run(ckpt, None).model.decoder.threshold == 0.3
+
+
+def test_result_file_write_dying_keeps_the_old_file(tmp_path, monkeypatch):
+    path = write_json(tmp_path / "metrics.json", {"val/f1_micro": 0.5})
+    fail_rename(monkeypatch)
+    with pytest.raises(OSError):
+        write_json(path, {"val/f1_micro": 0.9})
+    monkeypatch.undo()
+    assert path.read_text() == '{\n  "val/f1_micro": 0.5\n}\n' and list(tmp_path.iterdir()) == [path]
