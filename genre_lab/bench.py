@@ -9,13 +9,13 @@ Prints a table and writes ``bench.json`` into the run directory.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,24 @@ Figures = dict[str, float]
 
 
 # -- measuring ------------------------------------------------------------------------------
-@contextmanager
-def peak_memory(into: Figures) -> Iterator[None]:
-    """Peak resident memory (sampled every 20 ms) and peak GPU memory of the block, in MiB."""
+def release_memory() -> None:
+    """Hand freed memory back to the OS, so one phase's peak RSS does not start from another's leftovers."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@contextlib.contextmanager
+def peak_memory(into: Figures, phase: str) -> Iterator[None]:
+    """``{phase}_peak_rss_mib`` (sampled every 20 ms) and ``{phase}_peak_gpu_mib`` of the block, in MiB."""
     import psutil
 
+    release_memory()
     process, peak, done = psutil.Process(), [0], threading.Event()
 
     def sample() -> None:
@@ -59,9 +72,9 @@ def peak_memory(into: Figures) -> Iterator[None]:
         done.set()
         thread.join()
         peak[0] = max(peak[0], process.memory_info().rss)
-        into["peak_rss_mib"] = max(into.get("peak_rss_mib", 0.0), peak[0] / 2**20)
+        into[f"{phase}_peak_rss_mib"] = peak[0] / 2**20
         if torch.cuda.is_available():
-            into["peak_gpu_mib"] = max(into.get("peak_gpu_mib", 0.0), torch.cuda.max_memory_allocated() / 2**20)
+            into[f"{phase}_peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
 
 
 def median_rates(stamps: list[float], tokens: list[int], batch: int, warmup: int, steps: int, repeats: int) -> Figures:
@@ -173,7 +186,7 @@ class Notebook:
         clock: list[float] = []
         trainer = self.trainer(clock, max_steps=warmup + steps * repeats)
         figures: Figures = {}
-        with peak_memory(figures):
+        with peak_memory(figures, "train"):
             trainer.train()
         figures.update(median_rates(clock, self.collate.tokens, self.cfg.notebook.batch_size, warmup, steps, repeats))
         self.model = trainer.model
@@ -184,9 +197,13 @@ class Notebook:
         subset = torch.utils.data.Subset(self.sets["val"], range(rows))
         tokens = int(self.sets["val"].mask[:rows].sum())
         figures: Figures = {}
-        with peak_memory(figures):
+        with peak_memory(figures, "eval"):
             seconds = timed_repeats(lambda: self.hf_trainer.predict(subset), repeats)
         return {**figures, "eval_samples_per_s": rows / seconds, "eval_tokens_per_s": tokens / seconds}
+
+    def release(self) -> None:
+        self.__dict__.pop("model", None)
+        self.__dict__.pop("hf_trainer", None)
 
     def quality(self, epochs: int) -> Figures:
         trainer = self.trainer(num_train_epochs=epochs)
@@ -229,7 +246,7 @@ class GenreLab:
         model = self.model()
         trainer = self.trainer([Clock()], max_steps=warmup + steps * repeats, max_epochs=-1)
         figures: Figures = {}
-        with peak_memory(figures):
+        with peak_memory(figures, "train"):
             trainer.fit(model, train_dataloaders=loader)
         figures.update(median_rates(clock, counter.tokens, self.dm.hparams.batch_size, warmup, steps, repeats))
         self.trained = model
@@ -239,11 +256,14 @@ class GenreLab:
         ids = self.dm.splits["val"].dataset.input_ids.take(np.arange(rows))
         batch = self.dm.hparams.eval_batch_size or self.dm.hparams.batch_size
         figures: Figures = {}
-        with peak_memory(figures):
+        with peak_memory(figures, "eval"):
             seconds = timed_repeats(
                 lambda: predict_probs(self.trained, ids, self.collate, batch, precision=self.precision), repeats
             )
         return {**figures, "eval_samples_per_s": rows / seconds, "eval_tokens_per_s": int(ids.lengths.sum()) / seconds}
+
+    def release(self) -> None:
+        self.__dict__.pop("trained", None)
 
     def quality(self, epochs: int) -> Figures:
         model = self.model()
@@ -279,8 +299,10 @@ ROWS = [  # (label, key, higher is better): the ratio column is always genre_lab
     ("training real tokens/s", "train_tokens_per_s", True),
     ("eval samples/s", "eval_samples_per_s", True),
     ("eval real tokens/s", "eval_tokens_per_s", True),
-    ("peak RSS MiB (lower is better)", "peak_rss_mib", False),
-    ("peak GPU MiB (lower is better)", "peak_gpu_mib", False),
+    ("training peak RSS MiB (lower is better)", "train_peak_rss_mib", False),
+    ("training peak GPU MiB (lower is better)", "train_peak_gpu_mib", False),
+    ("eval peak RSS MiB (lower is better)", "eval_peak_rss_mib", False),
+    ("eval peak GPU MiB (lower is better)", "eval_peak_gpu_mib", False),
     ("tokenization s, training file (lower is better)", "tokenize_s", False),
     ("top-1 accuracy", "top1_accuracy", True),
     ("micro-F1 @0.5", "f1_micro@0.5", True),
@@ -325,6 +347,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
             if b.quality_epochs:
                 log.info("%s: training %d epoch(s) on the full split for quality", name, b.quality_epochs)
                 results[name].update(recipe.quality(b.quality_epochs))
+            recipe.release()
     setup = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
              "torch_threads": torch.get_num_threads(), "precision": str(cfg.trainer.precision),
              "backbone": cfg.model.backbone, "data": dm.describe(), "tokens": tokens,

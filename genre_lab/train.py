@@ -8,7 +8,6 @@ decision rule), ``per_class.csv``.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from genre_lab.loggers import finish_logger, instantiate_all, instantiate_logger
 from genre_lab.metrics import summarize
 from genre_lab.report import print_results
 from genre_lab.run import Run
+from genre_lab.run_dir import refuse_reuse
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +105,7 @@ def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:
         if not last.is_file():
             raise GenreLabError(f"resume=true but {last} does not exist; point hydra.run.dir at the run to resume")
         return str(last)
-    existing = sorted(p.name for p in (out / "checkpoints").glob("*.ckpt"))
-    first_rank = all(int(os.environ.get(v, 0)) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK"))
-    if existing and not cfg.get("ckpt_path") and first_rank:
-        raise GenreLabError(f"{out} already holds checkpoints {existing}; resume=true to continue that run, "
-                            "or choose a new hydra.run.dir")
+    refuse_reuse(out, resume=False)
     return cfg.get("ckpt_path")
 
 

@@ -189,3 +189,14 @@ def test_bad_input_exits_2_with_a_message_and_changes_nothing(case, trained_run,
     assert "Traceback" not in result.stderr + result.stdout
     assert tree_digest(trained_run) == before
     assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_a_new_run_into_a_finished_runs_directory_is_refused_before_anything_is_written(trained_run, good_frame,
+                                                                                         tmp_path):
+    before = tree_digest(trained_run)  # .hydra/config.yaml and the job log included
+    result = run([genre_lab(), "train", "model=tiny", f"data.train_csv={_csv(tmp_path, good_frame)}",
+                  f"hydra.run.dir={trained_run}"], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"genre-lab: error: {trained_run} already holds checkpoints" in result.stderr
+    assert "resume=true" in result.stderr and "Traceback" not in result.stderr
+    assert tree_digest(trained_run) == before

@@ -64,12 +64,14 @@ def build_tiny_backbone(target: Path | None = None) -> Path:
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
         sep_token="[SEP]", mask_token="[MASK]", model_max_length=512,
     )
-    torch.manual_seed(0)
     config = DistilBertConfig(vocab_size=tok.get_vocab_size(), dim=64, hidden_dim=128, n_layers=2, n_heads=2)
     # Build in a temp folder and rename: concurrent jobs never see a half-written backbone.
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    DistilBertModel(config).save_pretrained(tmp)
+    with torch.random.fork_rng(devices=[]):  # fixed weights, and the caller's random state left alone
+        torch.manual_seed(0)
+        backbone = DistilBertModel(config)
+    backbone.save_pretrained(tmp)
     fast.save_pretrained(tmp)
     try:
         tmp.rename(target)
