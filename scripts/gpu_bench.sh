@@ -25,7 +25,7 @@ fi
 
 "$PYTHON" scripts/repeat_csv.py "$SOURCE" "$ROWS" "$WORK/movies.csv"
 "$PYTHON" -m genre_lab train experiment=gpu_bench data.train_csv="$WORK/movies.csv" \
-    paths.cache_dir="$WORK/cache" hydra.run.dir="$WORK/run" "${ARGS[@]}" "$@"
+    paths.cache_dir="$WORK/cache" hydra.run.dir="$WORK/run" '~callbacks.progress_bar' "${ARGS[@]}" "$@"
 "$PYTHON" - "$WORK/run" <<'PY'
 import json, sys
 from pathlib import Path

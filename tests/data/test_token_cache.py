@@ -46,3 +46,27 @@ def test_unusable_cache_dir_falls_back_to_tokenizing(tmp_path, small_csv, caplog
     table = read_table(small_csv, TableSpec())
     ids = cached_tokenize(table, load_tokenizer("tiny"), 64, blocker / "cache")
     assert len(ids) == len(table) and "unusable" in caplog.text
+
+
+def test_concurrent_processes_tokenize_once_and_share_the_entry(tmp_path, small_csv):
+    """What DDP ranks started together (torchrun) or parallel sweep jobs do: one tokenizes, the other loads."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+        "from genre_lab.data.table import TableSpec, read_table\n"
+        "from genre_lab.data.token_cache import cached_tokenize\n"
+        "from genre_lab.model.backbone import load_tokenizer\n"
+        f"table = read_table({str(small_csv)!r}, TableSpec())\n"
+        f"print(len(cached_tokenize(table, load_tokenizer('tiny'), 64, {str(tmp_path / 'cache')!r})))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env=dict(os.environ)) for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    joined = "".join(outputs)
+    assert joined.count("rows tokenized") == 1 and joined.count("loaded from cache") == 1, joined
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1

@@ -15,6 +15,15 @@ def test_no_weight_decay_on_biases_and_norms():
     assert any("LayerNorm" in names[id(p)] or "layer_norm" in names[id(p)] for p in plain["params"])
 
 
+def test_adamw_is_fused_unless_turned_off():
+    module = GenreClassifier("tiny", ["a", "b"])
+    module.trainer = type("T", (), {"estimated_stepping_batches": 10})()
+    assert module.configure_optimizers()["optimizer"].defaults["fused"] is True
+    plain = GenreClassifier("tiny", ["a", "b"], fused_adamw=False)
+    plain.trainer = module.trainer
+    assert not plain.configure_optimizers()["optimizer"].defaults["fused"]
+
+
 def test_backbone_is_in_train_mode_so_dropout_is_active():
     module = GenreClassifier("tiny", ["a", "b"])
     assert all(m.training for m in module.model.modules())
