@@ -189,7 +189,6 @@ class Notebook:
         with peak_memory(figures, "train"):
             trainer.train()
         figures.update(median_rates(clock, self.collate.tokens, self.cfg.notebook.batch_size, warmup, steps, repeats))
-        self.model = trainer.model
         self.hf_trainer = trainer
         return figures
 
@@ -202,7 +201,6 @@ class Notebook:
         return {**figures, "eval_samples_per_s": rows / seconds, "eval_tokens_per_s": tokens / seconds}
 
     def release(self) -> None:
-        self.__dict__.pop("model", None)
         self.__dict__.pop("hf_trainer", None)
 
     def quality(self, epochs: int) -> Figures:
@@ -254,12 +252,10 @@ class GenreLab:
 
     def eval_rates(self, rows: int, repeats: int) -> Figures:
         ids = self.dm.splits["val"].dataset.input_ids.take(np.arange(rows))
-        batch = self.dm.hparams.eval_batch_size or self.dm.hparams.batch_size
         figures: Figures = {}
         with peak_memory(figures, "eval"):
-            seconds = timed_repeats(
-                lambda: predict_probs(self.trained, ids, self.collate, batch, precision=self.precision), repeats
-            )
+            seconds = timed_repeats(lambda: predict_probs(self.trained, ids, self.collate, self.dm.eval_batch,
+                                                          precision=self.precision), repeats)
         return {**figures, "eval_samples_per_s": rows / seconds, "eval_tokens_per_s": int(ids.lengths.sum()) / seconds}
 
     def release(self) -> None:
@@ -269,7 +265,7 @@ class GenreLab:
         model = self.model()
         self.trainer([], max_epochs=epochs).fit(model, datamodule=self.dm)
         data = self.dm.splits["val"].dataset
-        probs = predict_probs(model, data.input_ids, self.collate, self.dm.hparams.eval_batch_size or 64,
+        probs = predict_probs(model, data.input_ids, self.collate, self.dm.eval_batch,
                               precision=self.precision)
         return top1_and_f1(probs, data.targets)
 

@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from omegaconf import DictConfig
 
@@ -32,6 +32,12 @@ def require_positive(value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise GenreLabError(f"{key}={value} must be a whole number ≥ 1, e.g. {key}=32")
     return value
+
+
+def exit_with(err: GenreLabError) -> NoReturn:
+    """The CLI's rendering of a user error: one line on stderr, exit code 2."""
+    print(f"genre-lab: error: {err}", file=sys.stderr)
+    raise SystemExit(err.exit_code) from None
 
 
 def in_multirun() -> bool:
@@ -77,8 +83,7 @@ def user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
                 return None
             user_error = find_user_error(err)
             if user_error is not None:
-                print(f"genre-lab: error: {user_error}", file=sys.stderr)
-                raise SystemExit(user_error.exit_code) from None
+                exit_with(user_error)
             raise
 
     return wrapper

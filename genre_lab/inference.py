@@ -31,14 +31,14 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.nd
 @torch.inference_mode()
 def predict_probs(
     model: torch.nn.Module,
-    input_ids: TokenIds | Sequence[Sequence[int]],
+    input_ids: TokenIds,
     collate: Any,
     batch_size: int = 64,
     device: str | torch.device | None = None,
     precision: str = "32-true",
     progress: bool = False,
 ) -> np.ndarray:
-    """Sigmoid probabilities ``[len(input_ids), num_labels]`` for unpadded token-id lists.
+    """Sigmoid probabilities ``[len(input_ids), num_labels]`` for unpadded token ids (``data.tokens.tokenize``).
 
     ``collate`` pads a list of ``{"input_ids": …}`` (``data.tokens.make_collator``);
     ``precision`` is a Lightning precision string: ``bf16-mixed``/``16-mixed`` run under autocast.
@@ -47,8 +47,7 @@ def predict_probs(
     was_training = model.training
     model.eval().to(device)
     out: np.ndarray | None = None
-    lengths = input_ids.lengths if isinstance(input_ids, TokenIds) else [len(x) for x in input_ids]
-    batches = length_sorted_batches(lengths, batch_size)
+    batches = length_sorted_batches(input_ids.lengths, batch_size)
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("predicting", total=len(input_ids))
         for idx in batches:

@@ -8,14 +8,13 @@ callers that bypass the CLI.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from genre_lab.errors import GenreLabError
+from genre_lab.errors import GenreLabError, exit_with
 
 
 def is_first_rank() -> bool:
@@ -50,5 +49,4 @@ class ProtectRunDir(Callback):
         except GenreLabError as err:
             if config.get("show_traceback"):
                 raise
-            print(f"genre-lab: error: {err}", file=sys.stderr)
-            raise SystemExit(err.exit_code) from None
+            exit_with(err)

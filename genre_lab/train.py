@@ -68,12 +68,11 @@ def final_metrics(cfg: DictConfig, model: Any, datamodule: Any, ckpt: str | None
     if ckpt:
         model = Run(Path(ckpt), None).model
     names = model.label_space.names
-    hp = datamodule.hparams
     collate = make_collator(datamodule.tokenizer)
 
     def probs_and_targets(stage: str) -> tuple[np.ndarray, np.ndarray]:
         data = datamodule.splits[stage].dataset
-        probs = predict_probs(model, data.input_ids, collate, hp.eval_batch_size or hp.batch_size,
+        probs = predict_probs(model, data.input_ids, collate, datamodule.eval_batch,
                               precision=str(cfg.trainer.precision))
         return probs, data.targets
 
@@ -119,8 +118,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     datamodule.setup("fit")
     log.info(datamodule.describe())
-    # Initial weights from the seed alone, whatever setup did (building the tiny backbone reseeds torch).
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg, datamodule)
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(

@@ -231,6 +231,11 @@ class GenreDataModule(pl.LightningDataModule):
         prior = np.clip(np.asarray(self.label_prior()), 1e-6, None)
         return ((1 - prior) / prior).tolist()
 
+    @property
+    def eval_batch(self) -> int:
+        """Batch size for validation/test and inference: ``eval_batch_size``, else the training batch."""
+        return self.hparams.eval_batch_size or self.hparams.batch_size
+
     def fit_global_batch(self, world_size: int, accumulate: int) -> None:
         """Per-device batch = global batch / (devices x nodes x accumulation), which must divide exactly."""
         total = self.hparams.global_batch_size
@@ -261,7 +266,7 @@ class GenreDataModule(pl.LightningDataModule):
             raise GenreLabError(f"no {stage} data configured (set data.{stage}_csv)")
         hp = self.hparams
         collate = make_collator(self.tokenizer, hp.max_length if hp.pad_to_max_length else None, hp.pad_multiple)
-        batch = hp.batch_size if stage == "train" else hp.eval_batch_size or hp.batch_size
+        batch = hp.batch_size if stage == "train" else self.eval_batch
         workers = hp.num_workers
         if workers:
             # Workers only pad (PadCollator); the tokenizer's thread pool is done by now. Setting this
