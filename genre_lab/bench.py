@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from genre_lab.config_dir import config_dir
 from genre_lab.data.tokens import TokenIds, make_collator, tokenize
-from genre_lab.errors import user_errors
+from genre_lab.errors import GenreLabError, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import write_json
 from genre_lab.train import build_model
@@ -321,6 +321,11 @@ def print_table(results: dict[str, Figures], title: str) -> None:
 
 def bench(cfg: DictConfig) -> dict[str, Any]:
     b = cfg.bench
+    try:
+        import accelerate  # noqa: F401  (the HF Trainer needs it)
+        import psutil  # noqa: F401
+    except ImportError as err:
+        raise GenreLabError(f"genre-lab bench needs {err.name}: pip install 'genre_lab[bench]'") from None
     dm = hydra.utils.instantiate(cfg.data, _convert_="all")
     dm.setup("fit")
     log.info(dm.describe())
