@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 class EpochSeed(pl.Callback):
-    """Reseed every RNG at each epoch start from (seed, epoch).
+    """Reseed every RNG at the first batch of each epoch from (seed, epoch).
 
     An epoch's dropout masks and shuffling then depend only on the seed and the epoch number, so a run
     resumed from an epoch-end checkpoint replays the interrupted epoch exactly as an uninterrupted run.
@@ -24,7 +24,12 @@ class EpochSeed(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.base = int(os.environ.get("PL_GLOBAL_SEED", 0))  # the run's seed, set by seed_everything
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        # At the first batch, not at epoch start: the data loader's iterator draws from the global RNG when it
+        # is created, which Lightning does after epoch start, except in a fit's first epoch (a resumed one too).
+        if batch_idx != 0:
+            return
         seed = (self.base * 1000 + trainer.current_epoch) % 2**32
         pl.seed_everything(seed, workers=True, verbose=False)
         os.environ["PL_GLOBAL_SEED"] = str(self.base)  # seed_everything overwrote it
@@ -50,3 +55,16 @@ class SaveOnInterrupt(pl.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {}
+
+
+class FlushLogs(pl.Callback):
+    """Make the loggers write their buffered rows at every epoch start.
+
+    Lightning's CSVLogger writes every 100 steps, so a run killed in epoch k would lose the last rows of the
+    epochs before it; flushed here, ``csv/metrics.csv`` holds every completed epoch (and ``resume=true`` cuts off
+    the interrupted one, see ``loggers.restore_history``).
+    """
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for logger in trainer.loggers:
+            logger.save()

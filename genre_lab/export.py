@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
 import hydra
@@ -18,7 +17,7 @@ from omegaconf import DictConfig
 
 from genre_lab.config_dir import config_dir
 from genre_lab.errors import GenreLabError, user_errors
-from genre_lab.io import write_json
+from genre_lab.io import temp_dir_beside, write_json
 from genre_lab.run import Run
 
 log = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ def export(cfg: DictConfig) -> Path:
         raise GenreLabError(f"out={out} exists and is not empty; choose another folder or pass overwrite=true")
     # Write beside the target and swap in at the end: a failed export never leaves half a model.
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    tmp = temp_dir_beside(out)
     try:
         model = run.model.model
         model.save_pretrained(tmp)

@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,9 +19,7 @@ def atomic_target(path: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; once the block has written it, fsync and rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _create_beside(path, lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)), ".tmp")
     try:
         yield tmp
         with open(tmp, "rb") as handle:
@@ -30,6 +28,24 @@ def atomic_target(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def temp_dir_beside(path: str | Path) -> Path:
+    """A new empty directory next to ``path`` (same file system, so it can be renamed onto ``path``)."""
+    return _create_beside(Path(path), lambda p: os.mkdir(p, 0o777), "")
+
+
+def _create_beside(path: Path, create: Any, suffix: str) -> Path:
+    """Create a uniquely named sibling of ``path`` with ``create``. Unlike mkstemp/mkdtemp (0600/0700), the
+    modes passed here go through the umask, so colleagues and serving containers can read what we write."""
+    for _ in range(100):
+        candidate = path.parent / f".{path.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            create(candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import functools
 import logging
 from collections.abc import Callable, Sequence
@@ -113,3 +114,34 @@ def finish_logger(logger: Any, status: str = "success") -> None:
         except Exception as err:  # an unreachable server must not fail a finished run
             log.warning("W&B run could not be finished (%s: %s); `wandb sync` its directory later",
                         type(err).__name__, err)
+
+
+def restore_history(loggers: Sequence[Any], until_step: int) -> None:
+    """On resume: keep the per-epoch history logged before the checkpoint (steps below ``until_step``).
+
+    Lightning's CSV writer deletes an existing ``metrics.csv`` when it opens; the rows read here first are
+    logged again through its public API, so a resumed run's file has the same rows as an uninterrupted run's.
+    Rows of the interrupted epoch (at or past the checkpoint's step) and final figures of an earlier finish
+    are dropped: the resumed run logs them anew.
+    """
+    from pytorch_lightning.loggers import CSVLogger
+
+    for logger in loggers:
+        if not isinstance(logger, CSVLogger):
+            continue
+        path = Path(logger.log_dir) / "metrics.csv"
+        if not path.is_file():
+            continue
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        kept = [r for r in rows if int(r["step"]) < until_step and not any(
+            k.startswith("final/") and v for k, v in r.items())]
+        writer = logger.experiment  # opening it deletes the old file; everything kept is in `kept`
+        for row in kept:
+            writer.log_metrics({k: _number(v) for k, v in row.items() if v != "" and k != "step"}, int(row["step"]))
+        logger.save()
+        log.info("resume: %d of %d rows of %s kept (steps before %d)", len(kept), len(rows), path, until_step)
+
+
+def _number(text: str) -> int | float:
+    return int(text) if text.lstrip("-").isdigit() else float(text)

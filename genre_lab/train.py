@@ -27,7 +27,7 @@ from genre_lab.distributed import install_rank_command, job_scope
 from genre_lab.errors import GenreLabError, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import write_csv, write_json
-from genre_lab.loggers import finish_logger, instantiate_all, instantiate_loggers, log_results
+from genre_lab.loggers import finish_logger, instantiate_all, instantiate_loggers, log_results, restore_history
 from genre_lab.metrics import summarize
 from genre_lab.report import print_results
 from genre_lab.run import Run
@@ -108,6 +108,13 @@ def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:
     return cfg.get("ckpt_path")
 
 
+def checkpoint_step(path: str) -> int:
+    """The global step a checkpoint was saved at (memory-mapped: the weights are not read)."""
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, evaluate the best checkpoint, write the run's result files; returns the final metrics."""
     pl.seed_everything(cfg.seed, workers=True)
@@ -126,6 +133,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.fit_global_batch(trainer.world_size, trainer.accumulate_grad_batches)
     status = "failed"
     try:
+        if cfg.get("resume") and trainer.is_global_zero:
+            restore_history(trainer.loggers, checkpoint_step(ckpt_path))
         for logger in trainer.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # the resolved config
         try:

