@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from genre_lab.config_dir import config_dir
 from genre_lab.errors import GenreLabError, user_errors
-from genre_lab.io import temp_dir_beside, write_json
+from genre_lab.io import honour_umask, temp_dir_beside, write_json
 from genre_lab.run import Run
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ def export(cfg: DictConfig) -> Path:
             "decoder": decoder.to_dict(),
             "note": "apply sigmoid to the logits; a genre is predicted when its probability is above its threshold",
         })
+        honour_umask(tmp)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

@@ -48,6 +48,20 @@ def _create_beside(path: Path, create: Any, suffix: str) -> Path:
     raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
+def current_umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(folder: str | Path) -> None:
+    """Give everything under ``folder`` the modes a plain file or directory gets under the umask: some writers
+    (transformers' safetensors save) create files 0600, unreadable by colleagues or a serving container."""
+    mask = current_umask()
+    for path in [Path(folder), *Path(folder).rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     with atomic_target(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -89,3 +89,27 @@ def test_result_file_write_dying_keeps_the_old_file(tmp_path, monkeypatch):
         write_json(path, {"val/f1_micro": 0.9})
     monkeypatch.undo()
     assert path.read_text() == '{\n  "val/f1_micro": 0.5\n}\n' and list(tmp_path.iterdir()) == [path]
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_atomic_writes_honour_the_umask(tmp_path, umask_022, trained_run):
+    from genre_lab.export import export
+    from genre_lab.io import temp_dir_beside
+    from tests.conftest import compose_cfg
+
+    assert (write_json(tmp_path / "metrics.json", {}).stat().st_mode & 0o777) == 0o644
+    checkpoint = torch.load(trained_run / "checkpoints" / "best.ckpt", weights_only=True)
+    AtomicCheckpointIO().save_checkpoint(checkpoint, tmp_path / "best.ckpt")
+    assert ((tmp_path / "best.ckpt").stat().st_mode & 0o777) == 0o644
+    assert (temp_dir_beside(tmp_path / "folder").stat().st_mode & 0o777) == 0o755
+    out = export(compose_cfg("export", [f"run_dir={trained_run}", f"out={tmp_path / 'exported'}"], tmp_path / "e"))
+    assert (out.stat().st_mode & 0o777) == 0o755
+    assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o644}
+    os.umask(0o077)  # a private umask is honoured as well
+    assert (write_json(tmp_path / "private.json", {}).stat().st_mode & 0o777) == 0o600

