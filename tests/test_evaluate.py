@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -93,6 +94,19 @@ def test_run_dir_without_checkpoints(tmp_path):
     (tmp_path / "empty_run").mkdir()
     with pytest.raises(GenreLabError, match="holds no checkpoints"):
         evaluate(eval_cfg(tmp_path / "empty_run", tmp_path / "e"))
+
+
+def test_macro_metrics_cover_the_genres_present_and_say_so(trained_run, tmp_path, run_frame, capsys):
+    csv = tmp_path / "three.csv"
+    run_frame[run_frame.genre != "romance"].sample(45, random_state=0).to_csv(csv, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no torchmetrics warning reaches the console
+        metrics = evaluate(eval_cfg(trained_run, tmp_path / "e", f"data_csv={csv}"))
+    per_class = pd.read_csv(tmp_path / "e" / "per_class.csv")
+    present = per_class[per_class.support > 0]
+    assert metrics["eval/genres_present"] == 3 and len(present) == 3
+    assert metrics["eval/f1_macro"] == pytest.approx(present.f1.mean(), abs=1e-6)
+    assert "macro averages over 3 of 4 genres present" in capsys.readouterr().out
 
 
 def test_multirun_threshold_sweep_through_the_cli(trained_run, tmp_path):
