@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -42,3 +43,19 @@ def test_export_never_overwrites_without_asking(trained_run, tmp_path):
     with pytest.raises(GenreLabError, match="not empty"):
         export(compose_cfg("export", [f"run_dir={trained_run}", f"out={out}"], tmp_path / "x"))
     assert (out / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("where", ["run", "checkpoints", "inside", "parent", "symlink"])
+def test_export_never_writes_over_or_into_the_run_it_exports(trained_run, tmp_path, where):
+    run = tmp_path / "runs" / "run"  # a copy: on the old code, out=<run dir> overwrite=true deleted it
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("eval_*"))
+    (tmp_path / "link").symlink_to(run)
+    out = {"run": run, "checkpoints": run / "checkpoints", "inside": run / "hf", "parent": run.parent,
+           "symlink": tmp_path / "link"}[where]
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    with pytest.raises(GenreLabError, match="holds the checkpoint being exported"):
+        export(compose_cfg("export", [f"run_dir={run}", f"out={out}", "overwrite=true"], tmp_path / "x"))
+    with pytest.raises(GenreLabError, match="holds the checkpoint being exported"):
+        export(compose_cfg("export", [f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", f"out={out}",
+                                      "overwrite=true"], tmp_path / "x"))
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
