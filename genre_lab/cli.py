@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import re
 import sys
+
+from genre_lab.config_dir import config_keys
 
 COMMANDS = {
     "train": ("genre_lab.train", "fine-tune a backbone on a movie CSV"),
@@ -22,6 +25,34 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+OVERRIDE = re.compile(r"(\+{0,2})([A-Za-z_]\w*)=(.*)", re.DOTALL)
+
+
+def hydra_literal(value: str) -> str:
+    """``value`` as a quoted Hydra override value that composes back to exactly ``value``.
+
+    Unquoted, Hydra reads commas as a sweep ("Ambiguous value") and strips quotes. In single quotes only
+    ``'`` and the backslashes before a quote or the end need escaping; OmegaConf would still resolve
+    ``${…}``, which ``\\${`` keeps literal (backslashes before it doubled).
+    """
+    value = re.sub(r"(\\*)\$\{", lambda m: m[1] * 2 + "\\${", value)
+    value = re.sub(r"(\\*)('|\Z)", lambda m: m[1] * 2 + ("\\'" if m[2] else ""), value)
+    return f"'{value}'"
+
+
+def literal_free_text(argv: list[str], known: frozenset[str]) -> list[str]:
+    """predict's free text taken verbatim: ``text=`` and every top-level key its config lacks (the run's
+    template columns, ``synopsis=``, ``plot=``, …, which get the ``+`` Hydra needs for a new key)."""
+    out = []
+    for arg in argv:
+        match = OVERRIDE.fullmatch(arg)
+        if match and (match[2] == "text" or match[2] not in known):
+            prefix = match[1] or ("" if match[2] in known else "+")
+            arg = f"{prefix}{match[2]}={hydra_literal(match[3])}"
+        out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -32,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"genre-lab: error: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
     module = importlib.import_module(COMMANDS[command][0])
+    if command == "predict":
+        rest = literal_free_text(rest, config_keys("predict"))
     sys.argv = [f"genre-lab {command}", *rest]  # Hydra parses sys.argv[1:]
     module.main()
 

@@ -7,9 +7,10 @@ The trap: Hydra's ``config_path`` is relative to the module, but our configs sit
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RESOURCES_DIR = PACKAGE_DIR / "resources"
@@ -24,6 +25,16 @@ def config_dir() -> Path:
         f"genre_lab configs not found next to {PACKAGE_DIR}: expected conf/train.yaml in the checkout "
         "or in the installed package. Reinstall genre_lab (pip install .)."
     )
+
+
+@functools.cache
+def config_keys(name: str) -> frozenset[str]:
+    """Top-level keys of the entry config ``name`` (e.g. ``predict``), its defaults-list groups and ``hydra``
+    included: every key a composed config of that command can hold without a ``+`` override."""
+    conf = OmegaConf.load(config_dir() / f"{name}.yaml")
+    entries = [e for e in conf.get("defaults", []) if isinstance(e, DictConfig)]  # ``_self_`` is a plain string
+    groups = {str(key).split()[-1].split("/")[0] for entry in entries for key in entry}  # "optional a/b" -> "a"
+    return frozenset((set(conf) - {"defaults"}) | groups | {"hydra"})
 
 
 def _auto_precision() -> str:

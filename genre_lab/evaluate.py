@@ -45,14 +45,17 @@ class EvalData:
     identity: dict[str, Any]
 
 
-def validation_split(run: Run) -> EvalData:
-    """The run's own validation rows, rebuilt from the data settings stored in its checkpoint."""
+def validation_split(run: Run, token_cache_dir: str | None) -> EvalData:
+    """The run's own validation rows, rebuilt from the data settings stored in its checkpoint.
+
+    The token cache is ``token_cache_dir`` (this machine's ``paths.cache_dir``), not the training machine's.
+    """
     from genre_lab.data.datamodule import GenreDataModule
 
     hp = run.data_hparams
     if not hp:
         raise GenreLabError(f"{run.ckpt_path} stores no data settings; pass data_csv=<a labelled CSV>")
-    datamodule = GenreDataModule(**{**hp, "tokenizer": run.tokenizer_source})
+    datamodule = GenreDataModule(**{**hp, "tokenizer": run.tokenizer_source, "token_cache_dir": token_cache_dir})
     if datamodule.label_space != run.model.label_space:
         raise GenreLabError(f"the training data now has genres {list(datamodule.label_space.names)}, the "
                             f"checkpoint {list(run.model.label_space.names)}: it changed since training")
@@ -103,7 +106,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     # Settings are checked before any work: a bad value must not leave a cache entry in the run directory.
     decoder = run.model.decoder.with_overrides(**OmegaConf.to_container(cfg.decode))
-    data = labelled_csv(run, cfg.data_csv) if cfg.get("data_csv") else validation_split(run)
+    data = labelled_csv(run, cfg.data_csv) if cfg.get("data_csv") else validation_split(run, cfg.token_cache_dir)
     probs, source = cached_probs(run, data, cfg)
     names = list(run.model.label_space.names)
     report = None

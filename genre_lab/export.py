@@ -23,11 +23,22 @@ from genre_lab.run import Run
 log = logging.getLogger(__name__)
 
 
+def refuse_run_folder(out: Path, run: Run) -> None:
+    """``out`` must be apart from the run: export replaces ``out`` whole, so an ``out`` that is, contains or
+    lies inside the run directory (or the checkpoint's folder) could delete the checkpoints it exports."""
+    target = out.resolve()
+    for kept in {p.resolve() for p in (run.dir, run.ckpt_path.parent) if p is not None}:
+        if target == kept or kept in target.parents or target in kept.parents:
+            raise GenreLabError(f"out={out} is, contains or lies inside {kept}, which holds the checkpoint being "
+                                "exported; export replaces out, so choose a folder outside it, e.g. out=exported/")
+
+
 def export(cfg: DictConfig) -> Path:
     run = Run.locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
     if not cfg.get("out"):
         raise GenreLabError("say where to write the model folder: out=<directory>")
     out = Path(cfg.out)
+    refuse_run_folder(out, run)
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise GenreLabError(f"out={out} exists and is not empty; choose another folder or pass overwrite=true")
     # Write beside the target and swap in at the end: a failed export never leaves half a model.

@@ -3,11 +3,17 @@
 Threshold-dependent metrics (F1, exact match, per-class P/R/F1) are fed the decoder's 0/1
 decisions, so tuned or per-class thresholds count everywhere; ranking metrics (AUROC, top-1) are
 fed probabilities. Everything is accumulated on the device and computed at epoch end.
+
+Macro averages are over the genres present in the data (support > 0; for AUROC, genres with both positive
+and negative rows): a genre with no rows has no F1 or AUROC to average, and counting it as 0 would report
+e.g. macro-F1 0.30 for perfect predictions on 3 of 10 genres. ``genres_present`` says how many were averaged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -24,6 +30,15 @@ from torchmetrics.classification import (
 )
 
 PER_CLASS = ("precision", "recall", "f1", "support")
+
+
+@contextmanager
+def quiet_undefined() -> Iterator[None]:
+    """Silence torchmetrics' warnings about genres without positive (or negative) rows: their AUROC and PR
+    curves are undefined by nature (a genre absent from the data), and macro averages leave them out."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"No (positive|negative) samples")
+        yield
 
 
 class TopOneAccuracy(Metric):
@@ -59,7 +74,6 @@ class GenreMetrics(nn.Module):
         n, kw = num_labels, {"sync_on_compute": sync_on_compute, "validate_args": False}
         self.decided = MetricCollection({
             "f1_micro": MultilabelF1Score(n, average="micro", **kw),
-            "f1_macro": MultilabelF1Score(n, average="macro", **kw),
             "exact_match": MultilabelExactMatch(n, **kw),
             "precision": MultilabelPrecision(n, average="none", **kw),
             "recall": MultilabelRecall(n, average="none", **kw),
@@ -68,7 +82,7 @@ class GenreMetrics(nn.Module):
         })
         self.ranked = MetricCollection({
             "auroc_micro": MultilabelAUROC(n, average="micro", **kw),
-            "auroc_macro": MultilabelAUROC(n, average="macro", **kw),
+            "auroc": MultilabelAUROC(n, average="none", **kw),  # per genre, averaged over those present
         })
         self.top1 = TopOneAccuracy(sync_on_compute=sync_on_compute)
 
@@ -80,8 +94,15 @@ class GenreMetrics(nn.Module):
 
     def compute(self) -> dict[str, torch.Tensor]:
         """Scalars under their names, per-class vectors under ``precision``/``recall``/``f1``/``support``."""
-        out = {**self.decided.compute(), **self.ranked.compute(), "top1_accuracy": self.top1.compute()}
-        out["support"] = out.pop("stats")[:, 4]  # tp, fp, tn, fn, support
+        with quiet_undefined():
+            out = {**self.decided.compute(), **self.ranked.compute(), "top1_accuracy": self.top1.compute()}
+        stats = out.pop("stats")  # per genre: tp, fp, tn, fn, support
+        support, rows = stats[:, 4], stats[:, :4].sum(dim=-1)
+        present = support > 0
+        out["support"] = support
+        out["f1_macro"] = out["f1"][present].mean()
+        out["auroc_macro"] = out.pop("auroc")[present & (support < rows)].mean()
+        out["genres_present"] = present.sum().float()
         return out
 
     def reset(self) -> None:

@@ -15,6 +15,7 @@ from torchmetrics.classification import MultilabelPrecisionRecallCurve  # noqa: 
 
 from genre_lab.data.labels import LabelSpace  # noqa: E402
 from genre_lab.decoding import Decoder  # noqa: E402
+from genre_lab.metrics import quiet_undefined  # noqa: E402
 from genre_lab.thresholds import threshold_curves  # noqa: E402
 
 
@@ -58,7 +59,8 @@ def cooccurrence(targets: np.ndarray, decisions: np.ndarray, names: Sequence[str
 def pr_curves(probs: np.ndarray, targets: np.ndarray, names: Sequence[str], path: Path) -> Path:
     """Precision-recall curve per genre (exact, from torchmetrics)."""
     curve = MultilabelPrecisionRecallCurve(len(names))
-    precision, recall, _ = curve(torch.from_numpy(probs), torch.from_numpy(targets).long())
+    with quiet_undefined():  # a genre absent from the data has no curve
+        precision, recall, _ = curve(torch.from_numpy(probs), torch.from_numpy(targets).long())
     fig, ax = plt.subplots(figsize=(7, 6))
     colours = plt.cm.tab20(np.linspace(0, 1, len(names)))
     for name, p, r, colour in zip(names, precision, recall, colours, strict=True):

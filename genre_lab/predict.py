@@ -2,12 +2,15 @@
 
 Writes a CSV with the input id, the predicted genres (``|``-joined), one probability column per genre
 and a status. Rows whose first text column (the synopsis) is empty are not guessed at: they keep their
-place with status ``empty synopsis`` and are listed by line number.
+place with status ``empty synopsis`` and are listed by line number. Duplicate ids, texts cut at
+``max_length`` and a CSV without rows are warned about; the output never replaces the input or, unless
+``overwrite=true``, an existing file.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from genre_lab.config_dir import config_dir
+from genre_lab.config_dir import config_dir, config_keys
 from genre_lab.data.labels import is_missing
-from genre_lab.data.table import build_text, delimiter_hint, line_numbers, read_csv
-from genre_lab.data.tokens import make_collator, tokenize
+from genre_lab.data.table import TableSpec, build_text, delimiter_hint, line_numbers, read_csv
+from genre_lab.data.tokens import make_collator, tokenize_flagging_truncation
 from genre_lab.errors import GenreLabError, require_positive, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import atomic_write_text
@@ -29,14 +32,44 @@ from genre_lab.run import Run
 
 log = logging.getLogger(__name__)
 EMPTY = "empty synopsis"
+COMMAND_LINE = ("text", "command line")  # sources without a file, hence without line numbers
+
+
+def output_path(cfg: DictConfig) -> Path:
+    """Where the predictions go: never over the input CSV, never over an existing file unless overwrite=true."""
+    out = Path(cfg.out) if cfg.get("out") else Path(cfg.paths.output_dir) / "predictions.csv"
+    source = cfg.get("input_csv")
+    if source and same_file(out, Path(source)):
+        raise GenreLabError(f"out={out} is the input file input_csv={source}: the predictions would replace it. "
+                            "Choose another out=")
+    if out.is_dir():
+        raise GenreLabError(f"out={out} is a directory; give a file name, e.g. out={out / 'predictions.csv'}")
+    if out.exists() and not cfg.get("overwrite"):
+        raise GenreLabError(f"out={out} already exists; choose another file or pass overwrite=true to replace it")
+    return out
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """The same file, also through symlinks, relative paths or hard links."""
+    return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+
+
+def command_line_fields(cfg: DictConfig, spec: TableSpec) -> dict[str, Any]:
+    """The template columns given as keys (``synopsis=…``, ``+plot=…``); any other unknown key is an error."""
+    fields = {k: cfg[k] for k in cfg if k not in config_keys("predict")}
+    unknown = [k for k in fields if k not in spec.text_columns]
+    if unknown:
+        raise GenreLabError(f"{unknown}: neither a predict setting nor a text column of this run, whose template "
+                            f"{spec.text_template!r} uses {spec.text_columns}")
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def input_frame(cfg: DictConfig, run: Run) -> tuple[pd.DataFrame, list[str], str]:
     """Rows to predict, their model texts, and a name for messages."""
     spec = run.spec
+    fields = command_line_fields(cfg, spec)
     if cfg.get("text"):
         return pd.DataFrame({"id": ["text"]}), [str(cfg.text)], "text"
-    fields = {c: cfg.get(c) for c in spec.text_columns if cfg.get(c) is not None}
     if fields:
         return pd.DataFrame({"id": ["input"], **{k: [v] for k, v in fields.items()}}), \
             [build_text(fields, spec.text_template)], "command line"
@@ -52,39 +85,68 @@ def input_frame(cfg: DictConfig, run: Run) -> tuple[pd.DataFrame, list[str], str
     return frame, texts, str(cfg.input_csv)
 
 
+def where(mask: pd.Series, frame: pd.DataFrame, source: str) -> str:
+    """``: line(s) …`` of a CSV's rows; nothing for a command-line input (one row, no file)."""
+    return "" if source in COMMAND_LINE else f": line(s) {line_numbers(mask, frame)}"
+
+
+def warn_about_input(frame: pd.DataFrame, source: str, id_col: str | None) -> None:
+    """Inputs that still get a predictions file, but not the one the user probably expects."""
+    if frame.empty:
+        log.warning("%s: no data rows (header only); the predictions file holds the header only", source)
+    if id_col is not None:
+        repeated = frame[id_col].duplicated(keep=False)
+        if repeated.any():
+            values = list(dict.fromkeys(frame.loc[repeated, id_col]))[:5]
+            log.warning("%s: %d row(s) share their %r with another row (e.g. %s), each predicted on its own row%s",
+                        source, int(repeated.sum()), id_col, values, where(repeated, frame, source))
+
+
 def predict(cfg: DictConfig) -> pd.DataFrame:
     require_positive(cfg.batch_size, "batch_size")
+    out = output_path(cfg)  # before any work: a refused output must not cost a model load
     run = Run.locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
     decoder = run.model.decoder.with_overrides(**OmegaConf.to_container(cfg.decode))  # bad values fail first
     frame, texts, source = input_frame(cfg, run)
+    id_col = run.spec.id_column if run.spec.id_column in frame.columns else None
+    warn_about_input(frame, source, id_col)
     first = run.spec.text_columns[0]
-    empty = frame[first].map(is_missing) if first in frame.columns else \
-        pd.Series([not t.strip() for t in texts], index=frame.index)
+    empty = (frame[first].map(is_missing) if first in frame.columns else
+             pd.Series([not t.strip() for t in texts], index=frame.index)).astype(bool)
     if empty.any():
-        log.warning("%s: %d row(s) with an empty %s, not predicted (status '%s'): line(s) %s",
-                    source, int(empty.sum()), first, EMPTY, line_numbers(empty))
+        log.warning("%s: %d row(s) with an empty %s, not predicted (status '%s')%s",
+                    source, int(empty.sum()), first, EMPTY, where(empty, frame, source))
     keep = np.flatnonzero(~empty.to_numpy())
     names = list(run.model.label_space.names)
     probs = np.full((len(frame), len(names)), np.nan, dtype=np.float32)
     if len(keep):
-        ids = tokenize(run.tokenizer, [texts[i] for i in keep], run.max_length)
+        ids, cut = tokenize_flagging_truncation(run.tokenizer, [texts[i] for i in keep], run.max_length)
+        warn_truncated(frame, keep, cut, run.max_length, source)
         probs[keep] = predict_probs(run.model, ids, make_collator(run.tokenizer), cfg.batch_size,
                                     precision=run.precision(cfg.precision), progress=True)
     decisions = np.zeros_like(probs, dtype=np.int64)
     if len(keep):
         decisions[keep] = decoder.decide(probs[keep])
-    id_col = run.spec.id_column if run.spec.id_column in frame.columns else None
     result = pd.DataFrame({
         "id": frame[id_col].to_numpy() if id_col else frame.index.to_numpy(),
         "genres": ["|".join(g) for g in run.model.label_space.decode(decisions)],
         **{f"prob_{n}": probs[:, i] for i, n in enumerate(names)},
         "status": np.where(empty.to_numpy(), EMPTY, "ok"),
     })
-    out = Path(cfg.out) if cfg.get("out") else Path(cfg.paths.output_dir) / "predictions.csv"
     atomic_write_text(out, result.to_csv(index=False))
     show(result, names)
     log.info("%d predictions written to %s (decision rule %s)", len(result), out, decoder.to_dict())
     return result
+
+
+def warn_truncated(frame: pd.DataFrame, keep: np.ndarray, cut: np.ndarray, max_length: int, source: str) -> None:
+    """Texts longer than the run's ``max_length``: the model saw only their beginning."""
+    if not cut.any():
+        return
+    mask = pd.Series(False, index=frame.index)
+    mask.iloc[keep[cut]] = True
+    log.warning("%s: %d text(s) longer than max_length=%d tokens, truncated (the model sees only their first %d "
+                "tokens)%s", source, int(cut.sum()), max_length, max_length, where(mask, frame, source))
 
 
 def show(result: pd.DataFrame, names: list[str], limit: int = 20) -> None:

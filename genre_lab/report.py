@@ -29,3 +29,7 @@ def print_results(title: str, metrics: Mapping[str, float], per_class: Sequence[
     console = Console(width=100)
     console.print(table)
     console.print(headline)
+    present = metrics.get(f"{prefix}/genres_present")
+    if present is not None and int(present) < len(per_class):
+        console.print(f"macro averages over {int(present)} of {len(per_class)} genres present "
+                      "(genres without rows here are left out)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from genre_lab.data.table import TableSpec
 from genre_lab.errors import GenreLabError
 
+log = logging.getLogger(__name__)
 CHECKPOINTS = ("best.ckpt", "last.ckpt")
 
 
@@ -35,12 +37,17 @@ class Run:
         root = Path(run_dir)
         if not root.is_dir():
             raise GenreLabError(f"run_dir={root}: no such directory")
-        for name in CHECKPOINTS:
-            if (root / "checkpoints" / name).is_file():
-                return cls(root / "checkpoints" / name, root)
+        best, last = (root / "checkpoints" / name for name in CHECKPOINTS)
+        if best.is_file():
+            return cls(best, root)
+        if last.is_file():
+            # debug=fast_dev_run (and a run that never validated) saves no best.ckpt, only last.ckpt
+            log.warning("run_dir=%s has no checkpoints/best.ckpt (no validation-scored checkpoint, e.g. a "
+                        "debug=fast_dev_run run): using %s, the weights after the last training step", root, last)
+            return cls(last, root)
         raise GenreLabError(
-            f"run_dir={root} holds no checkpoints/best.ckpt or last.ckpt — was the run finished "
-            "(fast_dev_run saves none)? Pass ckpt_path=… to use another file."
+            f"run_dir={root} holds no checkpoints/best.ckpt or last.ckpt — did the run finish its first epoch? "
+            "An interrupted run leaves checkpoints/interrupted.ckpt: pass ckpt_path=… to use it or another file."
         )
 
     @cached_property

@@ -46,7 +46,9 @@ def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
 
 
 def _curves(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, np.ndarray]:
-    return {"f1_micro": _f1(tp.sum(0), fp.sum(0), fn.sum(0)), "f1_macro": _f1(tp, fp, fn).mean(0)}
+    present = (tp + fn)[:, 0] > 0  # macro over the genres present, as metrics.py averages
+    per_genre = _f1(tp, fp, fn)[present] if present.any() else np.zeros((1, tp.shape[1]))
+    return {"f1_micro": _f1(tp.sum(0), fp.sum(0), fn.sum(0)), "f1_macro": per_genre.mean(0)}
 
 
 def threshold_curves(probs: np.ndarray, targets: np.ndarray, grid: np.ndarray) -> dict[str, np.ndarray]:

@@ -181,8 +181,10 @@ def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any
     write_csv(out / "per_class.csv", per_class)
     scalars = {k: v for k, v in metrics.items() if isinstance(v, float) and k.count("/") == 1}
     log_results(trainer.loggers, {f"final/{k}": v for k, v in scalars.items()}, per_class, images, "val")
-    print_results("validation (best checkpoint)", metrics, per_class, "val")
-    log.info("results in %s; best checkpoint %s", out, ckpt)
+    # No best.ckpt (fast_dev_run, no validation): the figures are those of the final weights, i.e. last.ckpt.
+    which = "best checkpoint" if ckpt else "last checkpoint"
+    print_results(f"validation ({which})", metrics, per_class, "val")
+    log.info("results in %s; figures of the %s %s", out, which, ckpt or out / "checkpoints" / "last.ckpt")
     return metrics
 
 

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -91,8 +92,29 @@ def test_eval_rejects_genres_the_model_does_not_know(trained_run, tmp_path, samp
 
 def test_run_dir_without_checkpoints(tmp_path):
     (tmp_path / "empty_run").mkdir()
-    with pytest.raises(GenreLabError, match="holds no checkpoints"):
+    with pytest.raises(GenreLabError, match="holds no checkpoints") as err:
         evaluate(eval_cfg(tmp_path / "empty_run", tmp_path / "e"))
+    assert "fast_dev_run saves none" not in str(err.value)  # it saves last.ckpt, which would be used
+    assert "interrupted.ckpt" in str(err.value)
+
+
+def test_macro_metrics_cover_the_genres_present_and_say_so(trained_run, tmp_path, run_frame, capsys):
+    csv = tmp_path / "three.csv"
+    run_frame[run_frame.genre != "romance"].sample(45, random_state=0).to_csv(csv, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no torchmetrics warning reaches the console
+        metrics = evaluate(eval_cfg(trained_run, tmp_path / "e", f"data_csv={csv}"))
+    per_class = pd.read_csv(tmp_path / "e" / "per_class.csv")
+    present = per_class[per_class.support > 0]
+    assert metrics["eval/genres_present"] == 3 and len(present) == 3
+    assert metrics["eval/f1_macro"] == pytest.approx(present.f1.mean(), abs=1e-6)
+    assert "macro averages over 3 of 4 genres present" in capsys.readouterr().out
+
+
+def test_eval_tokenizes_into_the_current_cache_dir_not_the_trained_one(trained_run, tmp_path):
+    cache = tmp_path / "cache_here"
+    evaluate(eval_cfg(trained_run, tmp_path / "e", f"paths.cache_dir={cache}", "cache=false", "plots=false"))
+    assert any((cache / "tokens").iterdir())
 
 
 def test_multirun_threshold_sweep_through_the_cli(trained_run, tmp_path):

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ from genre_lab.data.table import build_text
 from genre_lab.errors import GenreLabError
 from genre_lab.export import export
 from genre_lab.predict import predict
-from tests.conftest import RUN_GENRES, compose_cfg
+from tests.conftest import REPO, RUN_GENRES, compose_cfg
 
 
 def test_export_loads_in_transformers_with_the_same_probabilities(trained_run, tmp_path, run_frame):
@@ -29,10 +30,21 @@ def test_export_loads_in_transformers_with_the_same_probabilities(trained_run, t
                                            "precision=32-true"], tmp_path / "p"))
     texts = [build_text(r, "{synopsis} {movie_name}") for r in rows.to_dict("records")]
     classifier = pipeline("text-classification", model=str(out), top_k=None, device="cpu")
-    for i, scores in enumerate(classifier(texts, truncation=True)):
-        theirs = {s["label"]: s["score"] for s in scores}
-        np.testing.assert_allclose([theirs[n] for n in names], [ours.loc[i, f"prob_{n}"] for n in names],
+    theirs = [{s["label"]: s["score"] for s in scores} for scores in classifier(texts, truncation=True)]
+    for i, scores in enumerate(theirs):
+        np.testing.assert_allclose([scores[n] for n in names], [ours.loc[i, f"prob_{n}"] for n in names],
                                    atol=1e-5)
+    # The README's caveat: predict in bf16-mixed (a bf16 run's default) differs from the fp32 model by up to ~1e-2.
+    bf16 = predict(compose_cfg("predict", [f"run_dir={trained_run}", f"input_csv={tmp_path / 'in.csv'}",
+                                           "precision=bf16-mixed"], tmp_path / "p16"))
+    gap = max(abs(scores[n] - bf16.loc[i, f"prob_{n}"]) for i, scores in enumerate(theirs) for n in names)
+    assert gap < 2e-2
+
+
+def test_readme_states_the_precision_of_the_export_match():
+    readme = (REPO / "README.md").read_text()
+    sentence = readme[readme.index("giving the same probabilities as"):][:600]
+    assert "precision=32-true" in sentence and "1e-5" in sentence and "bf16" in sentence
 
 
 def test_export_never_overwrites_without_asking(trained_run, tmp_path):
@@ -42,3 +54,19 @@ def test_export_never_overwrites_without_asking(trained_run, tmp_path):
     with pytest.raises(GenreLabError, match="not empty"):
         export(compose_cfg("export", [f"run_dir={trained_run}", f"out={out}"], tmp_path / "x"))
     assert (out / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("where", ["run", "checkpoints", "inside", "parent", "symlink"])
+def test_export_never_writes_over_or_into_the_run_it_exports(trained_run, tmp_path, where):
+    run = tmp_path / "runs" / "run"  # a copy: on the old code, out=<run dir> overwrite=true deleted it
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("eval_*"))
+    (tmp_path / "link").symlink_to(run)
+    out = {"run": run, "checkpoints": run / "checkpoints", "inside": run / "hf", "parent": run.parent,
+           "symlink": tmp_path / "link"}[where]
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    with pytest.raises(GenreLabError, match="holds the checkpoint being exported"):
+        export(compose_cfg("export", [f"run_dir={run}", f"out={out}", "overwrite=true"], tmp_path / "x"))
+    with pytest.raises(GenreLabError, match="holds the checkpoint being exported"):
+        export(compose_cfg("export", [f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", f"out={out}",
+                                      "overwrite=true"], tmp_path / "x"))
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before

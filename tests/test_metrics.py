@@ -1,10 +1,13 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
 
 from genre_lab.decoding import Decoder
-from genre_lab.metrics import GenreMetrics, flatten, per_class_rows
+from genre_lab.metrics import GenreMetrics, flatten, per_class_rows, summarize
+from genre_lab.thresholds import threshold_curves
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -49,3 +52,26 @@ def test_top1_is_plain_accuracy_on_single_label_data():
     metrics = GenreMetrics(3)
     metrics.update(probs, Decoder()(probs), target)
     assert metrics.compute()["top1_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_macro_averages_are_over_the_genres_present_without_warnings():
+    """3 of 10 genres in the data, predicted perfectly: macro F1 and AUROC 1.0, not 0.3."""
+    rng = np.random.default_rng(0)
+    target = np.zeros((60, 10), dtype=int)
+    target[np.arange(60), np.arange(60) % 3] = 1
+    target[::4, 3] = 1  # a fourth genre on some rows, decided badly
+    probs = np.clip(0.8 * target + 0.15 * rng.random(target.shape), 0, 1).astype(np.float32)
+    probs[:, 3] = rng.random(60)
+    decisions = (probs > 0.5).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torchmetrics' "No positive samples" warning must not escape
+        flat, rows = summarize(probs, target, decisions, [f"g{i}" for i in range(10)], "eval")
+    present = target.sum(0) > 0
+    assert flat["eval/genres_present"] == 4
+    assert flat["eval/f1_macro"] == pytest.approx(f1_score(target[:, present], decisions[:, present],
+                                                           average="macro"), abs=1e-6)
+    assert flat["eval/auroc_macro"] == pytest.approx(roc_auc_score(target[:, present], probs[:, present],
+                                                                   average="macro"), abs=1e-5)
+    assert [r["f1"] for r in rows[:3]] == [1.0, 1.0, 1.0]
+    curve = threshold_curves(probs, target, np.array([0.5]))["f1_macro"]  # threshold tuning and its plot agree
+    assert curve[0] == pytest.approx(flat["eval/f1_macro"], abs=1e-6)

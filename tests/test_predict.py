@@ -1,8 +1,13 @@
 import logging
+import shutil
+import sys
 
 import pandas as pd
 import pytest
+import torch
 
+from genre_lab import cli
+from genre_lab import predict as predict_module
 from genre_lab.errors import GenreLabError
 from genre_lab.evaluate import evaluate
 from genre_lab.predict import EMPTY, predict
@@ -54,8 +59,8 @@ def test_empty_synopses_are_reported_not_guessed(trained_run, tmp_path, sample_f
 def test_predict_single_text_and_fields(trained_run, tmp_path):
     one = predict(predict_cfg(trained_run, tmp_path / "a", "text=A haunted lighthouse keeper hears voices."))
     assert len(one) == 1 and one.status[0] == "ok"
-    two = predict(predict_cfg(trained_run, tmp_path / "b", "synopsis=Two rival chefs fall in love.",
-                              "movie_name=Salt and Sugar", "decode.top_k=2"))
+    two = predict(predict_cfg(trained_run, tmp_path / "b", "+synopsis=Two rival chefs fall in love.",
+                              "+movie_name=Salt and Sugar", "decode.top_k=2"))
     assert len(two.genres[0].split("|")) == 2
 
 
@@ -63,3 +68,130 @@ def test_predict_csv_without_the_text_columns(trained_run, tmp_path):
     pd.DataFrame({"id": [1], "plot": ["x"]}).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(GenreLabError, match=r"missing text column\(s\) \['synopsis', 'movie_name'\]"):
         predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={tmp_path / 'bad.csv'}"))
+
+
+def run_cli(monkeypatch, *argv: str) -> int:
+    """``genre-lab <argv>`` in this process, as a shell passes the words; returns the exit code."""
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # cli.main sets sys.argv for Hydra
+    try:
+        cli.main(list(argv))
+    except SystemExit as stop:
+        return int(stop.code)
+    return 0
+
+
+def spy_on_predict(monkeypatch) -> list:
+    """The configs ``genre-lab predict`` hands to predict(), which still runs."""
+    seen, real = [], predict_module.predict
+    monkeypatch.setattr(predict_module, "predict", lambda cfg: seen.append(cfg) or real(cfg))
+    return seen
+
+
+@pytest.fixture
+def in_csv(tmp_path, sample_frame):
+    sample_frame.head(4).to_csv(tmp_path / "in.csv", index=False)
+    return tmp_path / "in.csv"
+
+
+def test_predict_never_writes_over_its_input(trained_run, tmp_path, in_csv, monkeypatch):
+    before = in_csv.read_bytes()
+    (tmp_path / "link.csv").symlink_to(in_csv)
+    monkeypatch.chdir(tmp_path)
+    for out in (in_csv, "in.csv", tmp_path / "link.csv", tmp_path / "sub" / ".." / "in.csv"):
+        with pytest.raises(GenreLabError, match="is the input file"):
+            predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={in_csv}", f"out={out}", "overwrite=true"))
+    with pytest.raises(GenreLabError, match="is the input file"):  # a symlink as the input, the file as out
+        predict(predict_cfg(trained_run, tmp_path / "p", "input_csv=link.csv", f"out={in_csv}"))
+    assert in_csv.read_bytes() == before
+
+
+def test_predict_replaces_an_existing_file_only_with_overwrite(trained_run, tmp_path, in_csv, monkeypatch, capsys):
+    out = tmp_path / "old.csv"
+    out.write_text("mine")
+    with pytest.raises(GenreLabError, match=r"already exists.*overwrite=true"):
+        predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={in_csv}", f"out={out}"))
+    assert out.read_text() == "mine"
+    assert run_cli(monkeypatch, "predict", f"run_dir={trained_run}", f"input_csv={in_csv}", f"out={out}",
+                   f"hydra.run.dir={tmp_path / 'h'}") == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("genre-lab: error: ")]
+    assert len(errors) == 1 and "already exists" in errors[0] and out.read_text() == "mine"
+    predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={in_csv}", f"out={out}", "overwrite=true"))
+    assert len(pd.read_csv(out)) == 4
+
+
+TRICKY = """It's "quoted", has = signs, commas, a ${path} and a back\\slash\\"""
+
+
+def test_free_text_survives_the_real_command_line_exactly(trained_run, tmp_path, monkeypatch):
+    seen = spy_on_predict(monkeypatch)
+    assert run_cli(monkeypatch, "predict", f"run_dir={trained_run}", "text=raw model input, no template",
+                   f"hydra.run.dir={tmp_path / 'a'}") == 0
+    assert run_cli(monkeypatch, "predict", f"run_dir={trained_run}", f"text={TRICKY}",
+                   f"hydra.run.dir={tmp_path / 'b'}") == 0
+    assert run_cli(monkeypatch, "predict", f"run_dir={trained_run}", f"synopsis={TRICKY}",
+                   "+movie_name=Salt, Sugar = 'Love'", f"hydra.run.dir={tmp_path / 'c'}") == 0
+    assert [cfg.text for cfg in seen[:2]] == ["raw model input, no template", TRICKY]
+    assert (seen[2].synopsis, seen[2].movie_name) == (TRICKY, "Salt, Sugar = 'Love'")
+    assert pd.read_csv(tmp_path / "c" / "predictions.csv").status.tolist() == ["ok"]
+
+
+def test_text_columns_come_from_the_runs_template(trained_run, tmp_path, monkeypatch, capsys):
+    """A run whose template is ``{plot}`` takes plot=… (and +plot=… in Python); other keys are refused."""
+    run = tmp_path / "plot_run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copytree(trained_run / "tokenizer", run / "tokenizer")
+    checkpoint = torch.load(trained_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    checkpoint["datamodule_hyper_parameters"]["text_template"] = "{plot}"
+    torch.save(checkpoint, run / "checkpoints" / "best.ckpt")
+    one = predict(predict_cfg(run, tmp_path / "a", "+plot='A haunted lighthouse, and its keeper.'"))  # Hydra quoting
+    assert one.status.tolist() == ["ok"]
+    assert run_cli(monkeypatch, "predict", f"run_dir={run}", "plot=A haunted lighthouse, and its keeper.",
+                   f"hydra.run.dir={tmp_path / 'b'}") == 0
+    same = pd.read_csv(tmp_path / "b" / "predictions.csv")
+    assert same.prob_horror[0] == pytest.approx(one.prob_horror[0], abs=1e-6)
+    capsys.readouterr()
+    assert run_cli(monkeypatch, "predict", f"run_dir={run}", "synopsis=x", f"hydra.run.dir={tmp_path / 'c'}") == 2
+    assert "['synopsis']: neither a predict setting nor a text column of this run" in capsys.readouterr().err
+
+
+def test_predict_warns_about_duplicate_ids_and_long_texts(trained_run, tmp_path, sample_frame, caplog):
+    frame = sample_frame.head(5).reset_index(drop=True)
+    frame.loc[3, "id"] = frame.loc[1, "id"]
+    frame.loc[2, "synopsis"] = "ghost " * 300  # far beyond max_length
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        result = predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={tmp_path / 'in.csv'}"))
+    assert len(result) == 5
+    assert "2 row(s) share their 'id' with another row" in caplog.text and "line(s) 3, 5" in caplog.text
+    assert "1 text(s) longer than max_length=128 tokens, truncated" in caplog.text and "line(s) 4" in caplog.text
+
+
+def test_a_csv_without_rows_gives_a_warning_and_a_header_only_file(trained_run, tmp_path, sample_frame, caplog):
+    sample_frame.head(0).to_csv(tmp_path / "in.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        result = predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={tmp_path / 'in.csv'}"))
+    assert len(result) == 0 and "no data rows (header only)" in caplog.text
+    written = (tmp_path / "p" / "predictions.csv").read_text().splitlines()
+    names = Run.locate(str(trained_run)).model.label_space.names
+    assert written == [",".join(["id", "genres", *(f"prob_{n}" for n in names), "status"])]
+
+
+def test_line_numbers_are_the_files_lines_when_synopses_span_lines(trained_run, tmp_path, sample_frame, caplog):
+    frame = sample_frame.head(5).reset_index(drop=True)
+    frame.loc[0, "synopsis"] = "A storm.\nA lighthouse.\nA keeper."  # lines 2-4
+    frame.loc[1, "synopsis"] = "Two rival chefs.\nOne kitchen."  # lines 5-6
+    frame.loc[[2, 4], "synopsis"] = ""  # lines 7 and 9
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={tmp_path / 'in.csv'}"))
+    assert "2 row(s) with an empty synopsis" in caplog.text and "line(s) 7, 9" in caplog.text
+
+
+def test_only_a_last_checkpoint_is_used_with_a_warning(trained_run, tmp_path, caplog):
+    """What debug=fast_dev_run leaves: checkpoints/last.ckpt and no best.ckpt."""
+    run = tmp_path / "fast_dev_run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(trained_run / "checkpoints" / "last.ckpt", run / "checkpoints" / "last.ckpt")
+    with caplog.at_level(logging.WARNING):
+        predict(predict_cfg(run, tmp_path / "p", "text=A haunted lighthouse."))
+    assert "has no checkpoints/best.ckpt" in caplog.text and str(run / "checkpoints" / "last.ckpt") in caplog.text

@@ -6,6 +6,7 @@ all go through it.
 
 from __future__ import annotations
 
+import csv
 import io
 import logging
 import string
@@ -106,9 +107,32 @@ def _clean(value: Any) -> str:
     return str(value).strip()
 
 
-def line_numbers(mask: pd.Series, limit: int = 10) -> str:
-    """File line numbers (header is line 1) of the rows where ``mask`` holds, shortened."""
-    return shorten([int(i) + 2 for i in mask[mask].index], limit)
+RECORD_LINES = "record_lines"  # frame.attrs key: the physical line where each record starts
+
+
+def line_numbers(mask: pd.Series, frame: pd.DataFrame, limit: int = 10) -> str:
+    """File lines (header is line 1) where the rows of ``frame`` that ``mask`` selects start, shortened.
+
+    A quoted field may span lines, so these are the physical lines ``read_csv`` recorded, not row + 2
+    (which is all a frame built in memory can offer).
+    """
+    starts = frame.attrs.get(RECORD_LINES)
+    return shorten([int(starts[i]) if starts is not None else int(i) + 2 for i in mask[mask].index], limit)
+
+
+def record_lines(text: str, rows: int) -> np.ndarray | None:
+    """The physical line where each of the ``rows`` data records of CSV ``text`` starts; None when the csv
+    module splits the text differently from pandas (then line numbers fall back to row + 2)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    starts, consumed = [], 0
+    try:
+        for record in reader:
+            if record and not (len(record) == 1 and not record[0].strip()):  # pandas skips blank lines
+                starts.append(consumed + 1)
+            consumed = reader.line_num
+    except csv.Error:
+        return None
+    return np.asarray(starts[1:]) if len(starts) == rows + 1 else None  # the first record is the header
 
 
 def shorten(lines: list[int], limit: int = 10) -> str:
@@ -130,7 +154,9 @@ def read_csv(path: str | Path, encoding_errors: str = "fail") -> pd.DataFrame:
         hint = delimiter_hint(text.split("\n", 1)[0]) or (" Save it as UTF-8 comma-separated, with fields that "
                                                            "contain commas or line breaks in double quotes.")
         raise GenreLabError(f"{path}: not a readable CSV ({str(err).strip()}).{hint}") from None
-    return frame.reset_index(drop=True)
+    frame = frame.reset_index(drop=True)
+    frame.attrs[RECORD_LINES] = record_lines(text, len(frame))  # kept by pandas through row selections
+    return frame
 
 
 def decode(path: Path, errors: str = "fail") -> str:
@@ -214,12 +240,12 @@ def without_empty_text(frame: pd.DataFrame, path: Path, spec: TableSpec) -> pd.D
     if not empty.any():
         return frame
     if spec.empty_text == "fail":
-        raise GenreLabError(f"{path}: empty {first!r} on line(s) {line_numbers(empty)}. Fill or remove those "
-                            "rows, or set data.empty_text=drop to skip them.")
+        raise GenreLabError(f"{path}: empty {first!r} on line(s) {line_numbers(empty, frame)}. Fill or remove "
+                            "those rows, or set data.empty_text=drop to skip them.")
     if empty.all():
         raise GenreLabError(f"{path}: every row has an empty {first!r}; nothing left to use")
     log.warning("%s: dropped %d row(s) with an empty %r (data.empty_text=drop): line(s) %s",
-                path, int(empty.sum()), first, line_numbers(empty))
+                path, int(empty.sum()), first, line_numbers(empty, frame))
     return frame[~empty]  # the index keeps each row's file line
 
 
@@ -227,9 +253,9 @@ def check_unique_ids(frame: pd.DataFrame, path: Path, column: str) -> None:
     repeated = frame[column].duplicated(keep=False)
     if repeated.any():
         values = list(dict.fromkeys(frame.loc[repeated, column]))[:5]
-        raise GenreLabError(f"{path}: duplicate {column!r} values {values} on line(s) {line_numbers(repeated)}. "
-                            f"Ids must be unique: fix or remove the repeated rows, or set data.id_column=null to "
-                            "number the rows instead.")
+        raise GenreLabError(f"{path}: duplicate {column!r} values {values} on line(s) "
+                            f"{line_numbers(repeated, frame)}. Ids must be unique: fix or remove the repeated rows, "
+                            "or set data.id_column=null to number the rows instead.")
 
 
 def read_labels(frame: pd.DataFrame, path: Path, spec: TableSpec) -> list[list[str]]:
@@ -238,7 +264,7 @@ def read_labels(frame: pd.DataFrame, path: Path, spec: TableSpec) -> list[list[s
     unlabelled = pd.Series([not row for row in labels], index=frame.index)
     if unlabelled.any():
         raise GenreLabError(f"{path}: empty or missing {spec.label_column!r} on line(s) "
-                            f"{line_numbers(unlabelled)}. Label or remove those rows.")
+                            f"{line_numbers(unlabelled, frame)}. Label or remove those rows.")
     labels, merged = unify_spellings(labels)
     if merged:
         log.warning("%s: genre names differing only by case/spaces were merged: %s", path,

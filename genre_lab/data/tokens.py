@@ -70,13 +70,23 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> TokenIds:
     same ids as ``tokenizer(texts, truncation=True, max_length=...)``, without building attention masks
     and type ids nobody uses — about 25 % faster on 54k synopses.
     """
+    return TokenIds.from_lists([e.ids for e in _encode(tokenizer, texts, max_length)])
+
+
+def tokenize_flagging_truncation(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[TokenIds, np.ndarray]:
+    """``tokenize``, and a boolean mask of the rows that were longer than ``max_length`` and cut."""
+    encodings = _encode(tokenizer, texts, max_length)
+    cut = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(encodings))
+    return TokenIds.from_lists([e.ids for e in encodings]), cut
+
+
+def _encode(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[Any]:
     from tokenizers import Tokenizer
 
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     backend.no_padding()
     backend.enable_truncation(max_length)
-    encodings = backend.encode_batch_fast(list(texts), add_special_tokens=True)
-    return TokenIds.from_lists([e.ids for e in encodings])
+    return backend.encode_batch_fast(list(texts), add_special_tokens=True)
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

@@ -40,3 +40,22 @@ def test_multilabel_table(multilabel_csv):
     assert len(table) == 400
     assert table.labels[0] == ["scifi", "thriller"]
     assert table.texts[0].endswith("The Translator Unit")
+
+
+def test_line_numbers_are_physical_lines_when_quoted_fields_span_lines(tmp_path):
+    """A synopsis with line breaks (quoted) takes several lines: messages name the line where a record starts."""
+    frame = pd.DataFrame({
+        "id": ["1", "2", "3", "4", "5"],
+        "synopsis": ["A storm.\nA lighthouse.\nA keeper.", "Two chefs.\nOne kitchen.", "", "Ghosts.", "Aliens."],
+        "movie_name": list("abcde"), "genre": ["x", "", "y", "x", "y"],
+    })  # records start on lines 2, 5, 7, 8, 9
+    path = tmp_path / "x.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(GenreLabError, match=r"empty 'synopsis' on line\(s\) 7\."):
+        read_table(path, TableSpec())
+    with pytest.raises(GenreLabError, match=r"'genre' on line\(s\) 5\."):
+        read_table(path, TableSpec(empty_text="drop"))
+    frame.loc[1, "genre"], frame.loc[4, "id"] = "x", "2"
+    frame.to_csv(path, index=False)
+    with pytest.raises(GenreLabError, match=r"duplicate 'id' values \['2'\] on line\(s\) 5, 9\."):
+        read_table(path, TableSpec(empty_text="drop"))
