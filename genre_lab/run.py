@@ -41,13 +41,14 @@ class Run:
         if best.is_file():
             return cls(best, root)
         if last.is_file():
-            # debug=fast_dev_run (and a run that never validated) saves no best.ckpt, only last.ckpt
-            log.warning("run_dir=%s has no checkpoints/best.ckpt (no validation-scored checkpoint, e.g. a "
-                        "debug=fast_dev_run run): using %s, the weights after the last training step", root, last)
+            # a run that never validated (trainer.limit_val_batches=0) saves no best.ckpt, only last.ckpt
+            log.warning("run_dir=%s has no checkpoints/best.ckpt (no validation-scored checkpoint): using %s, "
+                        "the weights after the last training epoch", root, last)
             return cls(last, root)
         raise GenreLabError(
             f"run_dir={root} holds no checkpoints/best.ckpt or last.ckpt — did the run finish its first epoch? "
-            "An interrupted run leaves checkpoints/interrupted.ckpt: pass ckpt_path=… to use it or another file."
+            "(debug=fast_dev_run saves none.) An interrupted run leaves checkpoints/interrupted.ckpt: pass "
+            "ckpt_path=… to use it or another file."
         )
 
     @cached_property

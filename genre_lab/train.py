@@ -181,10 +181,12 @@ def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any
     write_csv(out / "per_class.csv", per_class)
     scalars = {k: v for k, v in metrics.items() if isinstance(v, float) and k.count("/") == 1}
     log_results(trainer.loggers, {f"final/{k}": v for k, v in scalars.items()}, per_class, images, "val")
-    # No best.ckpt (fast_dev_run, no validation): the figures are those of the final weights, i.e. last.ckpt.
-    which = "best checkpoint" if ckpt else "last checkpoint"
+    # No best.ckpt (a run that never validated): the figures are those of the final weights, which last.ckpt
+    # holds, unless nothing was saved at all (fast_dev_run: Lightning suppresses checkpointing).
+    last = out / "checkpoints" / "last.ckpt"
+    which = "best checkpoint" if ckpt else "last checkpoint" if last.is_file() else "final weights, not saved"
     print_results(f"validation ({which})", metrics, per_class, "val")
-    log.info("results in %s; figures of the %s %s", out, which, ckpt or out / "checkpoints" / "last.ckpt")
+    log.info("results in %s; figures of the %s %s", out, which, ckpt or (last if last.is_file() else ""))
     return metrics
 
 

@@ -188,8 +188,8 @@ def test_line_numbers_are_the_files_lines_when_synopses_span_lines(trained_run, 
 
 
 def test_only_a_last_checkpoint_is_used_with_a_warning(trained_run, tmp_path, caplog):
-    """What debug=fast_dev_run leaves: checkpoints/last.ckpt and no best.ckpt."""
-    run = tmp_path / "fast_dev_run"
+    """What a run that never validated leaves: checkpoints/last.ckpt and no best.ckpt."""
+    run = tmp_path / "never_validated"
     (run / "checkpoints").mkdir(parents=True)
     shutil.copy(trained_run / "checkpoints" / "last.ckpt", run / "checkpoints" / "last.ckpt")
     with caplog.at_level(logging.WARNING):
