@@ -77,6 +77,10 @@ class ProtectRunDir(Callback):
     def __init__(self) -> None:
         self.lock: FileLock | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Launchers that run jobs in other processes (submitit) pickle the callbacks; the lock stays here.
+        return {"lock": None}
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if "resume" not in config or not is_first_rank():  # eval, predict, … write into fresh directories
             return
