@@ -1,4 +1,4 @@
-"""A callback that kills its own process with SIGKILL at a chosen point: a crash no handler can soften."""
+"""Callbacks that tests inject into a real training process: a SIGKILL at a chosen point, a pause."""
 
 import os
 import signal
@@ -15,3 +15,19 @@ class KillAt(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class HoldUntil(pl.Callback):
+    """Block at the start of training until ``release`` exists: the run stays alive, holding its directory,
+    for exactly as long as a test needs (at most ``timeout`` seconds)."""
+
+    def __init__(self, release: str, timeout: float = 120.0) -> None:
+        self.release, self.timeout = release, timeout
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        import time
+        from pathlib import Path
+
+        deadline = time.time() + self.timeout
+        while not Path(self.release).exists() and time.time() < deadline:
+            time.sleep(0.05)

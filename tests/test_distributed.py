@@ -87,39 +87,40 @@ def test_slurm_launcher_is_wired_to_the_trainer():
     assert launcher.additional_parameters.signal == "USR1@120"
 
 
-def train_cli(tmp_path, four_csv, run, *extra):
+def train_cli(tmp_path, four_csv, run, *extra, batch_size=4, epochs=3):
     return [sys.executable, "-m", "genre_lab", "train", *TINY_FAST, "trainer.precision=32-true",
-            f"data.train_csv={four_csv}", "data.batch_size=4", "trainer.max_epochs=3", f"hydra.run.dir={run}", *extra]
+            f"data.train_csv={four_csv}", f"data.batch_size={batch_size}", f"trainer.max_epochs={epochs}",
+            f"hydra.run.dir={run}", *extra]
 
 
 def test_last_checkpoint_every_epoch_and_resume_after_sigkill_keeps_the_full_history(tmp_path, four_csv):
     # lr 1e-12: the validation metric never improves after epoch 0, so best.ckpt stays there while last.ckpt
     # must follow every epoch (Lightning's save_last wrote it only on improvement); dropout and batch order
     # still make the per-epoch training figures depend on every (seed, epoch).
-    args = ["trainer.max_epochs=4", "model.lr=1e-12"]
+    args, shape = ["model.lr=1e-12"], {"batch_size": 16, "epochs": 4}
     straight = tmp_path / "straight"
-    done = subprocess.run(train_cli(tmp_path, four_csv, straight, *args), cwd=tmp_path, capture_output=True,
+    done = subprocess.run(train_cli(tmp_path, four_csv, straight, *args, **shape), cwd=tmp_path, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     best, last = (torch.load(straight / "checkpoints" / f"{n}.ckpt", weights_only=True) for n in ("best", "last"))
-    assert best["epoch"] < 3 and (last["epoch"], last["global_step"]) == (3, 128)
+    assert best["epoch"] < 3 and (last["epoch"], last["global_step"]) == (3, 32)
 
     killed = tmp_path / "killed"
     kill = ["+callbacks.kill._target_=tests.killer.KillAt", "+callbacks.kill.epoch=2"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(train_cli(tmp_path, four_csv, killed, *args, *kill), cwd=tmp_path, capture_output=True,
-                          text=True, timeout=600, env=env)
+    proc = subprocess.run(train_cli(tmp_path, four_csv, killed, *args, *kill, **shape), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     assert torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1  # resume starts at 2
     assert not (killed / "metrics.json").exists()
 
-    resumed = subprocess.run(train_cli(tmp_path, four_csv, killed, *args, "resume=true"), cwd=tmp_path,
+    resumed = subprocess.run(train_cli(tmp_path, four_csv, killed, *args, "resume=true", **shape), cwd=tmp_path,
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Restoring states from the checkpoint path at" in resumed.stdout + resumed.stderr
     a = json.loads((straight / "metrics.json").read_text())
     b = json.loads((killed / "metrics.json").read_text())
-    assert (b["global_step"], b["epochs"]) == (a["global_step"], a["epochs"]) == (128, 4)
+    assert (b["global_step"], b["epochs"]) == (a["global_step"], a["epochs"]) == (32, 4)
     for name in HEADLINE:  # same seeds per epoch, same kernels, same thread count: identical on CPU
         assert b[f"val/{name}"] == pytest.approx(a[f"val/{name}"], abs=1e-6), name
     # The per-epoch history: the same rows (epoch, step) and the same figures as the uninterrupted run.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import yaml
 
 from genre_lab.errors import GenreLabError
 from genre_lab.run_dir import LOCK_NAME, lock_directory, refuse_earlier_sweep
-from tests.conftest import TINY_FAST, genre_lab_cli
+from tests.conftest import REPO, TINY_FAST, genre_lab_cli
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -54,19 +55,23 @@ def test_a_locked_directory_is_refused_and_free_again_once_released(tmp_path):
 
 
 def test_two_runs_into_one_directory_at_once_the_second_is_refused(tmp_path, four_csv):
-    run = tmp_path / "run"
-    common = [sys.executable, "-m", "genre_lab", "train", *TINY_FAST, f"data.train_csv={four_csv}",
-              f"hydra.run.dir={run}"]
-    first = subprocess.Popen([*common, "trainer.max_epochs=40", "model.lr=1e-3"], cwd=tmp_path,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and first.poll() is None and not (run / ".hydra" / "config.yaml").is_file():
-        time.sleep(0.05)
-    assert (run / LOCK_NAME).is_file() and first.poll() is None, "the first run ended before the second began"
+    run, release = tmp_path / "run", tmp_path / "release"
+    hold = ["+callbacks.hold._target_=tests.killer.HoldUntil", f"+callbacks.hold.release={release}"]
+    first = subprocess.Popen([sys.executable, "-m", "genre_lab", "train", *TINY_FAST, f"data.train_csv={four_csv}",
+                              "trainer.max_epochs=1", "model.lr=1e-3", f"hydra.run.dir={run}", *hold], cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and first.poll() is None and not (run / ".hydra" / "config.yaml").is_file():
+            time.sleep(0.05)
+        assert (run / LOCK_NAME).is_file() and first.poll() is None, first.stderr.read()[-3000:]
 
-    second = genre_lab_cli("train", *TINY_FAST, f"data.train_csv={four_csv}", "trainer.max_epochs=1",
-                           "model.lr=5e-3", f"hydra.run.dir={run}", cwd=tmp_path)
-    assert first.poll() is None, "the first run ended before the second was refused: make it longer"
+        second = genre_lab_cli("train", *TINY_FAST, f"data.train_csv={four_csv}", "trainer.max_epochs=1",
+                               "model.lr=5e-3", f"hydra.run.dir={run}", cwd=tmp_path)
+        assert first.poll() is None  # still holding its directory
+    finally:
+        release.touch()
     assert second.returncode == 2, second.stderr[-3000:]
     lines = error_lines(second.stderr)
     assert len(lines) == 1 and f"hydra.run.dir={run} is in use by another genre-lab run" in lines[0]
