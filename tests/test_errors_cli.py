@@ -1,20 +1,38 @@
-"""Every bad input, through the real `genre-lab` CLI in a subprocess: exit code 2, one message naming the problem
-and the place, no traceback, and an earlier run's directory byte-for-byte unchanged."""
+"""Every bad input through the `genre-lab` CLI: exit code 2, one message naming the problem and the place, no
+traceback, and an earlier run's directory byte-for-byte unchanged.
+
+The cases run `genre_lab.cli.main` in this process: a subprocess per case costs ~5 s of imports
+(tests/test_cli.py keeps the console script's own tests).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.test_cli import genre_lab, run
+from genre_lab.cli import main as cli_main
 
 # Each case: (command, builder). A builder writes its inputs under tmp and returns (arguments, fragments the
 # error message must contain). ``run_dir`` is a finished earlier run that eval/predict cases point at.
 Builder = Callable[[Path, Path, pd.DataFrame], tuple[list[str], list[str]]]
+
+
+def run_in_process(args: list[str], capfd, monkeypatch) -> tuple[int, str, str]:
+    """`genre-lab <args>` in this process: (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # cli.main sets it for Hydra; restored afterwards
+    capfd.readouterr()
+    code = 0
+    try:
+        cli_main(args)
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else int(done.code is not None)
+    out, err = capfd.readouterr()
+    return code, out, err
 
 
 def _csv(tmp: Path, frame: pd.DataFrame, name: str = "bad.csv", **kwargs) -> Path:
@@ -174,29 +192,47 @@ def good_frame(run_frame) -> pd.DataFrame:
     return run_frame.groupby("genre").head(8).reset_index(drop=True)
 
 
+def assert_refused(code: int, out: str, err: str, fragments: list[str]) -> None:
+    """Exit code 2, exactly one `genre-lab: error:` line holding every fragment, no traceback."""
+    assert code == 2, err[-3000:]
+    message = [line for line in err.splitlines() if line.startswith("genre-lab: error: ")]
+    assert len(message) == 1, err[-3000:]
+    for fragment in fragments:
+        assert fragment in message[0], (fragment, message[0])
+    assert "Traceback" not in err + out
+
+
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_exits_2_with_a_message_and_changes_nothing(case, trained_run, good_frame, tmp_path):
+def test_bad_input_exits_2_with_a_message_and_changes_nothing(case, trained_run, good_frame, tmp_path, capfd,
+                                                              monkeypatch):
     command, build = CASES[case]
     args, fragments = build(tmp_path, trained_run, good_frame)
     before = tree_digest(trained_run)
     extra = ["model=tiny"] if command == "train" else []
-    result = run([genre_lab(), command, *extra, *args, f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path)
-    assert result.returncode == 2, result.stderr[-3000:]
-    message = [line for line in result.stderr.splitlines() if line.startswith("genre-lab: error: ")]
-    assert len(message) == 1, result.stderr[-3000:]
-    for fragment in fragments:
-        assert fragment in message[0], (fragment, message[0])
-    assert "Traceback" not in result.stderr + result.stdout
+    result = run_in_process([command, *extra, *args, f"hydra.run.dir={tmp_path / 'out'}"], capfd, monkeypatch)
+    assert_refused(*result, fragments)
     assert tree_digest(trained_run) == before
     assert not (tmp_path / "out" / "checkpoints").exists()
 
 
 def test_a_new_run_into_a_finished_runs_directory_is_refused_before_anything_is_written(trained_run, good_frame,
-                                                                                         tmp_path):
+                                                                                         tmp_path, capfd,
+                                                                                         monkeypatch):
     before = tree_digest(trained_run)  # .hydra/config.yaml and the job log included
-    result = run([genre_lab(), "train", "model=tiny", f"data.train_csv={_csv(tmp_path, good_frame)}",
-                  f"hydra.run.dir={trained_run}"], cwd=tmp_path)
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert f"genre-lab: error: {trained_run} already holds checkpoints" in result.stderr
-    assert "resume=true" in result.stderr and "Traceback" not in result.stderr
+    result = run_in_process(["train", "model=tiny", f"data.train_csv={_csv(tmp_path, good_frame)}",
+                             f"hydra.run.dir={trained_run}"], capfd, monkeypatch)
+    assert_refused(*result, [f"{trained_run} already holds checkpoints", "resume=true"])
     assert tree_digest(trained_run) == before
+
+
+def test_a_bug_keeps_its_traceback_and_exit_code_1(tmp_path, capfd, monkeypatch):
+    """Only user errors are cut to one line: an unexpected exception is not mistaken for a config error."""
+    import genre_lab.train
+
+    def bug(cfg):
+        raise RuntimeError("an unexpected failure")
+
+    monkeypatch.setattr(genre_lab.train, "train", bug)
+    code, out, err = run_in_process(["train", "model=tiny", f"hydra.run.dir={tmp_path / 'out'}"], capfd, monkeypatch)
+    assert code == 1 and "Traceback" in err and "RuntimeError: an unexpected failure" in err
+    assert "genre-lab: error:" not in err
