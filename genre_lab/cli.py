@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from genre_lab.errors import run_app
+
 COMMANDS = {
     "train": ("genre_lab.train", "fine-tune a backbone on a movie CSV"),
     "eval": ("genre_lab.evaluate", "score a run on its validation split or a labelled CSV; plots"),
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     module = importlib.import_module(COMMANDS[command][0])
     sys.argv = [f"genre-lab {command}", *rest]  # Hydra parses sys.argv[1:]
-    module.main()
+    run_app(module.main)  # a config that does not compose exits 2, as other user errors do
 
 
 if __name__ == "__main__":

@@ -40,6 +40,27 @@ def exit_with(err: GenreLabError) -> NoReturn:
     raise SystemExit(err.exit_code) from None
 
 
+def run_app(app: Callable[[], Any]) -> None:
+    """Run a ``@hydra.main`` app so that a config that does not compose (unknown group option, misspelt
+    key, unparsable override) exits with code 2 like every other user error, after Hydra's own message.
+
+    Hydra prints such an error and calls ``sys.exit(1)`` inside its ``except`` block, so the SystemExit's
+    ``__context__`` is the error it reported; any other failure keeps Hydra's exit code and traceback.
+    """
+    from hydra.errors import ConfigCompositionException, OverrideParseException, SearchPathException
+
+    try:
+        app()
+    except SystemExit as done:
+        reported = done.__context__
+        if done.code == 1 and isinstance(reported, (ConfigCompositionException, OverrideParseException,
+                                                    SearchPathException)):
+            first = (str(reported).strip().splitlines() or [type(reported).__name__])[0].rstrip(".")
+            exit_with(GenreLabError(f"{first} (Hydra's message above). Fix that override; add `--cfg job` to "
+                                    "print the keys, `--help` to list the config groups and their options"))
+        raise
+
+
 def in_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode

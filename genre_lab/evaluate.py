@@ -23,7 +23,7 @@ from genre_lab import plots
 from genre_lab.config_dir import config_dir
 from genre_lab.data.table import read_table
 from genre_lab.data.tokens import TokenIds, make_collator, tokenize
-from genre_lab.errors import GenreLabError, require_positive, user_errors
+from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import atomic_target, file_digest, write_csv, write_json
 from genre_lab.loggers import instantiate_loggers, log_results
@@ -138,4 +138,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

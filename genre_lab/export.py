@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from genre_lab.config_dir import config_dir
-from genre_lab.errors import GenreLabError, user_errors
+from genre_lab.errors import GenreLabError, run_app, user_errors
 from genre_lab.io import write_json
 from genre_lab.run import Run
 
@@ -65,4 +65,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

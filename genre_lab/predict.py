@@ -22,7 +22,7 @@ from genre_lab.config_dir import config_dir
 from genre_lab.data.labels import is_missing
 from genre_lab.data.table import build_text, delimiter_hint, line_numbers, read_csv
 from genre_lab.data.tokens import make_collator, tokenize
-from genre_lab.errors import GenreLabError, require_positive, user_errors
+from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import atomic_write_text
 from genre_lab.run import Run
@@ -105,4 +105,4 @@ def main(cfg: DictConfig) -> Any:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

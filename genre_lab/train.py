@@ -24,7 +24,7 @@ from genre_lab.checkpoint import store_decoder
 from genre_lab.config_dir import config_dir
 from genre_lab.data.tokens import make_collator
 from genre_lab.distributed import install_rank_command, job_scope
-from genre_lab.errors import GenreLabError, user_errors
+from genre_lab.errors import GenreLabError, run_app, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import write_csv, write_json
 from genre_lab.loggers import finish_logger, instantiate_all, instantiate_loggers, log_results
@@ -186,4 +186,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -1,8 +1,8 @@
 """Every bad input through the `genre-lab` CLI: exit code 2, one message naming the problem and the place, no
 traceback, and an earlier run's directory byte-for-byte unchanged.
 
-The cases run `genre_lab.cli.main` in this process: a subprocess per case costs ~5 s of imports
-(tests/test_cli.py keeps the console script's own tests).
+The cases run `genre_lab.cli.main` in this process (a subprocess per case costs ~5 s of imports); one case runs
+through the installed console script, where the process boundary itself is what is tested.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from genre_lab.cli import main as cli_main
+from tests.test_cli import genre_lab, run
 
 # Each case: (command, builder). A builder writes its inputs under tmp and returns (arguments, fragments the
 # error message must contain). ``run_dir`` is a finished earlier run that eval/predict cases point at.
@@ -169,11 +170,26 @@ def predict_negative_batch_size(tmp, run_dir, frame):
     return [f"run_dir={run_dir}", "text=ghost", "batch_size=-1"], ["batch_size=-1", "≥ 1"]
 
 
+def _good(tmp: Path, frame: pd.DataFrame, *overrides: str) -> list[str]:
+    return [f"data.train_csv={_csv(tmp, frame)}", *overrides]
+
+
+# -- config values a run cannot train with (issue 11) ---------------------------------------------------------
+
+
+def unknown_config_option(tmp, run_dir, frame):
+    return _good(tmp, frame, "model=nope"), ["Could not find 'model/nope'", "--help"]
+
+
+def misspelt_key(tmp, run_dir, frame):
+    return _good(tmp, frame, "trainer.max_epoch=2"), ["Could not override 'trainer.max_epoch'", "--cfg job"]
+
+
 CASES: dict[str, tuple[str, Builder]] = {f.__name__: (command, f) for command, fs in {
     "train": [missing_file, semicolon_csv, one_column_semicolon_csv, empty_file, header_only, missing_columns,
               empty_synopsis, nan_label, unseen_val_genre, too_few_rows_to_split, too_few_rows_to_sample,
               duplicate_ids, invalid_utf8, bad_policy_value, sample_frac_out_of_range, threshold_out_of_range,
-              zero_batch_size, unknown_backbone, resume_without_checkpoint],
+              zero_batch_size, unknown_backbone, resume_without_checkpoint, unknown_config_option, misspelt_key],
     "eval": [eval_other_label_space, eval_run_dir_without_checkpoints, eval_threshold_out_of_range,
              eval_zero_batch_size],
     "predict": [predict_missing_text_columns, predict_negative_batch_size],
@@ -223,6 +239,15 @@ def test_a_new_run_into_a_finished_runs_directory_is_refused_before_anything_is_
                              f"hydra.run.dir={trained_run}"], capfd, monkeypatch)
     assert_refused(*result, [f"{trained_run} already holds checkpoints", "resume=true"])
     assert tree_digest(trained_run) == before
+
+
+def test_config_error_through_the_console_script_exits_2(tmp_path):
+    """The process boundary: Hydra's own message, then one line, and the shell sees exit code 2."""
+    result = run([genre_lab(), "train", "model=tiny", "trainer.max_epoch=2", f"hydra.run.dir={tmp_path / 'out'}"],
+                 cwd=tmp_path)
+    assert_refused(result.returncode, result.stdout, result.stderr, ["Could not override 'trainer.max_epoch'"])
+    assert "Key 'max_epoch' is not in struct" in result.stderr  # Hydra's message is kept
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_bug_keeps_its_traceback_and_exit_code_1(tmp_path, capfd, monkeypatch):
