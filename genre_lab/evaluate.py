@@ -103,6 +103,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     # Settings are checked before any work: a bad value must not leave a cache entry in the run directory.
     decoder = run.model.decoder.with_overrides(**OmegaConf.to_container(cfg.decode))
+    decoder.for_genres(len(run.model.label_space))
     data = labelled_csv(run, cfg.data_csv) if cfg.get("data_csv") else validation_split(run)
     probs, source = cached_probs(run, data, cfg)
     names = list(run.model.label_space.names)

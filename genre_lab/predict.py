@@ -56,6 +56,7 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     require_positive(cfg.batch_size, "batch_size")
     run = Run.locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
     decoder = run.model.decoder.with_overrides(**OmegaConf.to_container(cfg.decode))  # bad values fail first
+    decoder.for_genres(len(run.model.label_space))
     frame, texts, source = input_frame(cfg, run)
     first = run.spec.text_columns[0]
     empty = frame[first].map(is_missing) if first in frame.columns else \

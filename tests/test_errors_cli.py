@@ -175,6 +175,66 @@ def _good(tmp: Path, frame: pd.DataFrame, *overrides: str) -> list[str]:
 
 
 # -- config values a run cannot train with (issue 11) ---------------------------------------------------------
+def negative_lr(tmp, run_dir, frame):
+    return _good(tmp, frame, "model.lr=-1"), ["model.lr=-1", "> 0"]
+
+
+def zero_lr(tmp, run_dir, frame):
+    return _good(tmp, frame, "model.lr=0"), ["model.lr=0", "> 0"]
+
+
+def zero_val_size(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.val_size=0"), ["data.val_size=0", "(0, 1)", "data.val_csv"]
+
+
+def val_size_one(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.val_size=1"), ["data.val_size=1", "(0, 1)", "data.val_csv"]
+
+
+def negative_val_size(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.val_size=-0.2"), ["data.val_size=-0.2", "(0, 1)", "data.val_csv"]
+
+
+def seed_not_a_number(tmp, run_dir, frame):
+    return _good(tmp, frame, "seed=abc"), ["seed='abc'", "whole number", "seed=42"]
+
+
+def top_k_not_a_number(tmp, run_dir, frame):
+    return _good(tmp, frame, "decode.top_k=abc"), ["decode.top_k='abc'", "whole number ≥ 1"]
+
+
+def top_k_fraction(tmp, run_dir, frame):
+    return _good(tmp, frame, "decode.top_k=1.5"), ["decode.top_k=1.5", "whole number ≥ 1"]
+
+
+def top_k_above_genre_count(tmp, run_dir, frame):
+    return _good(tmp, frame, "decode.top_k=999"), ["decode.top_k=999", "the training data has 4 genres",
+                                                   "between 1 and 4"]
+
+
+def threshold_not_a_number(tmp, run_dir, frame):
+    return _good(tmp, frame, "decode.threshold=abc"), ["decode.threshold='abc'", "(0, 1)"]
+
+
+def zero_epochs(tmp, run_dir, frame):
+    return _good(tmp, frame, "trainer.max_epochs=0"), ["trainer.max_epochs=0", "≥ 1", "max_steps"]
+
+
+def max_length_beyond_backbone(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.max_length=513"), ["data.max_length=513", "at most 512 tokens",
+                                                      "data.max_length=512"]
+
+
+def max_length_zero(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.max_length=0"), ["data.max_length=0", "at least 8 tokens"]
+
+
+def max_length_fraction(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.max_length=100.5"), ["data.max_length=100.5", "whole number"]
+
+
+def max_length_not_a_number(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.max_length=abc"), ["data.max_length='abc'", "whole number"]
 
 
 def unknown_config_option(tmp, run_dir, frame):
@@ -185,14 +245,69 @@ def misspelt_key(tmp, run_dir, frame):
     return _good(tmp, frame, "trainer.max_epoch=2"), ["Could not override 'trainer.max_epoch'", "--cfg job"]
 
 
+def misspelt_key_added(tmp, run_dir, frame):  # what Hydra's message for the misspelt key suggests
+    return _good(tmp, frame, "+trainer.max_epoch=2"), ["trainer.max_epoch is not a setting",
+                                                       "did you mean trainer.max_epochs?"]
+
+
+def unknown_data_key(tmp, run_dir, frame):
+    return _good(tmp, frame, "+data.max_len=64"), ["data.max_len is not a setting", "data.max_length"]
+
+
+def invalid_template(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.text_template='{synopsis'"), ["text template '{synopsis'", "braces"]
+
+
+def sample_frac_not_a_number(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.sample.frac=abc"), ["data.sample.frac='abc'", "(0, 1]"]
+
+
+def negative_workers(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.num_workers=-1"), ["data.num_workers=-1", "≥ 0"]
+
+
+def pos_weight_count(tmp, run_dir, frame):
+    return _good(tmp, frame, "model.pos_weight=[1.0,2.0]"), ["model.pos_weight=[1.0, 2.0]", "4 numbers ≥ 0"]
+
+
+def bad_precision(tmp, run_dir, frame):
+    return _good(tmp, frame, "trainer.precision=foo"), ["trainer settings", "Precision 'foo' is invalid"]
+
+
+def bad_attn_implementation(tmp, run_dir, frame):
+    return _good(tmp, frame, "model.attn_implementation=foo"), ["model.attn_implementation='foo'", "sdpa"]
+
+
+def missing_start_checkpoint(tmp, run_dir, frame):
+    return _good(tmp, frame, f"ckpt_path={tmp / 'nowhere.ckpt'}"), [str(tmp / "nowhere.ckpt"), "no such checkpoint"]
+
+
+def tuning_grid_not_a_number(tmp, run_dir, frame):  # used after training: checked before it
+    return _good(tmp, frame, "tuning.grid_step=abc"), ["tuning.grid_step='abc'", "(0, 0.5)"]
+
+
+def eval_top_k_above_genre_count(tmp, run_dir, frame):
+    return [f"run_dir={run_dir}", "decode.top_k=5"], ["decode.top_k=5", "the model has 4 genres"]
+
+
+def predict_top_k_not_a_number(tmp, run_dir, frame):
+    return [f"run_dir={run_dir}", "text=ghost", "decode.top_k=abc"], ["decode.top_k='abc'"]
+
+
 CASES: dict[str, tuple[str, Builder]] = {f.__name__: (command, f) for command, fs in {
     "train": [missing_file, semicolon_csv, one_column_semicolon_csv, empty_file, header_only, missing_columns,
               empty_synopsis, nan_label, unseen_val_genre, too_few_rows_to_split, too_few_rows_to_sample,
               duplicate_ids, invalid_utf8, bad_policy_value, sample_frac_out_of_range, threshold_out_of_range,
-              zero_batch_size, unknown_backbone, resume_without_checkpoint, unknown_config_option, misspelt_key],
+              zero_batch_size, unknown_backbone, resume_without_checkpoint, negative_lr, zero_lr, zero_val_size,
+              val_size_one, negative_val_size, seed_not_a_number, top_k_not_a_number, top_k_fraction,
+              top_k_above_genre_count, threshold_not_a_number, zero_epochs, max_length_beyond_backbone,
+              max_length_zero, max_length_fraction, max_length_not_a_number, unknown_config_option, misspelt_key,
+              misspelt_key_added, unknown_data_key, invalid_template, sample_frac_not_a_number, negative_workers,
+              pos_weight_count, bad_precision, bad_attn_implementation, missing_start_checkpoint,
+              tuning_grid_not_a_number],
     "eval": [eval_other_label_space, eval_run_dir_without_checkpoints, eval_threshold_out_of_range,
-             eval_zero_batch_size],
-    "predict": [predict_missing_text_columns, predict_negative_batch_size],
+             eval_zero_batch_size, eval_top_k_above_genre_count],
+    "predict": [predict_missing_text_columns, predict_negative_batch_size, predict_top_k_not_a_number],
 }.items() for f in fs}
 
 

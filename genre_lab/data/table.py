@@ -45,6 +45,11 @@ class TableSpec:
     def __post_init__(self) -> None:
         check_choice("data.empty_text", self.empty_text, ("fail", "drop"))
         check_choice("data.encoding_errors", self.encoding_errors, ("fail", "replace"))
+        if not isinstance(self.text_template, str):
+            raise GenreLabError(f"data.text_template={self.text_template!r} must be a text with column names in "
+                                "braces, e.g. '{synopsis} {movie_name}'")
+        if self.multi_label and (not isinstance(self.label_sep, str) or not self.label_sep):
+            raise GenreLabError(f"data.label_sep={self.label_sep!r}: multi-label cells need a separator, e.g. '|'")
 
     @property
     def text_columns(self) -> list[str]:
@@ -82,7 +87,12 @@ def check_choice(key: str, value: Any, choices: Collection[str]) -> None:
 def template_fields(template: str) -> list[str]:
     """Column names a ``str.format`` template refers to, in order, without repeats."""
     fields: list[str] = []
-    for _, name, _, _ in string.Formatter().parse(template):
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as err:  # e.g. an unclosed brace
+        raise GenreLabError(f"text template {template!r} is not valid ({err}); write column names in braces, "
+                            "e.g. '{synopsis} {movie_name}', and double a literal brace ({{ or }})") from None
+    for _, name, _, _ in parsed:
         if name is None:
             continue
         if name == "" or name.isdigit():
