@@ -29,6 +29,9 @@ def export(cfg: DictConfig) -> Path:
     if not cfg.get("out"):
         raise GenreLabError("say where to write the model folder: out=<directory>")
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise GenreLabError(f"out={out} is a file, and export writes a model folder: give a directory that does "
+                            "not exist yet (or an empty one), e.g. out=exported/")
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise GenreLabError(f"out={out} exists and is not empty; choose another folder or pass overwrite=true")
     # Write beside the target and swap in at the end: a failed export never leaves half a model.

@@ -52,11 +52,22 @@ def input_frame(cfg: DictConfig, run: Run) -> tuple[pd.DataFrame, list[str], str
     return frame, texts, str(cfg.input_csv)
 
 
+def output_path(cfg: DictConfig) -> Path:
+    """``out=`` (a file to write), else ``<output dir>/predictions.csv``."""
+    if not cfg.get("out"):
+        return Path(cfg.paths.output_dir) / "predictions.csv"
+    out = Path(cfg.out)
+    if out.is_dir():
+        raise GenreLabError(f"out={out} is a directory; give a file name, e.g. out={out / 'predictions.csv'}")
+    return out
+
+
 def predict(cfg: DictConfig) -> pd.DataFrame:
     require_positive(cfg.batch_size, "batch_size")
     run = Run.locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
     decoder = run.model.decoder.with_overrides(**OmegaConf.to_container(cfg.decode))  # bad values fail first
     decoder.for_genres(len(run.model.label_space))
+    out = output_path(cfg)
     frame, texts, source = input_frame(cfg, run)
     first = run.spec.text_columns[0]
     empty = frame[first].map(is_missing) if first in frame.columns else \
@@ -81,7 +92,6 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
         **{f"prob_{n}": probs[:, i] for i, n in enumerate(names)},
         "status": np.where(empty.to_numpy(), EMPTY, "ok"),
     })
-    out = Path(cfg.out) if cfg.get("out") else Path(cfg.paths.output_dir) / "predictions.csv"
     atomic_write_text(out, result.to_csv(index=False))
     show(result, names)
     log.info("%d predictions written to %s (decision rule %s)", len(result), out, decoder.to_dict())

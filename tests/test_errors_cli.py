@@ -7,7 +7,10 @@ through the installed console script, where the process boundary itself is what 
 
 from __future__ import annotations
 
+import errno
+import gzip
 import hashlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -170,6 +173,12 @@ def predict_negative_batch_size(tmp, run_dir, frame):
     return [f"run_dir={run_dir}", "text=ghost", "batch_size=-1"], ["batch_size=-1", "≥ 1"]
 
 
+def _gz(tmp: Path, frame: pd.DataFrame, name: str = "bad.csv.gz") -> Path:
+    path = tmp / name
+    path.write_bytes(gzip.compress(frame.to_csv(index=False).encode()))
+    return path
+
+
 def _good(tmp: Path, frame: pd.DataFrame, *overrides: str) -> list[str]:
     return [f"data.train_csv={_csv(tmp, frame)}", *overrides]
 
@@ -254,6 +263,35 @@ def unknown_data_key(tmp, run_dir, frame):
     return _good(tmp, frame, "+data.max_len=64"), ["data.max_len is not a setting", "data.max_length"]
 
 
+def single_genre_file(tmp, run_dir, frame):
+    path = _csv(tmp, frame.assign(genre="horror"))
+    return [f"data.train_csv={path}"], [str(path), "every row has the genre 'horror'", "at least 2 genres",
+                                        "data.label_column='genre'"]
+
+
+def train_csv_is_a_directory(tmp, run_dir, frame):
+    (tmp / "data").mkdir()
+    _csv(tmp / "data", frame, "train.csv")
+    return [f"data.train_csv={tmp / 'data'}"], [f"{tmp / 'data'} is a directory", str(tmp / "data" / "train.csv")]
+
+
+def gzip_csv_is_read(tmp, run_dir, frame):  # the error proves the columns inside were read
+    path = _gz(tmp, frame.drop(columns="genre"))
+    return [f"data.train_csv={path}"], [str(path), "missing column(s) ['genre']", "'synopsis'"]
+
+
+def corrupt_gzip(tmp, run_dir, frame):
+    path = tmp / "bad.csv.gz"
+    path.write_bytes(gzip.compress(frame.to_csv(index=False).encode())[:200])
+    return [f"data.train_csv={path}"], [str(path), "not a valid gz file"]
+
+
+def gzip_without_gz_suffix(tmp, run_dir, frame):
+    path = tmp / "bad.csv"
+    path.write_bytes(gzip.compress(frame.to_csv(index=False).encode()))
+    return [f"data.train_csv={path}"], [str(path), "gzip-compressed", "*.csv.gz"]
+
+
 def invalid_template(tmp, run_dir, frame):
     return _good(tmp, frame, "data.text_template='{synopsis'"), ["text template '{synopsis'", "braces"]
 
@@ -286,12 +324,35 @@ def tuning_grid_not_a_number(tmp, run_dir, frame):  # used after training: check
     return _good(tmp, frame, "tuning.grid_step=abc"), ["tuning.grid_step='abc'", "(0, 0.5)"]
 
 
+def eval_csv_is_a_directory(tmp, run_dir, frame):
+    (tmp / "data").mkdir()
+    return [f"run_dir={run_dir}", f"data_csv={tmp / 'data'}"], [f"{tmp / 'data'} is a directory"]
+
+
+def eval_gzip_csv_is_read(tmp, run_dir, frame):  # an unknown genre inside: the rows were read
+    path = _gz(tmp, _edited(frame, 0, "genre", "western"))
+    return [f"run_dir={run_dir}", f"data_csv={path}"], [str(path), "['western']"]
+
+
 def eval_top_k_above_genre_count(tmp, run_dir, frame):
     return [f"run_dir={run_dir}", "decode.top_k=5"], ["decode.top_k=5", "the model has 4 genres"]
 
 
+def predict_csv_is_a_directory(tmp, run_dir, frame):
+    return [f"run_dir={run_dir}", f"input_csv={tmp}"], [f"{tmp} is a directory"]
+
+
+def predict_out_is_a_directory(tmp, run_dir, frame):
+    return [f"run_dir={run_dir}", "text=ghost", f"out={tmp}"], [f"out={tmp} is a directory", "predictions.csv"]
+
+
 def predict_top_k_not_a_number(tmp, run_dir, frame):
     return [f"run_dir={run_dir}", "text=ghost", "decode.top_k=abc"], ["decode.top_k='abc'"]
+
+
+def export_out_is_a_file(tmp, run_dir, frame):
+    (tmp / "model.bin").write_text("something else")
+    return [f"run_dir={run_dir}", f"out={tmp / 'model.bin'}"], [f"out={tmp / 'model.bin'} is a file", "directory"]
 
 
 CASES: dict[str, tuple[str, Builder]] = {f.__name__: (command, f) for command, fs in {
@@ -302,12 +363,15 @@ CASES: dict[str, tuple[str, Builder]] = {f.__name__: (command, f) for command, f
               val_size_one, negative_val_size, seed_not_a_number, top_k_not_a_number, top_k_fraction,
               top_k_above_genre_count, threshold_not_a_number, zero_epochs, max_length_beyond_backbone,
               max_length_zero, max_length_fraction, max_length_not_a_number, unknown_config_option, misspelt_key,
-              misspelt_key_added, unknown_data_key, invalid_template, sample_frac_not_a_number, negative_workers,
+              misspelt_key_added, unknown_data_key, single_genre_file, train_csv_is_a_directory, gzip_csv_is_read,
+              corrupt_gzip, gzip_without_gz_suffix, invalid_template, sample_frac_not_a_number, negative_workers,
               pos_weight_count, bad_precision, bad_attn_implementation, missing_start_checkpoint,
               tuning_grid_not_a_number],
     "eval": [eval_other_label_space, eval_run_dir_without_checkpoints, eval_threshold_out_of_range,
-             eval_zero_batch_size, eval_top_k_above_genre_count],
-    "predict": [predict_missing_text_columns, predict_negative_batch_size, predict_top_k_not_a_number],
+             eval_zero_batch_size, eval_csv_is_a_directory, eval_gzip_csv_is_read, eval_top_k_above_genre_count],
+    "predict": [predict_missing_text_columns, predict_negative_batch_size, predict_csv_is_a_directory,
+                predict_out_is_a_directory, predict_top_k_not_a_number],
+    "export": [export_out_is_a_file],
 }.items() for f in fs}
 
 
@@ -346,6 +410,27 @@ def test_bad_input_exits_2_with_a_message_and_changes_nothing(case, trained_run,
     assert not (tmp_path / "out" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize("command", ["train", "eval", "predict"])
+def test_an_unreadable_csv_is_named_with_the_fix(command, trained_run, good_frame, tmp_path, capfd, monkeypatch):
+    path = _csv(tmp_path, good_frame)
+    path.chmod(0)
+    if os.geteuid() == 0:  # root reads any file whatever its mode: refuse the read the way the kernel would
+        read_bytes = Path.read_bytes
+
+        def refused(self: Path) -> bytes:
+            if self == path:
+                raise PermissionError(errno.EACCES, "Permission denied", str(self))
+            return read_bytes(self)
+
+        monkeypatch.setattr(Path, "read_bytes", refused)
+    args = {"train": ["model=tiny", f"data.train_csv={path}"], "eval": [f"run_dir={trained_run}", f"data_csv={path}"],
+            "predict": [f"run_dir={trained_run}", f"input_csv={path}"]}[command]
+    before = tree_digest(trained_run)
+    result = run_in_process([command, *args, f"hydra.run.dir={tmp_path / 'out'}"], capfd, monkeypatch)
+    assert_refused(*result, [str(path), "permission denied", "chmod u+r"])
+    assert tree_digest(trained_run) == before
+
+
 def test_a_new_run_into_a_finished_runs_directory_is_refused_before_anything_is_written(trained_run, good_frame,
                                                                                          tmp_path, capfd,
                                                                                          monkeypatch):
@@ -363,6 +448,18 @@ def test_config_error_through_the_console_script_exits_2(tmp_path):
     assert_refused(result.returncode, result.stdout, result.stderr, ["Could not override 'trainer.max_epoch'"])
     assert "Key 'max_epoch' is not in struct" in result.stderr  # Hydra's message is kept
     assert not (tmp_path / "out").exists()
+
+
+def test_predict_reads_a_gzipped_csv(trained_run, good_frame, tmp_path, capfd, monkeypatch):
+    plain, packed = tmp_path / "plain.csv", _gz(tmp_path, good_frame, "movies.csv.gz")
+    good_frame.to_csv(plain, index=False)
+    outputs = []
+    for name, path in (("a", plain), ("b", packed)):
+        code, _, err = run_in_process(["predict", f"run_dir={trained_run}", f"input_csv={path}",
+                                       f"hydra.run.dir={tmp_path / name}"], capfd, monkeypatch)
+        assert code == 0, err[-3000:]
+        outputs.append((tmp_path / name / "predictions.csv").read_text())
+    assert outputs[0] == outputs[1]
 
 
 def test_a_bug_keeps_its_traceback_and_exit_code_1(tmp_path, capfd, monkeypatch):

@@ -138,7 +138,15 @@ class GenreDataModule(pl.LightningDataModule):
     @cached_property
     def label_space(self) -> LabelSpace:
         """All genres of the training file (before sampling, so sampling never drops a genre)."""
-        return LabelSpace.from_rows(self.train_table.labels, self.spec.multi_label)
+        rows = self.train_table.labels
+        genres = sorted({name for row in rows for name in row})
+        if len(genres) < 2:
+            raise GenreLabError(
+                f"{self.hparams.train_csv}: every row has the genre {genres[0]!r}, and a classifier needs at least "
+                f"2 genres. Add rows of other genres, or check that data.label_column={self.spec.label_column!r} "
+                "is the genre column."
+            )
+        return LabelSpace.from_rows(rows, self.spec.multi_label)
 
     @cached_property
     def tokenizer(self) -> Any:
