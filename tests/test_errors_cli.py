@@ -450,6 +450,23 @@ def test_config_error_through_the_console_script_exits_2(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_eval_in_a_read_only_run_directory_skips_the_probability_cache(trained_run, good_frame, tmp_path, capfd,
+                                                                       monkeypatch):
+    import genre_lab.evaluate
+
+    def read_only(path):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(genre_lab.evaluate, "atomic_target", read_only)
+    before = tree_digest(trained_run)
+    code, out, err = run_in_process(["eval", f"run_dir={trained_run}", f"data_csv={_csv(tmp_path, good_frame)}",
+                                     "plots=false", f"hydra.run.dir={tmp_path / 'out'}"], capfd, monkeypatch)
+    assert code == 0, err[-3000:]
+    assert "probability cache not written" in out + err and "Read-only file system" in out + err
+    assert (tmp_path / "out" / "metrics.json").is_file()
+    assert tree_digest(trained_run) == before
+
+
 def test_predict_reads_a_gzipped_csv(trained_run, good_frame, tmp_path, capfd, monkeypatch):
     plain, packed = tmp_path / "plain.csv", _gz(tmp_path, good_frame, "movies.csv.gz")
     good_frame.to_csv(plain, index=False)
