@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from genre_lab.config_dir import config_dir
 from genre_lab.data.tokens import TokenIds, make_collator, tokenize
-from genre_lab.errors import GenreLabError, user_errors
+from genre_lab.errors import GenreLabError, run_app, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import write_json
 from genre_lab.train import build_model
@@ -370,4 +370,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

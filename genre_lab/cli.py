@@ -7,6 +7,7 @@ import re
 import sys
 
 from genre_lab.config_dir import config_keys
+from genre_lab.errors import run_app
 
 COMMANDS = {
     "train": ("genre_lab.train", "fine-tune a backbone on a movie CSV"),
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     if command == "predict":
         rest = literal_free_text(rest, config_keys("predict"))
     sys.argv = [f"genre-lab {command}", *rest]  # Hydra parses sys.argv[1:]
-    module.main()
+    run_app(module.main)  # a config that does not compose exits 2, as other user errors do
 
 
 if __name__ == "__main__":

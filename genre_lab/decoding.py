@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genre_lab.errors import GenreLabError
+from genre_lab.errors import GenreLabError, is_number, require_int
 
 
 @dataclass
@@ -27,14 +27,29 @@ class Decoder:
     at_least_one: bool = False
 
     def __post_init__(self) -> None:
-        values = [self.threshold] if isinstance(self.threshold, (int, float)) else list(self.threshold)
-        bad = [v for v in values if not 0.0 < float(v) < 1.0]
+        listed = isinstance(self.threshold, Sequence) and not isinstance(self.threshold, str) \
+            and len(self.threshold) > 0
+        values = list(self.threshold) if listed else [self.threshold]
+        bad = [v for v in values if not is_number(v) or not 0.0 < float(v) < 1.0]
         if bad:
-            raise GenreLabError(f"decode.threshold must be in (0, 1), got {bad}; e.g. decode.threshold=0.5")
-        if self.top_k is not None and self.top_k < 1:
-            raise GenreLabError(f"decode.top_k={self.top_k} must be a positive number of genres")
-        if not isinstance(self.threshold, (int, float)):
-            self.threshold = [float(v) for v in self.threshold]
+            shown = bad if listed else self.threshold
+            raise GenreLabError(f"decode.threshold={shown!r} must be a number in (0, 1) (or a list of them, one per "
+                                "genre); e.g. decode.threshold=0.5")
+        if self.top_k is not None:
+            self.top_k = require_int(self.top_k, "decode.top_k", 1, 2)
+        if not isinstance(self.at_least_one, bool):
+            raise GenreLabError(f"decode.at_least_one={self.at_least_one!r} must be true or false")
+        self.threshold = [float(v) for v in values] if listed else float(self.threshold)
+
+    def for_genres(self, count: int, source: str = "the model") -> Decoder:
+        """This decoder, checked against a label space of ``count`` genres (``source`` names where they came from)."""
+        if self.top_k is not None and self.top_k > count:
+            raise GenreLabError(f"decode.top_k={self.top_k} but {source} has {count} genres; "
+                                f"use decode.top_k between 1 and {count}")
+        if isinstance(self.threshold, list) and len(self.threshold) != count:
+            raise GenreLabError(f"decode.threshold has {len(self.threshold)} values but {source} has {count} genres; "
+                                "give one value, or one per genre")
+        return self
 
     def __call__(self, probs: torch.Tensor) -> torch.Tensor:
         """``[N, C]`` probabilities -> ``[N, C]`` int64 0/1 decisions."""

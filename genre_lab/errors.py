@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import numbers
 import sys
 import traceback
 from collections.abc import Callable
@@ -27,17 +29,57 @@ class GenreLabError(Exception):
     exit_code = 2
 
 
+def is_number(value: Any) -> bool:
+    """A real number from the config (not a bool, not a string such as ``abc``, not NaN)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def require_int(value: Any, key: str, minimum: int, example: Any, maximum: int | None = None) -> int:
+    """``value`` as a whole number in [minimum, maximum], or a GenreLabError naming ``key`` and an example."""
+    whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not whole or value < minimum or (maximum is not None and value > maximum):
+        bounds = f"≥ {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise GenreLabError(f"{key}={value!r} must be a whole number {bounds}, e.g. {key}={example}")
+    return int(value)
+
+
 def require_positive(value: Any, key: str) -> int:
     """``value`` as a whole number ≥ 1 (batch sizes, counts), or a GenreLabError naming ``key``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise GenreLabError(f"{key}={value} must be a whole number ≥ 1, e.g. {key}=32")
-    return value
+    return require_int(value, key, 1, 32)
+
+
+def require_number(value: Any, key: str, ok: Callable[[float], bool], rule: str, example: str) -> float:
+    """``value`` as a finite number for which ``ok`` holds (``rule`` says which, e.g. "in (0, 1)")."""
+    if not is_number(value) or math.isinf(value) or not ok(float(value)):
+        raise GenreLabError(f"{key}={value!r} must be a number {rule}, e.g. {key}={example}")
+    return float(value)
 
 
 def exit_with(err: GenreLabError) -> NoReturn:
     """The CLI's rendering of a user error: one line on stderr, exit code 2."""
     print(f"genre-lab: error: {err}", file=sys.stderr)
     raise SystemExit(err.exit_code) from None
+
+
+def run_app(app: Callable[[], Any]) -> None:
+    """Run a ``@hydra.main`` app so that a config that does not compose (unknown group option, misspelt
+    key, unparsable override) exits with code 2 like every other user error, after Hydra's own message.
+
+    Hydra prints such an error and calls ``sys.exit(1)`` inside its ``except`` block, so the SystemExit's
+    ``__context__`` is the error it reported; any other failure keeps Hydra's exit code and traceback.
+    """
+    from hydra.errors import ConfigCompositionException, OverrideParseException, SearchPathException
+
+    try:
+        app()
+    except SystemExit as done:
+        reported = done.__context__
+        if done.code == 1 and isinstance(reported, (ConfigCompositionException, OverrideParseException,
+                                                    SearchPathException)):
+            first = (str(reported).strip().splitlines() or [type(reported).__name__])[0].rstrip(".")
+            exit_with(GenreLabError(f"{first} (Hydra's message above). Fix that override; add `--cfg job` to "
+                                    "print the keys, `--help` to list the config groups and their options"))
+        raise
 
 
 def in_multirun() -> bool:

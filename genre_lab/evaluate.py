@@ -23,7 +23,7 @@ from genre_lab import plots
 from genre_lab.config_dir import config_dir
 from genre_lab.data.table import read_table
 from genre_lab.data.tokens import TokenIds, make_collator, tokenize
-from genre_lab.errors import GenreLabError, require_positive, user_errors
+from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import atomic_target, file_digest, write_csv, write_json
 from genre_lab.loggers import instantiate_loggers, log_results
@@ -89,15 +89,39 @@ def cached_probs(run: Run, data: EvalData, cfg: DictConfig) -> tuple[np.ndarray,
                "precision": run.precision(cfg.precision)}
     key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()[:20]
     path = run.cache_dir / f"probs-{key}.npy"
-    if cfg.cache and path.is_file():
-        log.info("probabilities from cache %s", path)
-        return np.load(path), "cache"
+    cached = load_cached(path, len(data.targets)) if cfg.cache else None
+    if cached is not None:
+        return cached, "cache"
     probs = predict_probs(run.model, data.input_ids, make_collator(run.tokenizer), cfg.batch_size,
                           precision=run.precision(cfg.precision), progress=True)
     if cfg.cache:
+        save_cached(path, probs)
+    return probs, "computed"
+
+
+def load_cached(path: Path, rows: int) -> np.ndarray | None:
+    """The cached probabilities at ``path``; None (recompute) when absent, unreadable or of another shape."""
+    if not path.is_file():
+        return None
+    try:
+        probs = np.load(path)
+    except (OSError, ValueError, EOFError) as err:
+        log.warning("probability cache %s unreadable (%s); recomputing", path, err)
+        return None
+    if probs.ndim != 2 or len(probs) != rows:
+        log.warning("probability cache %s has shape %s for %d rows; recomputing", path, probs.shape, rows)
+        return None
+    log.info("probabilities from cache %s", path)
+    return probs
+
+
+def save_cached(path: Path, probs: np.ndarray) -> None:
+    """Cache for the next eval; a read-only run directory (or a full disk) only costs the speed-up."""
+    try:
         with atomic_target(path) as tmp, open(tmp, "wb") as handle:
             np.save(handle, probs)
-    return probs, "computed"
+    except OSError as err:
+        log.warning("probability cache not written to %s (%s); eval goes on without it", path.parent, err)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -106,6 +130,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     # Settings are checked before any work: a bad value must not leave a cache entry in the run directory.
     decoder = run.model.decoder.with_overrides(**OmegaConf.to_container(cfg.decode))
+    decoder.for_genres(len(run.model.label_space))
     data = labelled_csv(run, cfg.data_csv) if cfg.get("data_csv") else validation_split(run, cfg.token_cache_dir)
     probs, source = cached_probs(run, data, cfg)
     names = list(run.model.label_space.names)
@@ -141,4 +166,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

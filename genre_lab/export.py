@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 from genre_lab.config_dir import config_dir
-from genre_lab.errors import GenreLabError, user_errors
+from genre_lab.errors import GenreLabError, run_app, user_errors
 from genre_lab.io import honour_umask, temp_dir_beside, write_json
 from genre_lab.run import Run
 
@@ -38,6 +38,9 @@ def export(cfg: DictConfig) -> Path:
     if not cfg.get("out"):
         raise GenreLabError("say where to write the model folder: out=<directory>")
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise GenreLabError(f"out={out} is a file, and export writes a model folder: give a directory that does "
+                            "not exist yet (or an empty one), e.g. out=exported/")
     refuse_run_folder(out, run)
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise GenreLabError(f"out={out} exists and is not empty; choose another folder or pass overwrite=true")
@@ -76,4 +79,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

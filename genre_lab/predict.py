@@ -25,7 +25,7 @@ from genre_lab.config_dir import config_dir, config_keys
 from genre_lab.data.labels import is_missing
 from genre_lab.data.table import TableSpec, build_text, delimiter_hint, line_numbers, read_csv
 from genre_lab.data.tokens import make_collator, tokenize_flagging_truncation
-from genre_lab.errors import GenreLabError, require_positive, user_errors
+from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import atomic_write_text
 from genre_lab.run import Run
@@ -107,6 +107,7 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     out = output_path(cfg)  # before any work: a refused output must not cost a model load
     run = Run.locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
     decoder = run.model.decoder.with_overrides(**OmegaConf.to_container(cfg.decode))  # bad values fail first
+    decoder.for_genres(len(run.model.label_space))
     frame, texts, source = input_frame(cfg, run)
     id_col = run.spec.id_column if run.spec.id_column in frame.columns else None
     warn_about_input(frame, source, id_col)
@@ -167,4 +168,4 @@ def main(cfg: DictConfig) -> Any:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from genre_lab.decoding import Decoder
-from genre_lab.errors import GenreLabError
+from genre_lab.errors import GenreLabError, is_number, require_int
 from genre_lab.metrics import summarize
 
 OBJECTIVES = ("f1_micro", "f1_macro")
@@ -68,8 +68,9 @@ class ThresholdTuner:
     def __post_init__(self) -> None:
         if self.metric not in OBJECTIVES:
             raise GenreLabError(f"tuning.metric={self.metric!r}: choose one of {list(OBJECTIVES)}")
-        if not 0.0 < self.grid_step < 0.5:
-            raise GenreLabError(f"tuning.grid_step={self.grid_step} must be in (0, 0.5), e.g. 0.01")
+        if not is_number(self.grid_step) or not 0.0 < self.grid_step < 0.5:
+            raise GenreLabError(f"tuning.grid_step={self.grid_step!r} must be in (0, 0.5), e.g. 0.01")
+        require_int(self.min_positives, "tuning.min_positives", 0, 10)
 
     @property
     def grid(self) -> np.ndarray:

@@ -16,27 +16,31 @@ from typing import Any
 import hydra
 import numpy as np
 import pytorch_lightning as pl
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from genre_lab import plots
 from genre_lab.checkpoint import store_decoder
 from genre_lab.config_dir import config_dir
 from genre_lab.data.tokens import make_collator
+from genre_lab.decoding import Decoder
 from genre_lab.distributed import install_rank_command, job_scope
-from genre_lab.errors import GenreLabError, user_errors
+from genre_lab.errors import GenreLabError, run_app, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import write_csv, write_json
 from genre_lab.loggers import finish_logger, instantiate_all, instantiate_loggers, log_results, restore_history
 from genre_lab.metrics import summarize
+from genre_lab.model.backbone import check_max_length
 from genre_lab.report import print_results
 from genre_lab.run import Run
 from genre_lab.run_dir import refuse_reuse
+from genre_lab.settings import check_train_settings
 
 log = logging.getLogger(__name__)
 
 
-def build_model(cfg: DictConfig, datamodule: Any) -> pl.LightningModule:
+def build_model(cfg: DictConfig, datamodule: Any, decoder: Decoder | None = None) -> pl.LightningModule:
     labels = datamodule.label_space
     pos_weight = cfg.model.get("pos_weight")
     if pos_weight == "auto":
@@ -47,8 +51,19 @@ def build_model(cfg: DictConfig, datamodule: Any) -> pl.LightningModule:
         multi_label=labels.multi_label,
         pos_weight=pos_weight,
         label_prior=datamodule.label_prior(),
-        decoder=hydra.utils.instantiate(cfg.decode),
+        decoder=decoder or hydra.utils.instantiate(cfg.decode),
     )
+
+
+def build_trainer(cfg: DictConfig, loggers: list) -> pl.Trainer:
+    """The configured Trainer; settings Lightning rejects (precision, devices, …) are a user error."""
+    try:
+        return hydra.utils.instantiate(cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=loggers)
+    except InstantiationException as err:
+        if not isinstance(err.__cause__, (MisconfigurationException, ValueError)):
+            raise
+        raise GenreLabError(f"trainer settings rejected by Lightning: {err.__cause__}. Fix the trainer.* "
+                            "override (`--cfg job` prints them)") from err
 
 
 def best_checkpoint(trainer: pl.Trainer) -> str | None:
@@ -117,19 +132,22 @@ def checkpoint_step(path: str) -> int:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, evaluate the best checkpoint, write the run's result files; returns the final metrics."""
+    check_train_settings(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     ckpt_path = resume_checkpoint(cfg, out)
     install_rank_command()
+    decoder = hydra.utils.instantiate(cfg.decode)
     # _convert_="all": plain containers in hyper-parameters keep checkpoints weights_only-loadable.
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    check_max_length(datamodule.hparams.max_length, cfg.model.backbone)
+    # The label space reads and checks the training file: bad data or top_k fail before tokenizing.
+    decoder.for_genres(len(datamodule.label_space), "the training data")
     datamodule.setup("fit")
     log.info(datamodule.describe())
-    model = build_model(cfg, datamodule)
+    model = build_model(cfg, datamodule, decoder)
     loggers = instantiate_loggers(cfg.get("logger"))
-    trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=loggers
-    )
+    trainer = build_trainer(cfg, loggers)
     datamodule.fit_global_batch(trainer.world_size, trainer.accumulate_grad_batches)
     status = "failed"
     try:
@@ -199,4 +217,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

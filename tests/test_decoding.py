@@ -28,3 +28,23 @@ def test_bad_decoder_settings(kwargs):
 def test_per_class_threshold_count_must_match():
     with pytest.raises(GenreLabError, match="2 values but the model has 3"):
         Decoder([0.5, 0.5])(PROBS)
+
+
+@pytest.mark.parametrize("kwargs, key", [({"threshold": "abc"}, "decode.threshold='abc'"),
+                                         ({"threshold": True}, "decode.threshold=True"),
+                                         ({"threshold": []}, "decode.threshold=[]"),
+                                         ({"top_k": "abc"}, "decode.top_k='abc'"),
+                                         ({"top_k": 1.5}, "decode.top_k=1.5"),
+                                         ({"at_least_one": "yes"}, "decode.at_least_one='yes'")])
+def test_settings_of_the_wrong_type_name_the_key(kwargs, key):
+    with pytest.raises(GenreLabError) as err:
+        Decoder(**kwargs)
+    assert str(err.value).startswith(key)
+
+
+def test_a_decoder_is_checked_against_the_genre_count():
+    assert Decoder(top_k=3).for_genres(3).top_k == 3
+    with pytest.raises(GenreLabError, match="decode.top_k=4 but the training data has 3 genres"):
+        Decoder(top_k=4).for_genres(3, "the training data")
+    with pytest.raises(GenreLabError, match="2 values but the model has 3 genres"):
+        Decoder([0.5, 0.5]).for_genres(3)

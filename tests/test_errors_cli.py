@@ -1,20 +1,42 @@
-"""Every bad input, through the real `genre-lab` CLI in a subprocess: exit code 2, one message naming the problem
-and the place, no traceback, and an earlier run's directory byte-for-byte unchanged."""
+"""Every bad input through the `genre-lab` CLI: exit code 2, one message naming the problem and the place, no
+traceback, and an earlier run's directory byte-for-byte unchanged.
+
+The cases run `genre_lab.cli.main` in this process (a subprocess per case costs ~5 s of imports); one case runs
+through the installed console script, where the process boundary itself is what is tested.
+"""
 
 from __future__ import annotations
 
+import errno
+import gzip
 import hashlib
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from genre_lab.cli import main as cli_main
 from tests.test_cli import genre_lab, run
 
 # Each case: (command, builder). A builder writes its inputs under tmp and returns (arguments, fragments the
 # error message must contain). ``run_dir`` is a finished earlier run that eval/predict cases point at.
 Builder = Callable[[Path, Path, pd.DataFrame], tuple[list[str], list[str]]]
+
+
+def run_in_process(args: list[str], capfd, monkeypatch) -> tuple[int, str, str]:
+    """`genre-lab <args>` in this process: (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # cli.main sets it for Hydra; restored afterwards
+    capfd.readouterr()
+    code = 0
+    try:
+        cli_main(args)
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else int(done.code is not None)
+    out, err = capfd.readouterr()
+    return code, out, err
 
 
 def _csv(tmp: Path, frame: pd.DataFrame, name: str = "bad.csv", **kwargs) -> Path:
@@ -151,14 +173,205 @@ def predict_negative_batch_size(tmp, run_dir, frame):
     return [f"run_dir={run_dir}", "text=ghost", "batch_size=-1"], ["batch_size=-1", "≥ 1"]
 
 
+def _gz(tmp: Path, frame: pd.DataFrame, name: str = "bad.csv.gz") -> Path:
+    path = tmp / name
+    path.write_bytes(gzip.compress(frame.to_csv(index=False).encode()))
+    return path
+
+
+def _good(tmp: Path, frame: pd.DataFrame, *overrides: str) -> list[str]:
+    return [f"data.train_csv={_csv(tmp, frame)}", *overrides]
+
+
+# -- config values a run cannot train with (issue 11) ---------------------------------------------------------
+def negative_lr(tmp, run_dir, frame):
+    return _good(tmp, frame, "model.lr=-1"), ["model.lr=-1", "> 0"]
+
+
+def zero_lr(tmp, run_dir, frame):
+    return _good(tmp, frame, "model.lr=0"), ["model.lr=0", "> 0"]
+
+
+def zero_val_size(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.val_size=0"), ["data.val_size=0", "(0, 1)", "data.val_csv"]
+
+
+def val_size_one(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.val_size=1"), ["data.val_size=1", "(0, 1)", "data.val_csv"]
+
+
+def negative_val_size(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.val_size=-0.2"), ["data.val_size=-0.2", "(0, 1)", "data.val_csv"]
+
+
+def seed_not_a_number(tmp, run_dir, frame):
+    return _good(tmp, frame, "seed=abc"), ["seed='abc'", "whole number", "seed=42"]
+
+
+def top_k_not_a_number(tmp, run_dir, frame):
+    return _good(tmp, frame, "decode.top_k=abc"), ["decode.top_k='abc'", "whole number ≥ 1"]
+
+
+def top_k_fraction(tmp, run_dir, frame):
+    return _good(tmp, frame, "decode.top_k=1.5"), ["decode.top_k=1.5", "whole number ≥ 1"]
+
+
+def top_k_above_genre_count(tmp, run_dir, frame):
+    return _good(tmp, frame, "decode.top_k=999"), ["decode.top_k=999", "the training data has 4 genres",
+                                                   "between 1 and 4"]
+
+
+def threshold_not_a_number(tmp, run_dir, frame):
+    return _good(tmp, frame, "decode.threshold=abc"), ["decode.threshold='abc'", "(0, 1)"]
+
+
+def zero_epochs(tmp, run_dir, frame):
+    return _good(tmp, frame, "trainer.max_epochs=0"), ["trainer.max_epochs=0", "≥ 1", "max_steps"]
+
+
+def max_length_beyond_backbone(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.max_length=513"), ["data.max_length=513", "at most 512 tokens",
+                                                      "data.max_length=512"]
+
+
+def max_length_zero(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.max_length=0"), ["data.max_length=0", "at least 8 tokens"]
+
+
+def max_length_fraction(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.max_length=100.5"), ["data.max_length=100.5", "whole number"]
+
+
+def max_length_not_a_number(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.max_length=abc"), ["data.max_length='abc'", "whole number"]
+
+
+def unknown_config_option(tmp, run_dir, frame):
+    return _good(tmp, frame, "model=nope"), ["Could not find 'model/nope'", "--help"]
+
+
+def misspelt_key(tmp, run_dir, frame):
+    return _good(tmp, frame, "trainer.max_epoch=2"), ["Could not override 'trainer.max_epoch'", "--cfg job"]
+
+
+def misspelt_key_added(tmp, run_dir, frame):  # what Hydra's message for the misspelt key suggests
+    return _good(tmp, frame, "+trainer.max_epoch=2"), ["trainer.max_epoch is not a setting",
+                                                       "did you mean trainer.max_epochs?"]
+
+
+def unknown_data_key(tmp, run_dir, frame):
+    return _good(tmp, frame, "+data.max_len=64"), ["data.max_len is not a setting", "data.max_length"]
+
+
+def single_genre_file(tmp, run_dir, frame):
+    path = _csv(tmp, frame.assign(genre="horror"))
+    return [f"data.train_csv={path}"], [str(path), "every row has the genre 'horror'", "at least 2 genres",
+                                        "data.label_column='genre'"]
+
+
+def train_csv_is_a_directory(tmp, run_dir, frame):
+    (tmp / "data").mkdir()
+    _csv(tmp / "data", frame, "train.csv")
+    return [f"data.train_csv={tmp / 'data'}"], [f"{tmp / 'data'} is a directory", str(tmp / "data" / "train.csv")]
+
+
+def gzip_csv_is_read(tmp, run_dir, frame):  # the error proves the columns inside were read
+    path = _gz(tmp, frame.drop(columns="genre"))
+    return [f"data.train_csv={path}"], [str(path), "missing column(s) ['genre']", "'synopsis'"]
+
+
+def corrupt_gzip(tmp, run_dir, frame):
+    path = tmp / "bad.csv.gz"
+    path.write_bytes(gzip.compress(frame.to_csv(index=False).encode())[:200])
+    return [f"data.train_csv={path}"], [str(path), "not a valid gz file"]
+
+
+def gzip_without_gz_suffix(tmp, run_dir, frame):
+    path = tmp / "bad.csv"
+    path.write_bytes(gzip.compress(frame.to_csv(index=False).encode()))
+    return [f"data.train_csv={path}"], [str(path), "gzip-compressed", "*.csv.gz"]
+
+
+def invalid_template(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.text_template='{synopsis'"), ["text template '{synopsis'", "braces"]
+
+
+def sample_frac_not_a_number(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.sample.frac=abc"), ["data.sample.frac='abc'", "(0, 1]"]
+
+
+def negative_workers(tmp, run_dir, frame):
+    return _good(tmp, frame, "data.num_workers=-1"), ["data.num_workers=-1", "≥ 0"]
+
+
+def pos_weight_count(tmp, run_dir, frame):
+    return _good(tmp, frame, "model.pos_weight=[1.0,2.0]"), ["model.pos_weight=[1.0, 2.0]", "4 numbers ≥ 0"]
+
+
+def bad_precision(tmp, run_dir, frame):
+    return _good(tmp, frame, "trainer.precision=foo"), ["trainer settings", "Precision 'foo' is invalid"]
+
+
+def bad_attn_implementation(tmp, run_dir, frame):
+    return _good(tmp, frame, "model.attn_implementation=foo"), ["model.attn_implementation='foo'", "sdpa"]
+
+
+def missing_start_checkpoint(tmp, run_dir, frame):
+    return _good(tmp, frame, f"ckpt_path={tmp / 'nowhere.ckpt'}"), [str(tmp / "nowhere.ckpt"), "no such checkpoint"]
+
+
+def tuning_grid_not_a_number(tmp, run_dir, frame):  # used after training: checked before it
+    return _good(tmp, frame, "tuning.grid_step=abc"), ["tuning.grid_step='abc'", "(0, 0.5)"]
+
+
+def eval_csv_is_a_directory(tmp, run_dir, frame):
+    (tmp / "data").mkdir()
+    return [f"run_dir={run_dir}", f"data_csv={tmp / 'data'}"], [f"{tmp / 'data'} is a directory"]
+
+
+def eval_gzip_csv_is_read(tmp, run_dir, frame):  # an unknown genre inside: the rows were read
+    path = _gz(tmp, _edited(frame, 0, "genre", "western"))
+    return [f"run_dir={run_dir}", f"data_csv={path}"], [str(path), "['western']"]
+
+
+def eval_top_k_above_genre_count(tmp, run_dir, frame):
+    return [f"run_dir={run_dir}", "decode.top_k=5"], ["decode.top_k=5", "the model has 4 genres"]
+
+
+def predict_csv_is_a_directory(tmp, run_dir, frame):
+    return [f"run_dir={run_dir}", f"input_csv={tmp}"], [f"{tmp} is a directory"]
+
+
+def predict_out_is_a_directory(tmp, run_dir, frame):
+    return [f"run_dir={run_dir}", "text=ghost", f"out={tmp}"], [f"out={tmp} is a directory", "predictions.csv"]
+
+
+def predict_top_k_not_a_number(tmp, run_dir, frame):
+    return [f"run_dir={run_dir}", "text=ghost", "decode.top_k=abc"], ["decode.top_k='abc'"]
+
+
+def export_out_is_a_file(tmp, run_dir, frame):
+    (tmp / "model.bin").write_text("something else")
+    return [f"run_dir={run_dir}", f"out={tmp / 'model.bin'}"], [f"out={tmp / 'model.bin'} is a file", "directory"]
+
+
 CASES: dict[str, tuple[str, Builder]] = {f.__name__: (command, f) for command, fs in {
     "train": [missing_file, semicolon_csv, one_column_semicolon_csv, empty_file, header_only, missing_columns,
               empty_synopsis, nan_label, unseen_val_genre, too_few_rows_to_split, too_few_rows_to_sample,
               duplicate_ids, invalid_utf8, bad_policy_value, sample_frac_out_of_range, threshold_out_of_range,
-              zero_batch_size, unknown_backbone, resume_without_checkpoint],
+              zero_batch_size, unknown_backbone, resume_without_checkpoint, negative_lr, zero_lr, zero_val_size,
+              val_size_one, negative_val_size, seed_not_a_number, top_k_not_a_number, top_k_fraction,
+              top_k_above_genre_count, threshold_not_a_number, zero_epochs, max_length_beyond_backbone,
+              max_length_zero, max_length_fraction, max_length_not_a_number, unknown_config_option, misspelt_key,
+              misspelt_key_added, unknown_data_key, single_genre_file, train_csv_is_a_directory, gzip_csv_is_read,
+              corrupt_gzip, gzip_without_gz_suffix, invalid_template, sample_frac_not_a_number, negative_workers,
+              pos_weight_count, bad_precision, bad_attn_implementation, missing_start_checkpoint,
+              tuning_grid_not_a_number],
     "eval": [eval_other_label_space, eval_run_dir_without_checkpoints, eval_threshold_out_of_range,
-             eval_zero_batch_size],
-    "predict": [predict_missing_text_columns, predict_negative_batch_size],
+             eval_zero_batch_size, eval_csv_is_a_directory, eval_gzip_csv_is_read, eval_top_k_above_genre_count],
+    "predict": [predict_missing_text_columns, predict_negative_batch_size, predict_csv_is_a_directory,
+                predict_out_is_a_directory, predict_top_k_not_a_number],
+    "export": [export_out_is_a_file],
 }.items() for f in fs}
 
 
@@ -174,29 +387,106 @@ def good_frame(run_frame) -> pd.DataFrame:
     return run_frame.groupby("genre").head(8).reset_index(drop=True)
 
 
+def assert_refused(code: int, out: str, err: str, fragments: list[str]) -> None:
+    """Exit code 2, exactly one `genre-lab: error:` line holding every fragment, no traceback."""
+    assert code == 2, err[-3000:]
+    message = [line for line in err.splitlines() if line.startswith("genre-lab: error: ")]
+    assert len(message) == 1, err[-3000:]
+    for fragment in fragments:
+        assert fragment in message[0], (fragment, message[0])
+    assert "Traceback" not in err + out
+
+
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_exits_2_with_a_message_and_changes_nothing(case, trained_run, good_frame, tmp_path):
+def test_bad_input_exits_2_with_a_message_and_changes_nothing(case, trained_run, good_frame, tmp_path, capfd,
+                                                              monkeypatch):
     command, build = CASES[case]
     args, fragments = build(tmp_path, trained_run, good_frame)
     before = tree_digest(trained_run)
     extra = ["model=tiny"] if command == "train" else []
-    result = run([genre_lab(), command, *extra, *args, f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path)
-    assert result.returncode == 2, result.stderr[-3000:]
-    message = [line for line in result.stderr.splitlines() if line.startswith("genre-lab: error: ")]
-    assert len(message) == 1, result.stderr[-3000:]
-    for fragment in fragments:
-        assert fragment in message[0], (fragment, message[0])
-    assert "Traceback" not in result.stderr + result.stdout
+    result = run_in_process([command, *extra, *args, f"hydra.run.dir={tmp_path / 'out'}"], capfd, monkeypatch)
+    assert_refused(*result, fragments)
     assert tree_digest(trained_run) == before
     assert not (tmp_path / "out" / "checkpoints").exists()
 
 
-def test_a_new_run_into_a_finished_runs_directory_is_refused_before_anything_is_written(trained_run, good_frame,
-                                                                                         tmp_path):
-    before = tree_digest(trained_run)  # .hydra/config.yaml and the job log included
-    result = run([genre_lab(), "train", "model=tiny", f"data.train_csv={_csv(tmp_path, good_frame)}",
-                  f"hydra.run.dir={trained_run}"], cwd=tmp_path)
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert f"genre-lab: error: {trained_run} already holds checkpoints" in result.stderr
-    assert "resume=true" in result.stderr and "Traceback" not in result.stderr
+@pytest.mark.parametrize("command", ["train", "eval", "predict"])
+def test_an_unreadable_csv_is_named_with_the_fix(command, trained_run, good_frame, tmp_path, capfd, monkeypatch):
+    path = _csv(tmp_path, good_frame)
+    path.chmod(0)
+    if os.geteuid() == 0:  # root reads any file whatever its mode: refuse the read the way the kernel would
+        read_bytes = Path.read_bytes
+
+        def refused(self: Path) -> bytes:
+            if self == path:
+                raise PermissionError(errno.EACCES, "Permission denied", str(self))
+            return read_bytes(self)
+
+        monkeypatch.setattr(Path, "read_bytes", refused)
+    args = {"train": ["model=tiny", f"data.train_csv={path}"], "eval": [f"run_dir={trained_run}", f"data_csv={path}"],
+            "predict": [f"run_dir={trained_run}", f"input_csv={path}"]}[command]
+    before = tree_digest(trained_run)
+    result = run_in_process([command, *args, f"hydra.run.dir={tmp_path / 'out'}"], capfd, monkeypatch)
+    assert_refused(*result, [str(path), "permission denied", "chmod u+r"])
     assert tree_digest(trained_run) == before
+
+
+def test_a_new_run_into_a_finished_runs_directory_is_refused_before_anything_is_written(trained_run, good_frame,
+                                                                                         tmp_path, capfd,
+                                                                                         monkeypatch):
+    before = tree_digest(trained_run)  # .hydra/config.yaml and the job log included
+    result = run_in_process(["train", "model=tiny", f"data.train_csv={_csv(tmp_path, good_frame)}",
+                             f"hydra.run.dir={trained_run}"], capfd, monkeypatch)
+    assert_refused(*result, [f"{trained_run} already holds checkpoints", "resume=true"])
+    assert tree_digest(trained_run) == before
+
+
+def test_config_error_through_the_console_script_exits_2(tmp_path):
+    """The process boundary: Hydra's own message, then one line, and the shell sees exit code 2."""
+    result = run([genre_lab(), "train", "model=tiny", "trainer.max_epoch=2", f"hydra.run.dir={tmp_path / 'out'}"],
+                 cwd=tmp_path)
+    assert_refused(result.returncode, result.stdout, result.stderr, ["Could not override 'trainer.max_epoch'"])
+    assert "Key 'max_epoch' is not in struct" in result.stderr  # Hydra's message is kept
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_in_a_read_only_run_directory_skips_the_probability_cache(trained_run, good_frame, tmp_path, capfd,
+                                                                       monkeypatch):
+    import genre_lab.evaluate
+
+    def read_only(path):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(genre_lab.evaluate, "atomic_target", read_only)
+    before = tree_digest(trained_run)
+    code, out, err = run_in_process(["eval", f"run_dir={trained_run}", f"data_csv={_csv(tmp_path, good_frame)}",
+                                     "plots=false", f"hydra.run.dir={tmp_path / 'out'}"], capfd, monkeypatch)
+    assert code == 0, err[-3000:]
+    assert "probability cache not written" in out + err and "Read-only file system" in out + err
+    assert (tmp_path / "out" / "metrics.json").is_file()
+    assert tree_digest(trained_run) == before
+
+
+def test_predict_reads_a_gzipped_csv(trained_run, good_frame, tmp_path, capfd, monkeypatch):
+    plain, packed = tmp_path / "plain.csv", _gz(tmp_path, good_frame, "movies.csv.gz")
+    good_frame.to_csv(plain, index=False)
+    outputs = []
+    for name, path in (("a", plain), ("b", packed)):
+        code, _, err = run_in_process(["predict", f"run_dir={trained_run}", f"input_csv={path}",
+                                       f"hydra.run.dir={tmp_path / name}"], capfd, monkeypatch)
+        assert code == 0, err[-3000:]
+        outputs.append((tmp_path / name / "predictions.csv").read_text())
+    assert outputs[0] == outputs[1]
+
+
+def test_a_bug_keeps_its_traceback_and_exit_code_1(tmp_path, capfd, monkeypatch):
+    """Only user errors are cut to one line: an unexpected exception is not mistaken for a config error."""
+    import genre_lab.train
+
+    def bug(cfg):
+        raise RuntimeError("an unexpected failure")
+
+    monkeypatch.setattr(genre_lab.train, "train", bug)
+    code, out, err = run_in_process(["train", "model=tiny", f"hydra.run.dir={tmp_path / 'out'}"], capfd, monkeypatch)
+    assert code == 1 and "Traceback" in err and "RuntimeError: an unexpected failure" in err
+    assert "genre-lab: error:" not in err

@@ -20,9 +20,19 @@ from genre_lab.data.sampling import sample_per_class, sampling_keys, split_keys,
 from genre_lab.data.table import MovieTable, TableSpec, check_choice, drop_genres, read_table
 from genre_lab.data.token_cache import cached_tokenize
 from genre_lab.data.tokens import TokenIds, make_collator
-from genre_lab.errors import GenreLabError, require_positive
+from genre_lab.errors import GenreLabError, require_int, require_number, require_positive
 
 log = logging.getLogger(__name__)
+
+
+def check_max_length(max_length: Any) -> None:
+    """A whole number of tokens, long enough for the special tokens and some text (the backbone's own
+    limit is checked by ``model.backbone.check_max_length``)."""
+    if isinstance(max_length, bool) or not isinstance(max_length, int):
+        raise GenreLabError(f"data.max_length={max_length!r} must be a whole number of tokens, "
+                            "e.g. data.max_length=128")
+    if max_length < 8:
+        raise GenreLabError(f"data.max_length={max_length} is too short (at least 8 tokens); use e.g. 128")
 
 
 class TokenizedDataset(Dataset):
@@ -101,8 +111,16 @@ class GenreDataModule(pl.LightningDataModule):
             if value is not None:
                 require_positive(value, f"data.{key}")
         check_choice("data.unseen_labels", unseen_labels, ("fail", "ignore"))
-        if max_length < 8:
-            raise GenreLabError(f"data.max_length={max_length} is too short; use e.g. 128")
+        check_max_length(max_length)
+        if not val_csv:
+            require_number(val_size, "data.val_size", lambda v: 0 < v < 1, "in (0, 1) (the validation share)",
+                           "0.2, or give data.val_csv=<file>")
+        require_int(num_workers, "data.num_workers", 0, 4)
+        if pad_multiple is not None:
+            require_int(pad_multiple, "data.pad_multiple", 1, 8)
+        if label_column is None:
+            raise GenreLabError("data.label_column=null: training needs the column holding the genres, "
+                                "e.g. data.label_column=genre")
         self.save_hyperparameters(logger=False)
         # Absolute paths in the checkpoint: eval/predict may run from another directory.
         for key in ("train_csv", "val_csv", "test_csv"):
@@ -120,7 +138,15 @@ class GenreDataModule(pl.LightningDataModule):
     @cached_property
     def label_space(self) -> LabelSpace:
         """All genres of the training file (before sampling, so sampling never drops a genre)."""
-        return LabelSpace.from_rows(self.train_table.labels, self.spec.multi_label)
+        rows = self.train_table.labels
+        genres = sorted({name for row in rows for name in row})
+        if len(genres) < 2:
+            raise GenreLabError(
+                f"{self.hparams.train_csv}: every row has the genre {genres[0]!r}, and a classifier needs at least "
+                f"2 genres. Add rows of other genres, or check that data.label_column={self.spec.label_column!r} "
+                "is the genre column."
+            )
+        return LabelSpace.from_rows(rows, self.spec.multi_label)
 
     @cached_property
     def tokenizer(self) -> Any:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from genre_lab.errors import GenreLabError
+from genre_lab.errors import GenreLabError, is_number, require_int
 
 RARE = "<rare>"
 
@@ -69,10 +69,10 @@ def sample_per_class(
     """Row indices holding exactly ``round(frac * n_c)`` (at least 1) or ``per_class`` rows of each class."""
     if (frac is None) == (per_class is None):
         raise GenreLabError("data.sample: set exactly one of sample.frac or sample.per_class")
-    if frac is not None and not 0.0 < frac <= 1.0:
-        raise GenreLabError(f"data.sample.frac={frac} must be in (0, 1], e.g. sample.frac=0.1 for 10% per class")
-    if per_class is not None and per_class < 1:
-        raise GenreLabError(f"data.sample.per_class={per_class} must be a positive row count")
+    if frac is not None and (not is_number(frac) or not 0.0 < frac <= 1.0):
+        raise GenreLabError(f"data.sample.frac={frac!r} must be in (0, 1], e.g. sample.frac=0.1 for 10% per class")
+    if per_class is not None:
+        require_int(per_class, "data.sample.per_class", 1, 200)
     groups = _groups(keys)
     if per_class is not None:
         short = {k: len(ix) for k, ix in groups.items() if len(ix) < per_class}

@@ -6,10 +6,15 @@ all go through it.
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import io
 import logging
+import lzma
 import string
+import zipfile
+import zlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +32,8 @@ DOWNLOAD_HINT = (
     "For the movie-genre-prediction data run `python scripts/download_data.py`; with no internet use "
     "`experiment=quickstart` (bundled sample) or point data.train_csv=... at your own CSV."
 )
+
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,11 @@ class TableSpec:
     def __post_init__(self) -> None:
         check_choice("data.empty_text", self.empty_text, ("fail", "drop"))
         check_choice("data.encoding_errors", self.encoding_errors, ("fail", "replace"))
+        if not isinstance(self.text_template, str):
+            raise GenreLabError(f"data.text_template={self.text_template!r} must be a text with column names in "
+                                "braces, e.g. '{synopsis} {movie_name}'")
+        if self.multi_label and (not isinstance(self.label_sep, str) or not self.label_sep):
+            raise GenreLabError(f"data.label_sep={self.label_sep!r}: multi-label cells need a separator, e.g. '|'")
 
     @property
     def text_columns(self) -> list[str]:
@@ -83,7 +95,12 @@ def check_choice(key: str, value: Any, choices: Collection[str]) -> None:
 def template_fields(template: str) -> list[str]:
     """Column names a ``str.format`` template refers to, in order, without repeats."""
     fields: list[str] = []
-    for _, name, _, _ in string.Formatter().parse(template):
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as err:  # e.g. an unclosed brace
+        raise GenreLabError(f"text template {template!r} is not valid ({err}); write column names in braces, "
+                            "e.g. '{synopsis} {movie_name}', and double a literal brace ({{ or }})") from None
+    for _, name, _, _ in parsed:
         if name is None:
             continue
         if name == "" or name.isdigit():
@@ -141,8 +158,13 @@ def shorten(lines: list[int], limit: int = 10) -> str:
 
 
 def read_csv(path: str | Path, encoding_errors: str = "fail") -> pd.DataFrame:
-    """Read a CSV as strings; missing file, bad bytes or unparsable content -> GenreLabError."""
+    """Read a CSV (or .csv.gz/.bz2/.xz/.zip) as strings; missing or unreadable file, bad bytes or unparsable
+    content -> GenreLabError."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.csv*"))[:5]
+        raise GenreLabError(f"{path} is a directory, not a CSV file; give the file itself"
+                            + (f", e.g. {path / found[0]} (CSV files there: {found})" if found else ""))
     if not path.is_file():
         raise GenreLabError(f"data file not found: {path}. {DOWNLOAD_HINT}")
     text = decode(path, encoding_errors)
@@ -159,9 +181,43 @@ def read_csv(path: str | Path, encoding_errors: str = "fail") -> pd.DataFrame:
     return frame
 
 
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed when its name ends in .gz, .bz2, .xz or .zip (as pandas does)."""
+    try:
+        data = path.read_bytes()
+    except PermissionError:
+        raise GenreLabError(f"{path}: permission denied; make the file readable (chmod u+r {path}) "
+                            "or copy it somewhere you can read") from None
+    except OSError as err:
+        raise GenreLabError(f"{path}: cannot read the file ({err.strerror or err})") from None
+    kind = path.suffix.lower()
+    try:
+        if kind in DECOMPRESS:
+            return DECOMPRESS[kind](data)
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error, zipfile.BadZipFile) as err:
+        raise GenreLabError(f"{path}: not a valid {kind[1:]} file ({err}); re-create it, or decompress it and "
+                            "give the .csv") from None
+    if data[:2] == GZIP_MAGIC:
+        raise GenreLabError(f"{path}: a gzip-compressed file; name it *.csv.gz (read as such) or decompress it "
+                            f"(gunzip)")
+    return data
+
+
+def unzip_one(data: bytes) -> bytes:
+    """The single file inside a .zip archive (pandas' rule: exactly one member)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = [n for n in archive.namelist() if not n.endswith("/")]
+        if len(names) != 1:
+            raise ValueError(f"expected exactly one file inside, found {names[:5]}")
+        return archive.read(names[0])
+
+
+DECOMPRESS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress, ".zip": unzip_one}
+
+
 def decode(path: Path, errors: str = "fail") -> str:
     """The file as UTF-8 text (a BOM is dropped); invalid bytes fail naming their lines, or are replaced."""
-    data = path.read_bytes()
+    data = read_bytes(path)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:

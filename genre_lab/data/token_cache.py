@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -44,24 +45,50 @@ def cached_tokenize(table: MovieTable, tokenizer: Any, max_length: int, cache_di
     if cache_dir is None:
         return _tokenize_logged(table, tokenizer, max_length)
     cache_dir = Path(cache_dir).expanduser()
+    path = cache_dir / f"{table.path.stem}-{cache_key(table, tokenizer, max_length)}.npz"
+    lock = FileLock(str(path) + ".lock")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
     except OSError as err:  # e.g. a read-only home on a cluster node: slower, not fatal
         log.warning("token cache %s unusable (%s); tokenizing without it", cache_dir, err)
         return _tokenize_logged(table, tokenizer, max_length)
-    path = cache_dir / f"{table.path.stem}-{cache_key(table, tokenizer, max_length)}.npz"
-    with FileLock(str(path) + ".lock"):
-        if path.is_file():
-            ids = TokenIds.load(path)
-            if len(ids) == len(table):
-                log.info("%s: token ids of %d rows loaded from cache %s", table.path.name, len(ids), path)
-                return ids
-            log.warning("%s: cache entry %s has %d rows, the table %d; re-tokenizing",
-                        table.path.name, path, len(ids), len(table))
+    try:
+        ids = _load_entry(path, table) if path.is_file() else None
+        if ids is not None:
+            log.info("%s: token ids of %d rows loaded from cache %s", table.path.name, len(ids), path)
+            return ids
         ids = _tokenize_logged(table, tokenizer, max_length)
+        _save_entry(path, ids, table)
+        return ids
+    finally:
+        lock.release()
+
+
+def _save_entry(path: Path, ids: TokenIds, table: MovieTable) -> None:
+    try:
         with atomic_target(path) as tmp:
             ids.save(tmp)
         log.info("%s: token ids cached at %s", table.path.name, path)
+    except OSError as err:  # a full disk or a read-only cache: slower next time, not fatal
+        log.warning("%s: token ids not cached at %s (%s)", table.path.name, path, err)
+
+
+def _load_entry(path: Path, table: MovieTable) -> TokenIds | None:
+    """The entry's ids, or None when it is truncated, corrupt or of another size: it is then rebuilt and
+    replaced, so one bad file (a killed writer on a filesystem without atomic rename, a disk error) never
+    fails every later run."""
+    try:
+        ids = TokenIds.load(path)
+        ids.check()
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        log.warning("%s: cache entry %s is unreadable (%s: %s); re-tokenizing and replacing it",
+                    table.path.name, path, type(err).__name__, err)
+        return None
+    if len(ids) != len(table):
+        log.warning("%s: cache entry %s has %d rows, the table %d; re-tokenizing",
+                    table.path.name, path, len(ids), len(table))
+        return None
     return ids
 
 

@@ -62,6 +62,13 @@ class TokenIds:
         with np.load(path) as data:
             return cls(data["flat"], data["offsets"])
 
+    def check(self) -> None:
+        """ValueError unless the offsets delimit ``flat`` exactly (what a loaded file must satisfy)."""
+        offsets = self.offsets
+        if self.flat.ndim != 1 or offsets.ndim != 1 or not len(offsets) or offsets[0] != 0 \
+                or offsets[-1] != len(self.flat) or (np.diff(offsets) < 0).any():
+            raise ValueError(f"inconsistent token ids: {len(self.flat)} ids, offsets of shape {offsets.shape}")
+
 
 def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> TokenIds:
     """Truncate at ``max_length``; no padding here (each batch is padded to its own longest row).

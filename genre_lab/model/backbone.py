@@ -22,6 +22,10 @@ OFFLINE_CHOICES = (
 )
 TINY_VERSION = "tiny-distilbert-v1"
 DROPOUT_KEYS = ("seq_classif_dropout", "classifier_dropout")
+# Architectures whose position ids start after the padding index (fairseq's RoBERTa heritage): of
+# max_position_embeddings = 514, positions 0 and 1 are never used for text, so 512 tokens fit.
+PADDING_OFFSET_TYPES = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm",
+                                  "longformer", "mpnet", "data2vec-text", "ibert"})
 
 
 def cache_dir() -> Path:
@@ -91,7 +95,7 @@ def resolve_backbone(name: str) -> str:
 
 
 def _cannot_load(name: str, err: Exception) -> GenreLabError:
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else type(err).__name__
     return GenreLabError(
         f"cannot load backbone {name!r}: {first}. It is not a local folder, not in the Hugging Face cache, "
         f"or the Hub cannot be reached. {OFFLINE_CHOICES}"
@@ -109,6 +113,32 @@ def load_tokenizer(name: str) -> Any:
     if not tokenizer.is_fast:
         raise GenreLabError(f"backbone {name!r} has no fast tokenizer; pick an encoder that ships tokenizer.json")
     return tokenizer
+
+
+def position_limit(config: Any) -> int | None:
+    """The longest input (special tokens included) the architecture can embed; None when unbounded."""
+    if getattr(config, "position_biased_input", True) is False:  # DeBERTa-v2/v3: relative positions only
+        return None
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return None
+    if config.model_type in PADDING_OFFSET_TYPES:
+        limit -= (config.pad_token_id or 0) + 1
+    return limit
+
+
+def check_max_length(max_length: int, backbone: str) -> None:
+    """``data.max_length`` must fit the backbone's position embeddings: longer inputs crash the forward pass."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_backbone(backbone))
+    except (OSError, ValueError) as err:
+        raise _cannot_load(backbone, err) from None
+    limit = position_limit(config)
+    if limit is not None and max_length > limit:
+        raise GenreLabError(f"data.max_length={max_length} exceeds what backbone {backbone!r} can embed: at most "
+                            f"{limit} tokens ({config.model_type}). Use data.max_length={limit} or less.")
 
 
 def load_classifier(
@@ -149,5 +179,10 @@ def load_classifier(
         return AutoModelForSequenceClassification.from_pretrained(
             path, config=hf_config, attn_implementation=attn_implementation
         )
+    except ValueError as err:
+        if attn_implementation is None or "attn_implementation" not in str(err):
+            raise
+        raise GenreLabError(f"model.attn_implementation={attn_implementation!r} does not work with backbone {name!r}: "
+                            f"{str(err).splitlines()[0]} Use null (transformers' default), sdpa or eager.") from None
     finally:
         hf_logging.set_verbosity(verbosity)

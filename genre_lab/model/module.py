@@ -11,6 +11,7 @@ from torch import nn
 
 from genre_lab.data.labels import LabelSpace
 from genre_lab.decoding import Decoder
+from genre_lab.errors import GenreLabError, is_number, require_number
 from genre_lab.metrics import GenreMetrics, flatten
 from genre_lab.model.backbone import load_classifier
 
@@ -28,6 +29,26 @@ def init_bias_to_prior(model: nn.Module, prior: Sequence[float]) -> None:
     heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == len(p)]
     with torch.no_grad():
         heads[-1].bias.copy_(torch.log(p / (1 - p)))
+
+
+def check_hparams(lr: Any = 5e-5, weight_decay: Any = 0.0, warmup_ratio: Any = 0.0, dropout: Any = None) -> None:
+    """Optimiser and regularisation settings a run can train with (else a GenreLabError naming the key)."""
+    require_number(lr, "model.lr", lambda v: v > 0, "> 0", "5e-5")
+    require_number(weight_decay, "model.weight_decay", lambda v: v >= 0, "≥ 0", "0.01")
+    require_number(warmup_ratio, "model.warmup_ratio", lambda v: 0 <= v < 1, "in [0, 1)", "0.1")
+    if dropout is not None:
+        require_number(dropout, "model.dropout", lambda v: 0 <= v < 1, "in [0, 1) or null", "0.1")
+
+
+def check_pos_weight(pos_weight: Any, label_names: Sequence[str]) -> None:
+    """``model.pos_weight``: null, or one weight ≥ 0 per genre (``auto`` is resolved by train; it gives 0 to a
+    genre on every row)."""
+    if pos_weight is None:
+        return
+    weights = list(pos_weight) if isinstance(pos_weight, Sequence) and not isinstance(pos_weight, str) else []
+    if len(weights) != len(label_names) or not all(is_number(w) and w >= 0 for w in weights):
+        raise GenreLabError(f"model.pos_weight={pos_weight!r} must be auto, null or {len(label_names)} numbers ≥ 0, "
+                            f"one per genre in the order {list(label_names)}")
 
 
 class GenreClassifier(pl.LightningModule):
@@ -57,6 +78,8 @@ class GenreClassifier(pl.LightningModule):
         fused_adamw: bool = True,
     ) -> None:
         super().__init__()
+        check_hparams(lr, weight_decay, warmup_ratio, dropout)
+        check_pos_weight(pos_weight, label_names)
         self.save_hyperparameters(ignore=["decoder"])
         self.label_space = LabelSpace(tuple(label_names), multi_label)
         self.model = load_classifier(backbone, list(label_names), dropout, backbone_config, attn_implementation)

@@ -1,6 +1,7 @@
 import logging
 
 import pandas as pd
+import pytest
 
 from genre_lab.data.table import TableSpec, read_table
 from genre_lab.data.token_cache import cache_key, cached_tokenize
@@ -70,3 +71,54 @@ def test_concurrent_processes_tokenize_once_and_share_the_entry(tmp_path, small_
     joined = "".join(outputs)
     assert joined.count("rows tokenized") == 1 and joined.count("loaded from cache") == 1, joined
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "inconsistent"])
+def test_a_corrupt_entry_is_rebuilt_with_a_warning_and_replaced(tmp_path, small_csv, caplog, damage):
+    import numpy as np
+
+    table, tokenizer = read_table(small_csv, TableSpec()), load_tokenizer("tiny")
+    good = cached_tokenize(table, tokenizer, 64, tmp_path / "cache")
+    (entry,) = (tmp_path / "cache").glob("*.npz")
+    if damage == "truncated":  # a writer killed mid-file where rename is not atomic, a disk error
+        entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+    elif damage == "garbage":
+        entry.write_bytes(b"not an npz file")
+    else:
+        np.savez(entry, flat=good.flat, offsets=good.offsets + 1)
+    with caplog.at_level(logging.INFO, logger="genre_lab.data.token_cache"):
+        rebuilt = cached_tokenize(table, tokenizer, 64, tmp_path / "cache")
+        assert "re-tokenizing and replacing it" in caplog.text
+        caplog.clear()
+        again = cached_tokenize(table, tokenizer, 64, tmp_path / "cache")  # later runs: the entry works again
+    assert "loaded from cache" in caplog.text
+    for ids in (rebuilt, again):
+        assert (ids.flat == good.flat).all() and (ids.offsets == good.offsets).all()
+
+
+def test_an_entry_that_cannot_be_written_only_costs_the_cache(tmp_path, small_csv, caplog, monkeypatch):
+    import errno
+
+    from genre_lab.data import token_cache
+
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(token_cache, "atomic_target", full)
+    table = read_table(small_csv, TableSpec())
+    ids = cached_tokenize(table, load_tokenizer("tiny"), 64, tmp_path / "cache")
+    assert len(ids) == len(table) and "not cached" in caplog.text and "No space left" in caplog.text
+
+
+def test_a_cache_dir_without_write_access_falls_back_to_tokenizing(tmp_path, small_csv, caplog, monkeypatch):
+    import errno
+
+    from genre_lab.data import token_cache
+
+    def refused(self, *args, **kwargs):  # what filelock raises in a directory the user cannot write
+        raise PermissionError(errno.EACCES, "Permission denied", self.lock_file)
+
+    monkeypatch.setattr(token_cache.FileLock, "acquire", refused)
+    table = read_table(small_csv, TableSpec())
+    ids = cached_tokenize(table, load_tokenizer("tiny"), 64, tmp_path / "cache")
+    assert len(ids) == len(table) and "unusable" in caplog.text and "Permission denied" in caplog.text

@@ -1,7 +1,7 @@
 import pytest
 
 from genre_lab.errors import GenreLabError
-from genre_lab.model.backbone import load_classifier, load_tokenizer, resolve_backbone
+from genre_lab.model.backbone import load_classifier, load_tokenizer, position_limit, resolve_backbone
 
 
 def test_unloadable_backbone_names_the_offline_choices():
@@ -28,3 +28,28 @@ def test_rebuilding_from_a_saved_config_needs_no_weights():
     rebuilt = load_classifier("anything-not-loadable", ["a", "b"], config=model.config.to_dict())
     assert type(rebuilt) is type(model)
     assert sum(p.numel() for p in rebuilt.parameters()) == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("model_type", ["roberta", "distilbert"])
+def test_position_limit_is_the_longest_input_the_architecture_embeds(model_type):
+    """RoBERTa's positions start after its padding index: of 514 position embeddings, 512 hold text."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    size = {"roberta": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                            max_position_embeddings=514, pad_token_id=1),
+            "distilbert": dict(dim=16, hidden_dim=32, n_layers=1, n_heads=2, max_position_embeddings=512)}
+    config = AutoConfig.for_model(model_type, vocab_size=50, **size[model_type])
+    limit = position_limit(config)
+    assert limit == 512
+    model = AutoModel.from_config(config).eval()
+    with torch.no_grad():
+        model(input_ids=torch.full((1, limit), 5))
+        with pytest.raises((IndexError, RuntimeError)):  # an embedding lookup past the table
+            model(input_ids=torch.full((1, limit + 1), 5))
+
+
+def test_relative_positions_have_no_length_limit():
+    from transformers import AutoConfig
+
+    assert position_limit(AutoConfig.for_model("deberta-v2", position_biased_input=False)) is None

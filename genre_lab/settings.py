@@ -1,0 +1,78 @@
+"""`genre-lab train`'s settings, checked before a run reads data or writes anything.
+
+Each class checks its own arguments (Decoder, GenreDataModule, GenreClassifier); this module adds what only
+the whole config knows: keys that no class takes, the seed, the epoch budget, the checkpoint to start from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from genre_lab.errors import GenreLabError, require_int
+from genre_lab.model.module import check_hparams
+
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's limit
+INSTANTIATED = ("data", "model", "decode", "trainer", "tuning")
+HPARAM_KEYS = ("lr", "weight_decay", "warmup_ratio", "dropout")
+# Lightning's ckpt_path shortcuts besides a file
+CKPT_NAMES = ("last", "best", "hpc")
+
+
+def check_train_settings(cfg: DictConfig) -> None:
+    """GenreLabError for the first setting a run cannot train with; the data and the backbone are checked later."""
+    require_int(cfg.get("seed"), "seed", 0, 42, maximum=MAX_SEED)
+    for key in INSTANTIATED:
+        if cfg.get(key):
+            check_keys(cfg[key], key)
+    check_hparams(**{k: cfg.model[k] for k in HPARAM_KEYS if k in cfg.model})
+    check_epochs(cfg.trainer)
+    check_start_checkpoint(cfg.get("ckpt_path"))
+    if cfg.get("tuning"):  # used after training: a bad value must not cost the whole fit
+        hydra.utils.instantiate(cfg.tuning)
+
+
+def check_keys(node: DictConfig, key: str) -> None:
+    """Every key of ``node`` is an argument of its ``_target_``: a key added with ``+`` (as Hydra suggests for
+    a misspelt one, e.g. ``+trainer.max_epoch=2``) fails here, not as a TypeError deep in instantiation."""
+    target = node.get("_target_")
+    if not target:
+        return
+    params = inspect.signature(hydra.utils.get_object(target)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = [name for name in node if not str(name).startswith("_") and name not in params]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), list(params), n=1)
+        fix = f"did you mean {key}.{close[0]}?" if close else "remove it or fix its name"
+        raise GenreLabError(f"{key}.{unknown[0]} is not a setting of {target}; {fix} "
+                            f"(`--cfg job` prints the {key} keys)")
+
+
+def check_epochs(trainer: DictConfig) -> None:
+    """At least one epoch: ``max_epochs=0`` would "finish" with an untrained model. No epoch limit
+    (``max_epochs=-1`` or null) only together with ``max_steps``, as Lightning allows."""
+    if trainer.get("fast_dev_run"):
+        return
+    steps = trainer.get("max_steps", -1)
+    if steps != -1:
+        require_int(steps, "trainer.max_steps", 1, 1000)
+    epochs = trainer.get("max_epochs")
+    if epochs in (None, -1) and steps != -1:
+        return
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise GenreLabError(f"trainer.max_epochs={epochs!r} must be a whole number ≥ 1, e.g. trainer.max_epochs=3 "
+                            "(or -1 with +trainer.max_steps=<N> to stop after N steps)")
+
+
+def check_start_checkpoint(ckpt_path: Any) -> None:
+    if ckpt_path is None or ckpt_path in CKPT_NAMES or str(ckpt_path).startswith("registry"):
+        return
+    if not Path(str(ckpt_path)).is_file():
+        raise GenreLabError(f"ckpt_path={ckpt_path}: no such checkpoint file; give a .ckpt file, or "
+                            "resume=true with hydra.run.dir=<the run> to continue a run")
