@@ -77,6 +77,11 @@ class ProtectRunDir(Callback):
     def __init__(self) -> None:
         self.lock: FileLock | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # submitit pickles Hydra's callbacks into every job; a FileLock cannot be pickled, and the lock belongs
+        # to the sweep's process anyway
+        return {**self.__dict__, "lock": None}
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if "resume" not in config or not is_first_rank():  # eval, predict, … write into fresh directories
             return
