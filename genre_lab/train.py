@@ -27,11 +27,19 @@ from genre_lab.distributed import install_rank_command, job_scope
 from genre_lab.errors import GenreLabError, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import write_csv, write_json
-from genre_lab.loggers import finish_logger, instantiate_all, instantiate_loggers, log_results, restore_history
+from genre_lab.loggers import (
+    finish_logger,
+    instantiate_all,
+    instantiate_loggers,
+    log_results,
+    log_summary,
+    restore_history,
+)
 from genre_lab.metrics import summarize
 from genre_lab.report import print_results
 from genre_lab.run import Run
 from genre_lab.run_dir import refuse_reuse
+from genre_lab.sweeps.pruning import TrialPruning
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +135,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info(datamodule.describe())
     model = build_model(cfg, datamodule)
     loggers = instantiate_loggers(cfg.get("logger"))
+    # an Optuna trial (set by our sweeper): report the metric every validation epoch, stop when pruned
+    pruning = TrialPruning(cfg.trial, cfg.optimized_metric) if cfg.get("trial") else None
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=loggers
+        cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")) + ([pruning] if pruning else []), logger=loggers
     )
     datamodule.fit_global_batch(trainer.world_size, trainer.accumulate_grad_batches)
     status = "failed"
@@ -146,7 +156,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             raise SystemExit(128 + signal.SIGTERM) from None
         if trainer.is_global_zero:
             write_timing(out, trainer, datamodule, fit_seconds)
-        metrics = finish_run(cfg, trainer, model, datamodule, out) if trainer.is_global_zero else {}
+        metrics = finish_run(cfg, trainer, model, datamodule, out, pruning) if trainer.is_global_zero else {}
         status = "success"
         return metrics
     finally:
@@ -171,12 +181,23 @@ def write_timing(out: Path, trainer: pl.Trainer, datamodule: Any, fit_seconds: f
     })
 
 
-def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any, out: Path) -> dict[str, Any]:
-    """Rank zero, after fit: final figures, tuned thresholds, result files, plots, logger summaries."""
+def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any, out: Path,
+               pruning: TrialPruning | None = None) -> dict[str, Any]:
+    """Rank zero, after fit: final figures, tuned thresholds, result files, plots, logger summaries.
+
+    A pruned trial is finished the same way (its best checkpoint so far), marked ``"status": "pruned"``.
+    """
     ckpt = best_checkpoint(trainer)
     datamodule.tokenizer.save_pretrained(out / "tokenizer")  # the run directory is self-contained
     metrics, per_class, images = final_metrics(cfg, model, datamodule, ckpt, out)
     metrics.update({"best_checkpoint": ckpt, "epochs": trainer.current_epoch, "global_step": trainer.global_step})
+    if pruning is not None:
+        metrics["trial"] = int(cfg.trial.number)
+        if pruning.pruned:
+            metrics.update({"status": "pruned", "pruned_after_epoch": pruning.pruned_at,
+                            "best_reported": pruning.best})
+        log_summary(trainer.loggers, {"trial/number": metrics["trial"],
+                                      "trial/state": "pruned" if pruning.pruned else "complete"})
     write_json(out / "metrics.json", metrics)
     write_csv(out / "per_class.csv", per_class)
     scalars = {k: v for k, v in metrics.items() if isinstance(v, float) and k.count("/") == 1}
@@ -191,6 +212,10 @@ def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any
 def main(cfg: DictConfig) -> float | None:
     with job_scope():
         metrics = train(cfg)
+    if metrics.get("status") == "pruned":  # results are written; the sweeper tells the study PRUNED
+        from optuna import TrialPruned
+
+        raise TrialPruned(f"trial {metrics['trial']} pruned after epoch {metrics['pruned_after_epoch']}")
     return metrics.get(cfg.optimized_metric)
 
 
