@@ -186,3 +186,16 @@ def test_the_optuna_search_composes_with_the_slurm_launcher():
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == cfg.seed
     assert sweeper.pruner._target_ == "optuna.pruners.HyperbandPruner"
     assert sweeper.params["model.lr"] == "tag(log, interval(1e-5, 3e-4))"
+
+
+def test_the_ray_cluster_launcher_composes_where_hydra_ray_launcher_is_installed():
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher")  # the ray extra: not in dev (see ray_cluster.yaml)
+    from hydra import compose, initialize_config_dir
+
+    from genre_lab.config_dir import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("train", ["hparams_search=optuna", "hydra/launcher=ray_cluster", "trainer.devices=2"],
+                      return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("RayLauncher") and cfg.hydra.launcher.ray.init.address == "auto"
+    assert cfg.hydra.launcher.ray.remote.num_gpus == 2
