@@ -51,6 +51,7 @@ class TrialPruning(pl.Callback):
         if prune:
             self.pruned_at = trainer.current_epoch
             trainer.should_stop = True
+        if prune and trainer.is_global_zero:
             log.info("trial %s pruned after epoch %d (%s: best %s)", self.trial_node["number"],
                      trainer.current_epoch, self.metric, self.best)
 

@@ -172,6 +172,21 @@ def test_submitit_jobs_reach_their_trials_through_the_storage_and_are_pruned(tmp
     assert (pd.read_csv(sweep / "sweep_summary.csv").status == "pruned").all()
 
 
+def test_a_ddp_trial_is_pruned_on_every_rank_and_ranks_run_no_sweep_of_their_own(tmp_path, four_csv):
+    db = tmp_path / "study.db"
+    result = genre_lab_cli(
+        "train", "hparams_search=optuna", "trainer=ddp_cpu", *TINY_FAST, f"data.train_csv={four_csv}",
+        "trainer.max_epochs=3", "hydra.sweeper.n_trials=1", "hydra/sweeper/pruner=threshold",
+        "hydra.sweeper.pruner.lower=1.01", "hydra.sweeper.pruner.n_warmup_steps=1",
+        f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path,
+        timeout=300)  # ranks running sweeps of their own hung here
+    assert result.returncode == 0, result.stderr[-4000:]
+    study = optuna.load_study(study_name="genre_lab", storage=f"sqlite:///{db}")
+    assert [t.state.name for t in study.trials] == ["PRUNED"]  # rank 1 stopped too, or fit would hang
+    assert json.loads((tmp_path / "sweep" / "0" / "metrics.json").read_text())["epochs"] == 2
+    assert not (tmp_path / "multirun").exists()  # hparams_search sets MULTIRUN; a rank process must not sweep
+
+
 def test_the_optuna_search_composes_with_the_slurm_launcher():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     from hydra import compose, initialize_config_dir
