@@ -20,8 +20,9 @@ def rank_command(local_rank: int) -> tuple[Sequence[str], str]:
     from hydra.utils import get_original_cwd
 
     hc = HydraConfig.get()
+    # hydra.mode=RUN: a config that sets MULTIRUN (hparams_search=optuna) would make each rank a sweep of its own
     command = [sys.executable, "-m", "genre_lab.train", *hc.overrides.task,
-               f"hydra.run.dir={hc.runtime.output_dir}", "hydra.output_subdir=null",
+               f"hydra.run.dir={hc.runtime.output_dir}", "hydra.output_subdir=null", "hydra.mode=RUN",
                f"hydra.job.name={hc.job.name}_rank{local_rank}"]
     return command, get_original_cwd()
 

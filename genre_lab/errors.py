@@ -2,8 +2,9 @@
 
 The CLI prints these as a short message and exits with code 2; everything else is a bug and keeps
 its traceback. Inside a multirun, a failing job is recorded (``failed.json`` in its directory) and
-returns None instead of raising: Hydra's basic sweeper would abort the sweep on a raised error, and the
-Optuna sweeper marks a trial whose value is not a number as failed and goes on.
+returns None instead of raising: Hydra's basic sweeper would abort the sweep on a raised error, and our
+Optuna sweeper marks a trial whose value is not a number as failed and goes on. A pruned Optuna trial raises
+``optuna.TrialPruned`` after writing its results; that passes through.
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ def user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
         try:
             return task(cfg)
         except Exception as err:
+            optuna = sys.modules.get("optuna")
+            if optuna is not None and isinstance(err, optuna.TrialPruned):
+                raise  # not a failure: the job finished its results, the sweeper tells the study PRUNED
             if cfg.get("show_traceback"):
                 raise
             if in_multirun():

@@ -85,7 +85,10 @@ def _defaults(config: DictConfig) -> dict[str, Any]:
     if not config.get("group"):
         extra["group"] = Path(hc.sweep.dir).as_posix().replace("/", "-")
     if not config.get("name"):
-        extra["name"] = f"{hc.job.num}-{hc.job.override_dirname}"[:120]
+        # an Optuna trial: named by its number, without the long trial={…} override
+        trial = [o for o in hc.overrides.task if o.startswith("trial=")]
+        rest = ",".join(sorted(o for o in hc.overrides.task if not o.startswith("trial=")))
+        extra["name"] = (f"trial{hc.sweep.subdir}-{rest}" if trial else f"{hc.job.num}-{hc.job.override_dirname}")[:120]
     return extra
 
 
@@ -101,6 +104,17 @@ def log_results(loggers: Sequence[Any], metrics: dict[str, float], per_class: li
             logger.log_image(key=f"{prefix}/plots", images=[str(p) for p in images])
         if finish:
             finish_logger(logger)
+
+
+def log_summary(loggers: Sequence[Any], values: dict[str, Any]) -> None:
+    """``values`` into the run summary of loggers that keep one (W&B), e.g. an Optuna trial's number and state."""
+    for logger in loggers:
+        if type(logger).__name__ != "WandbLogger":
+            continue
+        try:
+            logger.experiment.summary.update(values)
+        except Exception as err:  # a muted or unreachable W&B run must not fail a finished run
+            log.warning("W&B summary not updated (%s: %s)", type(err).__name__, err)
 
 
 def finish_logger(logger: Any, status: str = "success") -> None:

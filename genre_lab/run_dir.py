@@ -78,8 +78,9 @@ class ProtectRunDir(Callback):
         self.lock: FileLock | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        # Launchers that run jobs in other processes (submitit) pickle the callbacks; the lock stays here.
-        return {"lock": None}
+        # submitit pickles Hydra's callbacks into every job; a FileLock cannot be pickled, and the lock belongs
+        # to the sweep's process anyway
+        return {**self.__dict__, "lock": None}
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if "resume" not in config or not is_first_rank():  # eval, predict, … write into fresh directories

@@ -27,10 +27,15 @@ def read_run(run: Path) -> dict[str, Any]:
     """One row: where, overrides, status, headline validation/test metrics, checkpoint."""
     overrides_file = run / ".hydra" / "overrides.yaml"
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-    row: dict[str, Any] = {"run": str(run), "overrides": " ".join(o for o in overrides or [] if "hydra." not in o)}
+    # hydra.* and the Optuna sweeper's trial={…} are bookkeeping; the trial number gets its own column
+    shown = [o for o in overrides or [] if "hydra." not in o and not o.startswith("trial=")]
+    row: dict[str, Any] = {"run": str(run), "overrides": " ".join(shown)}
+    trial = trial_number(run)
+    if trial is not None:
+        row["trial"] = trial
     if (run / "metrics.json").is_file():
         metrics = json.loads((run / "metrics.json").read_text())
-        row["status"] = "ok"
+        row["status"] = metrics.get("status", "ok")  # "pruned": an Optuna trial stopped early
         for stage in ("val", "test", "eval"):
             row.update({f"{stage}/{m}": metrics[f"{stage}/{m}"] for m in HEADLINE if f"{stage}/{m}" in metrics})
         row["epochs"] = metrics.get("epochs")
@@ -39,6 +44,15 @@ def read_run(run: Path) -> dict[str, Any]:
         failure = json.loads((run / "failed.json").read_text())
         row.update({"status": "failed", "error": failure.get("error", "")})
     return row
+
+
+def trial_number(run: Path) -> int | None:
+    """The Optuna trial a job ran (our sweeper's ``trial`` config node), if any."""
+    config_file = run / ".hydra" / "config.yaml"
+    if not config_file.is_file():
+        return None
+    trial = (yaml.safe_load(config_file.read_text()) or {}).get("trial")
+    return int(trial["number"]) if isinstance(trial, dict) and "number" in trial else None
 
 
 def runs_table(runs: Sequence[Path], sort_by: str = "val/f1_micro") -> pd.DataFrame:

@@ -29,13 +29,21 @@ from genre_lab.distributed import install_rank_command, job_scope
 from genre_lab.errors import GenreLabError, run_app, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import write_csv, write_json
-from genre_lab.loggers import finish_logger, instantiate_all, instantiate_loggers, log_results, restore_history
+from genre_lab.loggers import (
+    finish_logger,
+    instantiate_all,
+    instantiate_loggers,
+    log_results,
+    log_summary,
+    restore_history,
+)
 from genre_lab.metrics import summarize
 from genre_lab.model.backbone import check_max_length
 from genre_lab.report import print_results
 from genre_lab.run import Run
 from genre_lab.run_dir import refuse_reuse
 from genre_lab.settings import check_train_settings
+from genre_lab.sweeps.pruning import TrialPruning
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +63,11 @@ def build_model(cfg: DictConfig, datamodule: Any, decoder: Decoder | None = None
     )
 
 
-def build_trainer(cfg: DictConfig, loggers: list) -> pl.Trainer:
+def build_trainer(cfg: DictConfig, loggers: list, extra_callbacks: list) -> pl.Trainer:
     """The configured Trainer; settings Lightning rejects (precision, devices, …) are a user error."""
+    callbacks = instantiate_all(cfg.get("callbacks")) + extra_callbacks
     try:
-        return hydra.utils.instantiate(cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=loggers)
+        return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     except InstantiationException as err:
         if not isinstance(err.__cause__, (MisconfigurationException, ValueError)):
             raise
@@ -147,7 +156,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info(datamodule.describe())
     model = build_model(cfg, datamodule, decoder)
     loggers = instantiate_loggers(cfg.get("logger"))
-    trainer = build_trainer(cfg, loggers)
+    # an Optuna trial (set by our sweeper): report the metric every validation epoch, stop when pruned
+    pruning = TrialPruning(cfg.trial, cfg.optimized_metric) if cfg.get("trial") else None
+    trainer = build_trainer(cfg, loggers, [pruning] if pruning else [])
     datamodule.fit_global_batch(trainer.world_size, trainer.accumulate_grad_batches)
     status = "failed"
     try:
@@ -164,7 +175,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             raise SystemExit(128 + signal.SIGTERM) from None
         if trainer.is_global_zero:
             write_timing(out, trainer, datamodule, fit_seconds)
-        metrics = finish_run(cfg, trainer, model, datamodule, out) if trainer.is_global_zero else {}
+        metrics = finish_run(cfg, trainer, model, datamodule, out, pruning) if trainer.is_global_zero else {}
         status = "success"
         return metrics
     finally:
@@ -189,12 +200,23 @@ def write_timing(out: Path, trainer: pl.Trainer, datamodule: Any, fit_seconds: f
     })
 
 
-def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any, out: Path) -> dict[str, Any]:
-    """Rank zero, after fit: final figures, tuned thresholds, result files, plots, logger summaries."""
+def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any, out: Path,
+               pruning: TrialPruning | None = None) -> dict[str, Any]:
+    """Rank zero, after fit: final figures, tuned thresholds, result files, plots, logger summaries.
+
+    A pruned trial is finished the same way (its best checkpoint so far), marked ``"status": "pruned"``.
+    """
     ckpt = best_checkpoint(trainer)
     datamodule.tokenizer.save_pretrained(out / "tokenizer")  # the run directory is self-contained
     metrics, per_class, images = final_metrics(cfg, model, datamodule, ckpt, out)
     metrics.update({"best_checkpoint": ckpt, "epochs": trainer.current_epoch, "global_step": trainer.global_step})
+    if pruning is not None:
+        metrics["trial"] = int(cfg.trial.number)
+        if pruning.pruned:
+            metrics.update({"status": "pruned", "pruned_after_epoch": pruning.pruned_at,
+                            "best_reported": pruning.best})
+        log_summary(trainer.loggers, {"trial/number": metrics["trial"],
+                                      "trial/state": "pruned" if pruning.pruned else "complete"})
     write_json(out / "metrics.json", metrics)
     write_csv(out / "per_class.csv", per_class)
     scalars = {k: v for k, v in metrics.items() if isinstance(v, float) and k.count("/") == 1}
@@ -213,6 +235,10 @@ def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any
 def main(cfg: DictConfig) -> float | None:
     with job_scope():
         metrics = train(cfg)
+    if metrics.get("status") == "pruned":  # results are written; the sweeper tells the study PRUNED
+        from optuna import TrialPruned
+
+        raise TrialPruned(f"trial {metrics['trial']} pruned after epoch {metrics['pruned_after_epoch']}")
     return metrics.get(cfg.optimized_metric)
 
 

@@ -1,4 +1,4 @@
-"""Multirun, sweep summaries, failing jobs, Optuna — through the real CLI."""
+"""Multirun, sweep summaries, failing jobs, Optuna — through the real CLI (more Optuna in tests/sweeps/)."""
 
 import json
 
@@ -44,11 +44,11 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, four_csv):
 
 
 GRID_SEARCH = """# @package _global_
-# test-only: a seeded random sampler over 3 max_length values, one invalid; with seed 2 optuna 2.10 draws
-# 64, 32, 4, so exactly one of the 3 trials (the last) fails
+# test-only: our sweeper with the brute-force sampler over 3 max_length values, one invalid: each is tried
+# once, so exactly one of the 3 trials fails
 defaults:
-  - override /hydra/sweeper: optuna
-  - override /hydra/sweeper/sampler: random
+  - override /hydra/sweeper: genre_lab_optuna
+  - override /hydra/sweeper/sampler: brute_force
 hydra:
   mode: MULTIRUN
   sweeper:
@@ -65,7 +65,7 @@ hydra:
 
 @pytest.mark.parametrize("storage", [False, True])
 def test_optuna_sweep_survives_a_failing_trial(tmp_path, four_csv, storage):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    pytest.importorskip("optuna")
     (tmp_path / "conf" / "hparams_search").mkdir(parents=True)
     (tmp_path / "conf" / "hparams_search" / "optuna_grid.yaml").write_text(GRID_SEARCH)
     extra = [f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}"] if storage else []
@@ -87,11 +87,14 @@ def test_optuna_sweep_survives_a_failing_trial(tmp_path, four_csv, storage):
 
 
 def test_the_shipped_optuna_search_runs(tmp_path, four_csv):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    pytest.importorskip("optuna")
+    # trainer.max_epochs on the command line wins over the search's range: 1 epoch per trial
     result = genre_lab_cli("train", "hparams_search=optuna", "hydra.sweeper.n_trials=2", *TINY_FAST,
-                           f"data.train_csv={four_csv}", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+                           "trainer.max_epochs=1", f"data.train_csv={four_csv}",
+                           f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     summary = pd.read_csv(tmp_path / "sweep" / "sweep_summary.csv")
-    assert len(summary) == 2 and (summary.status == "ok").all()
-    assert all("model.lr=" in o for o in summary.overrides)  # continuous: always differs between trials
+    assert len(summary) == 2 and (summary.status == "ok").all() and sorted(summary.trial) == [0, 1]
+    assert all("model.lr=" in o and "trial=" not in o for o in summary.overrides)  # continuous: always differs
+    assert (summary.epochs == 1).all()
     assert "best_params" in (tmp_path / "sweep" / "optimization_results.yaml").read_text()

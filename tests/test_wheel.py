@@ -33,6 +33,9 @@ def test_wheel_ships_configs_and_sample(wheel_site):
     assert (wheel_site / "genre_lab" / "conf" / "train.yaml").is_file()
     assert (wheel_site / "genre_lab" / "conf" / "experiment" / "quickstart.yaml").is_file()
     assert (wheel_site / "genre_lab" / "resources" / "sample_movies.csv").is_file()
+    # the Optuna sweeper plugin, inside Hydra's namespace package (an __init__.py there would hide other plugins)
+    assert (wheel_site / "hydra_plugins" / "genre_lab_sweeper" / "genre_lab_optuna.py").is_file()
+    assert not (wheel_site / "hydra_plugins" / "__init__.py").exists()
 
 
 def test_wheel_install_finds_conf_from_elsewhere(wheel_site, tmp_path):

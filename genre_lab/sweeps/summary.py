@@ -31,10 +31,22 @@ class SweepSummary(Callback):
             return
         frame = runs_table(runs, self.metric)
         atomic_write_text(sweep_dir / "sweep_summary.csv", frame.to_csv(index=False))
-        columns = ["overrides", "status", self.metric, *[c for c in frame.columns if c.startswith("test/")][:1],
-                   "checkpoint", "error"]
-        atomic_write_text(sweep_dir / "sweep_summary.md", to_markdown(frame, columns))
-        print_table(frame, columns, f"sweep {sweep_dir} ({len(frame)} jobs, best first by {self.metric})")
+        columns = ["trial", "overrides", "status", "epochs", self.metric,
+                   *[c for c in frame.columns if c.startswith("test/")][:1], "checkpoint", "error"]
+        shown = whole_numbers(frame, ["trial", "epochs"])
+        atomic_write_text(sweep_dir / "sweep_summary.md", to_markdown(shown, columns))
+        print_table(shown, columns, f"sweep {sweep_dir} ({len(frame)} jobs, best first by {self.metric})")
+
+
+def whole_numbers(frame: Any, columns: list[str]) -> Any:
+    """Counts as ``3``, not ``3.0000`` (pandas stores a count column with a missing value as floats)."""
+    import pandas as pd
+
+    shown = frame.copy()
+    for column in columns:
+        if column in shown.columns:
+            shown[column] = [str(int(v)) if pd.notna(v) else "" for v in shown[column]]
+    return shown
 
 
 def print_table(frame: Any, columns: list[str], title: str) -> None:

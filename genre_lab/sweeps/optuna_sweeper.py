@@ -1,0 +1,207 @@
+"""Our Optuna sweeper (ask and tell), behind the Hydra plugin in ``hydra_plugins/genre_lab_sweeper``.
+
+Each round asks the study for ``n_jobs`` trials, launches them as one batch of Hydra jobs (any launcher:
+in-process, submitit, SLURM), and tells the study each job's outcome: COMPLETE with the job's return value
+(``optimized_metric``), PRUNED, or FAIL. A failed trial never stops the search (up to ``max_failure_rate``).
+
+Several sweep processes given the same ``storage`` and ``study_name`` share one study: the storage hands out
+distinct trial numbers, and job directories are named by trial number. A rerun of a finished command continues
+the study; its sampler is seeded from (seed, number of its first trial), so it proposes new points.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.core.utils import JobReturn
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from genre_lab.io import atomic_write_text
+from genre_lab.sweeps.outcome import Outcome, job_outcome
+from genre_lab.sweeps.search_space import SearchSpace, parse_search_space
+from genre_lab.sweeps.storage import absolute_url, open_storage, storage_lock
+from genre_lab.sweeps.trial_link import IN_PROCESS, store_pruner, trial_override
+
+log = logging.getLogger(__name__)
+
+
+def derive_seed(seed: int, first_trial: int) -> int:
+    """A sampler seed for a sweep process whose first trial is ``first_trial``: reproducible for a fresh study,
+    different for a rerun or a second process on the same study (their first trial numbers differ)."""
+    return int(np.random.SeedSequence([int(seed), int(first_trial)]).generate_state(1)[0])
+
+
+def make_sampler(config: DictConfig | None, first_trial: int) -> Any:
+    import optuna
+
+    if config is None:
+        return optuna.samplers.TPESampler()
+    seed = config.get("seed")
+    return instantiate(config) if seed is None else instantiate(config, seed=derive_seed(seed, first_trial))
+
+
+def plain(config: Any) -> Any:
+    return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
+
+
+class OptunaSweeper:
+    """The sweep loop; ``hydra_plugins.genre_lab_sweeper`` wraps it as a Hydra ``Sweeper``."""
+
+    def __init__(self, *, sampler: Any = None, pruner: Any = None, direction: Any = "maximize",
+                 storage: str | None = None, study_name: str | None = None, n_trials: int = 20, n_jobs: int = 1,
+                 max_failure_rate: float = 1.0, params: Any = None) -> None:
+        self.sampler_config = sampler
+        self.pruner_config = plain(pruner)
+        self.directions = [str(d) for d in direction] if isinstance(direction, Sequence) and not isinstance(
+            direction, str) else [str(direction)]
+        self.storage_url = absolute_url(storage)
+        self.study_name = study_name
+        self.n_trials, self.n_jobs = int(n_trials), max(1, int(n_jobs))
+        self.max_failure_rate = float(max_failure_rate)
+        self.params = plain(params) or {}
+        self.config: DictConfig | None = None
+        self.launcher: Any = None
+        self.validate: Any = None  # the Hydra sweeper's validate_batch_is_legal
+        self.job_idx = 0
+        self.seeded = False
+        self.exhausted = False  # a grid / brute-force sampler has proposed every point
+
+    def setup(self, config: DictConfig, launcher: Any, validate: Any) -> None:
+        self.config, self.launcher, self.validate = config, launcher, validate
+
+    def create_study(self) -> Any:
+        import optuna
+
+        pruner = instantiate(self.pruner_config) if self.pruner_config else optuna.pruners.NopPruner()
+        storage = open_storage(self.storage_url)
+        with storage_lock(self.storage_url):  # two sweeps starting at once on one sqlite file
+            study = optuna.create_study(storage=storage, study_name=self.study_name, directions=self.directions,
+                                        pruner=pruner, load_if_exists=True)
+        store_pruner(study, self.pruner_config)
+        IN_PROCESS[study.study_name] = (study, storage)
+        return study
+
+    def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
+        assert self.config is not None and self.launcher is not None, "setup() first"
+        space = parse_search_space(self.params, arguments)
+        study = self.create_study()
+        log.info("study %r (%s): %d trials so far; %d more, %d per round; search space: %s", study.study_name,
+                 self.storage_url or "in memory", len(study.trials), self.n_trials, self.n_jobs,
+                 ", ".join(f"{k}: {d}" for k, d in space.distributions.items()))
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        returns: list[Sequence[JobReturn]] = []
+        failed = launched = 0
+        try:
+            while launched < self.n_trials and not self.exhausted:
+                trials = self.ask(study, min(self.n_jobs, self.n_trials - launched))
+                batch = self.run_batch(study, trials, space)
+                returns.append([r for r, _ in batch])
+                launched += len(trials)
+                failed += sum(outcome.state.name == "FAIL" for _, outcome in batch)
+                if failed / launched > self.max_failure_rate:
+                    raise RuntimeError(f"{failed} of {launched} trials failed, more than max_failure_rate="
+                                       f"{self.max_failure_rate}; the sweep stops")
+        finally:
+            IN_PROCESS.pop(study.study_name, None)
+            write_results(study, sweep_dir / "optimization_results.yaml")
+        return returns
+
+    def ask(self, study: Any, count: int) -> list[Any]:
+        """``count`` new trials. Parameters are sampled later (``SearchSpace.suggest``), so the first round can
+        still swap in the sampler seeded from this process's first trial number, unique in the study."""
+        from optuna.trial import TrialState
+
+        trials = [study.ask() for _ in range(count)]
+        if not self.seeded:
+            study.sampler = make_sampler(self.sampler_config, trials[0].number)
+            running = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+            for trial in trials:  # ask() ran this hook on the placeholder sampler (GridSampler needs it)
+                study.sampler.before_trial(study, running[trial.number])
+            self.seeded = True
+        return trials
+
+    def run_batch(self, study: Any, trials: list[Any], space: SearchSpace) -> list[tuple[JobReturn | None, Outcome]]:
+        """Sample, launch and tell one batch of trials. The one place that launches jobs: parallel trials
+        (several devices, several launchers) extend this."""
+        from optuna.trial import TrialState
+
+        overrides = [self.trial_overrides(study, trial, space) for trial in trials]
+        outcomes: list[tuple[JobReturn | None, Outcome]] = []
+        runnable = []
+        for trial, job in zip(trials, overrides, strict=True):
+            try:
+                self.validate([job])
+                runnable.append((trial, job))
+            except Exception as err:  # e.g. a sampled value the config schema rejects: only this trial fails
+                outcomes.append((None, Outcome(TrialState.FAIL, reason=f"{type(err).__name__}: {err}")))
+                study.tell(trial, state=TrialState.FAIL)
+                log.error("trial %d: its config does not compose (%s); the search goes on", trial.number, err)
+        try:
+            results = list(self.launcher.launch([job for _, job in runnable], initial_job_idx=self.job_idx))
+        except Exception as err:  # e.g. a submitit job killed by the cluster: its trials fail, the search goes on
+            log.exception("the launcher failed (%s: %s); its %d trials are marked failed", type(err).__name__, err,
+                      len(runnable))
+            results = [None] * len(runnable)
+        self.job_idx += len(runnable)
+        for (trial, _), ret in zip(runnable, results, strict=True):
+            outcome = job_outcome(ret, len(self.directions))
+            self.exhausted |= tell(study, trial, ret, outcome)
+            outcomes.append((ret, outcome))
+        if self.exhausted:
+            log.info("the sampler has proposed every point of its search space; the sweep ends")
+        return outcomes
+
+    def trial_overrides(self, study: Any, trial: Any, space: SearchSpace) -> list[str]:
+        params = space.suggest(trial)
+        trial.set_user_attr("overrides", params)
+        return [*params, trial_override(trial.number, study.study_name, self.storage_url),
+                f"hydra.sweep.subdir={trial.number}"]  # never two jobs in one directory, whichever process
+
+
+def tell(study: Any, trial: Any, ret: JobReturn | None, outcome: Outcome) -> bool:
+    """Tell the study ``outcome``; True when the sampler says its search space is exhausted."""
+    from optuna.trial import TrialState
+
+    if ret is not None and ret.hydra_cfg is not None:
+        trial.set_user_attr("output_dir", str(ret.hydra_cfg.hydra.runtime.output_dir))
+    if outcome.reason:
+        trial.set_user_attr("error", outcome.reason[:1000])
+    exhausted = False
+    try:
+        study.tell(trial, outcome.values if outcome.state == TrialState.COMPLETE else None, state=outcome.state)
+    except RuntimeError as err:
+        # Grid and brute-force samplers call study.stop() once exhausted, which only works inside
+        # study.optimize(); the trial's state is stored before that (optuna's _tell: finally).
+        if "Study.stop" not in str(err):
+            raise
+        exhausted = True
+    log.info("trial %d: %s%s", trial.number, outcome.state.name,
+             f" {outcome.values}" if outcome.values else f" ({outcome.reason})" if outcome.reason else "")
+    return exhausted
+
+
+def write_results(study: Any, path: Path) -> None:
+    """``optimization_results.yaml``: the study's best trial(s) and its trial counts by state."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    result: dict[str, Any] = {
+        "name": "optuna", "study_name": study.study_name,
+        "states": {s.name: n for s in TrialState if (n := sum(t.state == s for t in trials))},
+    }
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if complete and len(study.directions) == 1:
+        best = study.best_trial
+        result.update(best_trial=best.number, best_params=best.params, best_value=best.value)
+    elif complete:
+        result["best_trials"] = [{"number": t.number, "params": t.params, "values": t.values}
+                                 for t in study.best_trials]
+    atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(result)))
+    log.info("%s: %s", path, {k: v for k, v in result.items() if k != "name"})

@@ -1,0 +1,43 @@
+"""What a finished job means for its trial: COMPLETE with a value, PRUNED, or FAIL (and why)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: Any  # optuna.trial.TrialState
+    values: list[float] | None = None
+    reason: str = ""
+
+
+def job_outcome(ret: JobReturn | None, n_objectives: int = 1) -> Outcome:
+    """COMPLETE when the job returned a finite number (one per objective); PRUNED when it raised
+    ``optuna.TrialPruned``; FAIL otherwise (``train`` returns None for a failed job inside a multirun)."""
+    from optuna import TrialPruned
+    from optuna.trial import TrialState
+
+    if ret is None or ret.status == JobStatus.UNKNOWN:
+        return Outcome(TrialState.FAIL, reason="the launcher returned no result for this job")
+    # _return_value: the public property re-raises a failed job's exception and prints it as an error
+    value = ret._return_value
+    if ret.status == JobStatus.FAILED:
+        if isinstance(value, TrialPruned):
+            return Outcome(TrialState.PRUNED)
+        return Outcome(TrialState.FAIL, reason=f"{type(value).__name__}: {value}")
+    if value is None:
+        return Outcome(TrialState.FAIL, reason="the job failed (see failed.json in its directory)")
+    values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return Outcome(TrialState.FAIL, reason=f"the job returned {value!r}, not a number")
+    if len(numbers) != n_objectives or not all(math.isfinite(v) for v in numbers):
+        return Outcome(TrialState.FAIL, reason=f"the job returned {value!r}; {n_objectives} finite number(s) needed")
+    return Outcome(TrialState.COMPLETE, numbers)

@@ -1,0 +1,72 @@
+"""Pruning: a job reports its metric to its Optuna trial after every validation epoch and stops when told.
+
+The stop goes through ``trainer.should_stop`` (as EarlyStopping does) rather than an exception out of ``fit``:
+the epoch's checkpoints are written, the loggers close normally, and ``train`` still scores the best checkpoint
+so far. ``train`` then marks ``metrics.json`` ``"status": "pruned"`` and the job raises ``optuna.TrialPruned``,
+which the sweeper tells the study as PRUNED.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+
+log = logging.getLogger(__name__)
+
+
+class TrialPruning(pl.Callback):
+    """Report ``metric`` to the trial named by ``trial_node`` each validation epoch; stop training when pruned.
+
+    Only global rank zero talks to the study; its decision is broadcast so every DDP rank stops together.
+    """
+
+    def __init__(self, trial_node: Any, metric: str) -> None:
+        self.trial_node = trial_node
+        self.metric = metric
+        self.trial: Any = None  # optuna.trial.Trial, reached at fit start on rank zero
+        self.pruned_at: int | None = None  # the epoch whose value got the trial pruned
+        self.best: float | None = None  # best reported value (in the study's direction)
+
+    @property
+    def pruned(self) -> bool:
+        return self.pruned_at is not None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            from genre_lab.sweeps.trial_link import reach_trial
+
+            self.trial = reach_trial(self.trial_node)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        prune = False
+        if trainer.is_global_zero and self.trial is not None:
+            prune = self._report(trainer)
+        if trainer.world_size > 1:
+            prune = trainer.strategy.broadcast(prune, src=0)
+        if prune:
+            self.pruned_at = trainer.current_epoch
+            trainer.should_stop = True
+        if prune and trainer.is_global_zero:
+            log.info("trial %s pruned after epoch %d (%s: best %s)", self.trial_node["number"],
+                     trainer.current_epoch, self.metric, self.best)
+
+    def _report(self, trainer: pl.Trainer) -> bool:
+        value = trainer.callback_metrics.get(self.metric)
+        if value is None:
+            log.warning("pruning: %s was not logged in epoch %d; nothing reported", self.metric,
+                        trainer.current_epoch)
+            return False
+        value = float(value)
+        maximize = self.trial.study.direction.name == "MAXIMIZE"
+        if not math.isnan(value) and (self.best is None or (value > self.best if maximize else value < self.best)):
+            self.best = value
+        self.trial.report(value, step=trainer.current_epoch)
+        return self.trial.should_prune()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}

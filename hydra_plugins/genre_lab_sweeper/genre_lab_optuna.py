@@ -1,0 +1,59 @@
+"""The Hydra plugin: config node ``hydra/sweeper=genre_lab_optuna`` and a thin ``Sweeper`` around
+``genre_lab.sweeps.optuna_sweeper.OptunaSweeper``.
+
+Hydra imports every module under ``hydra_plugins`` at start-up, so this one imports neither Optuna nor the
+sweep loop: without the ``optuna`` extra installed, other commands still start without a warning.
+Samplers and pruners are config groups next to it: conf/hydra/sweeper/{sampler,pruner}/*.yaml.
+No ``from __future__ import annotations``: Hydra's plugin scan runs this module before registering it in
+``sys.modules``, where ``dataclass`` would look the string annotations up.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+
+@dataclass
+class GenreLabOptunaConf:
+    _target_: str = "hydra_plugins.genre_lab_sweeper.genre_lab_optuna.GenreLabOptunaSweeper"
+    # sampler and pruner arrive as configs: the sweeper instantiates the sampler with a derived seed
+    _recursive_: bool = False
+    defaults: list[Any] = field(default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": "none"}])
+    sampler: Any = None
+    pruner: Any = None
+    direction: Any = "maximize"  # or a list, one per objective
+    # null (in memory), sqlite:///study.db, journal:///shared/study.log, postgresql://…, mysql://…
+    storage: Any = None
+    study_name: Any = None
+    n_trials: int = 20
+    n_jobs: int = 1  # trials asked and launched per round
+    max_failure_rate: float = 1.0
+    params: Any = None
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="genre_lab_optuna", node=GenreLabOptunaConf,
+                             provider="genre_lab")
+
+
+class GenreLabOptunaSweeper(Sweeper):
+    def __init__(self, **kwargs: Any) -> None:
+        try:
+            from genre_lab.sweeps.optuna_sweeper import OptunaSweeper
+        except ImportError as err:
+            raise ImportError(f"{err}; the Optuna sweeper needs: pip install 'genre_lab[optuna]'") from err
+        self.impl = OptunaSweeper(**kwargs)
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context, self.config = hydra_context, config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+        self.impl.setup(config, self.launcher, self.validate_batch_is_legal)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        return self.impl.sweep(arguments)

@@ -1,0 +1,216 @@
+"""Our Optuna sweeper through the real CLI: pruning, failures, shared studies, reruns, submitit."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import TINY_FAST, genre_lab_cli
+
+optuna = pytest.importorskip("optuna")
+
+# test-only search: the brute-force sampler tries each of the 6 points once, in some order; max_length=4 fails,
+# and the threshold pruner (nothing reaches f1 1.01) stops every trial at its second epoch (step 1).
+# So: (1 epoch, 32) COMPLETE; (2|3 epochs, 32) PRUNED after 2 epochs; (any, 4) FAIL.
+PRUNE_SEARCH = """# @package _global_
+defaults:
+  - override /hydra/sweeper: genre_lab_optuna
+  - override /hydra/sweeper/sampler: brute_force
+  - override /hydra/sweeper/pruner: threshold
+hydra:
+  mode: MULTIRUN
+  sweeper:
+    study_name: prune_test
+    n_trials: 6
+    sampler:
+      seed: 1
+    pruner:
+      lower: 1.01
+      n_warmup_steps: 1
+    params:
+      trainer.max_epochs: choice(1, 2, 3)
+      data.max_length: choice(32, 4)
+"""
+
+
+def search_conf(tmp_path, name: str, text: str) -> list[str]:
+    (tmp_path / "conf" / "hparams_search").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "conf" / "hparams_search" / f"{name}.yaml").write_text(text)
+    return [f"hparams_search={name}", f"hydra.searchpath=[file://{tmp_path / 'conf'}]"]
+
+
+def job_config(job_dir) -> dict:
+    return yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
+
+
+def test_pruned_and_failed_trials_are_told_apart_and_the_search_goes_on(tmp_path, four_csv):
+    sweep = tmp_path / "sweep"
+    result = genre_lab_cli("train", *search_conf(tmp_path, "prune_test", PRUNE_SEARCH), *TINY_FAST,
+                           f"data.train_csv={four_csv}", f"hydra.sweep.dir={sweep}",
+                           f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    study = optuna.load_study(study_name="prune_test", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    states = {t.number: t.state.name for t in study.trials}
+    expected = {}
+    for trial in study.trials:
+        epochs, length = trial.params["trainer.max_epochs"], trial.params["data.max_length"]
+        expected[trial.number] = "FAIL" if length == 4 else "COMPLETE" if epochs == 1 else "PRUNED"
+    assert states == expected and sorted(states.values()).count("FAIL") == 3  # all 6 ran despite failures
+
+    summary = pd.read_csv(sweep / "sweep_summary.csv")
+    status_of = {"COMPLETE": "ok", "PRUNED": "pruned", "FAIL": "failed"}
+    assert dict(zip(summary.trial, summary.status, strict=True)) == {n: status_of[s] for n, s in states.items()}
+    for number, state in states.items():
+        job = sweep / str(number)  # job directories are named by trial number
+        assert job_config(job)["trial"]["number"] == number
+        if state == "FAIL":
+            assert "max_length=4 is too short" in json.loads((job / "failed.json").read_text())["error"]
+            continue
+        assert not (job / "failed.json").exists()  # a pruned trial is not a failure
+        metrics = json.loads((job / "metrics.json").read_text())
+        history = pd.read_csv(job / "csv" / "metrics.csv")
+        if state == "PRUNED":
+            assert metrics["status"] == "pruned" and metrics["epochs"] == 2 and metrics["pruned_after_epoch"] == 1
+            assert metrics["best_reported"] == max(study.trials[number].intermediate_values.values())
+            assert sorted(study.trials[number].intermediate_values) == [0, 1]
+        else:
+            assert "status" not in metrics and metrics["epochs"] == 1
+        assert metrics["best_checkpoint"] == str(job / "checkpoints" / "best.ckpt")
+        assert (job / "checkpoints" / "best.ckpt").is_file() and (job / "checkpoints" / "last.ckpt").is_file()
+        assert sorted(history.epoch.dropna().unique()) == list(range(metrics["epochs"]))  # per-epoch history kept
+    row = summary[summary.status == "pruned"].iloc[0]
+    assert row.epochs == 2 and row["val/f1_micro"] == row["val/f1_micro"]  # epochs reached, value so far
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["states"] == {"COMPLETE": 1, "PRUNED": 2, "FAIL": 3}
+
+
+SHARED_SEARCH = """# @package _global_
+defaults:
+  - override /hydra/sweeper: genre_lab_optuna
+  - override /hydra/sweeper/sampler: random
+hydra:
+  mode: MULTIRUN
+  sweeper:
+    study_name: shared
+    sampler:
+      seed: 7
+    params:
+      model.lr: tag(log, interval(1e-4, 1e-2))
+"""
+
+
+def sweep_command(tmp_path, four_csv, sweep_dir, n_trials: int) -> list[str]:
+    """A seeded random search over the learning rate on one shared sqlite study, 1 epoch per trial."""
+    return [sys.executable, "-m", "genre_lab", "train", *search_conf(tmp_path, "shared", SHARED_SEARCH), *TINY_FAST,
+            f"data.train_csv={four_csv}", "trainer.max_epochs=1", f"hydra.sweeper.n_trials={n_trials}",
+            f"hydra.sweeper.storage=sqlite:///{tmp_path / 'shared.db'}", f"hydra.sweep.dir={sweep_dir}"]
+
+
+@pytest.fixture(scope="module")
+def shared_study(tmp_path_factory, four_csv):
+    """Two sweep processes started at once on one sqlite study, 2 trials each, same seed."""
+    root = tmp_path_factory.mktemp("shared")
+    procs = [subprocess.Popen(sweep_command(root, four_csv, root / name, 2), cwd=root, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    for proc in procs:
+        _, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, err[-4000:]
+    return root
+
+
+def lrs(study) -> list[float]:
+    return [t.params["model.lr"] for t in sorted(study.trials, key=lambda t: t.number)]
+
+
+def test_two_sweeps_share_one_study(shared_study):
+    study = optuna.load_study(study_name="shared", storage=f"sqlite:///{shared_study / 'shared.db'}")
+    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]  # 2 + 2, distinct numbers
+    assert {t.state.name for t in study.trials} == {"COMPLETE"}
+    assert len(set(lrs(study))) == 4  # same seed, yet no parameter set twice
+    jobs = {sweep: sorted(int(p.name) for p in (shared_study / sweep).iterdir() if (p / ".hydra").is_dir())
+            for sweep in ("a", "b")}
+    assert sorted(jobs["a"] + jobs["b"]) == [0, 1, 2, 3]  # each trial ran once, in a directory named by it
+    for sweep, numbers in jobs.items():
+        for number in numbers:
+            job = shared_study / sweep / str(number)
+            assert job_config(job)["trial"]["number"] == number
+            assert job_config(job)["model"]["lr"] == pytest.approx(study.trials[number].params["model.lr"])
+
+
+def test_a_rerun_continues_the_study_with_new_points(shared_study, four_csv):
+    before = lrs(optuna.load_study(study_name="shared", storage=f"sqlite:///{shared_study / 'shared.db'}"))
+    rerun = subprocess.run(sweep_command(shared_study, four_csv, shared_study / "c", 2), cwd=shared_study,
+                           capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    after = lrs(optuna.load_study(study_name="shared", storage=f"sqlite:///{shared_study / 'shared.db'}"))
+    assert after[:4] == before and len(after) == 6
+    assert not set(after[4:]) & set(before)  # the old sweeper re-seeded identically and proposed these again
+    assert sorted(int(p.name) for p in (shared_study / "c").iterdir() if p.is_dir()) == [4, 5]
+
+
+def test_submitit_jobs_reach_their_trials_through_the_storage_and_are_pruned(tmp_path, four_csv):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    sweep, db = tmp_path / "sweep", tmp_path / "study.db"
+    result = genre_lab_cli(
+        "train", "hparams_search=optuna", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+        *TINY_FAST, f"data.train_csv={four_csv}", "trainer.max_epochs=3", "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2", "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.lower=1.01",
+        "hydra.sweeper.pruner.n_warmup_steps=1", f"hydra.sweeper.storage=sqlite:///{db}", "logger=many",
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path, env={"WANDB_MODE": "offline", "WANDB_API_KEY": ""})
+    assert result.returncode == 0, result.stderr[-4000:]
+    study = optuna.load_study(study_name="genre_lab", storage=f"sqlite:///{db}")
+    assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
+    for trial in study.trials:
+        job = sweep / str(trial.number)
+        assert json.loads((job / "metrics.json").read_text())["status"] == "pruned"
+        assert sorted(trial.intermediate_values) == [0, 1]  # reported from the job's own process
+        run_file = next(job.glob("wandb/offline-run-*/run-*.wandb")).read_bytes()
+        assert b"trial/state" in run_file and b"pruned" in run_file  # the W&B run records it
+    assert (pd.read_csv(sweep / "sweep_summary.csv").status == "pruned").all()
+
+
+def test_a_ddp_trial_is_pruned_on_every_rank_and_ranks_run_no_sweep_of_their_own(tmp_path, four_csv):
+    db = tmp_path / "study.db"
+    result = genre_lab_cli(
+        "train", "hparams_search=optuna", "trainer=ddp_cpu", *TINY_FAST, f"data.train_csv={four_csv}",
+        "trainer.max_epochs=3", "hydra.sweeper.n_trials=1", "hydra/sweeper/pruner=threshold",
+        "hydra.sweeper.pruner.lower=1.01", "hydra.sweeper.pruner.n_warmup_steps=1",
+        f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path,
+        timeout=300)  # ranks running sweeps of their own hung here
+    assert result.returncode == 0, result.stderr[-4000:]
+    study = optuna.load_study(study_name="genre_lab", storage=f"sqlite:///{db}")
+    assert [t.state.name for t in study.trials] == ["PRUNED"]  # rank 1 stopped too, or fit would hang
+    assert json.loads((tmp_path / "sweep" / "0" / "metrics.json").read_text())["epochs"] == 2
+    assert not (tmp_path / "multirun").exists()  # hparams_search sets MULTIRUN; a rank process must not sweep
+
+
+def test_the_optuna_search_composes_with_the_slurm_launcher():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra import compose, initialize_config_dir
+
+    from genre_lab.config_dir import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("train", ["hparams_search=optuna", "hydra/launcher=slurm", "hydra/sweeper/pruner=hyperband",
+                                "hydra.sweeper.storage=journal:///shared/study.log"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("GenreLabOptunaSweeper") and cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == cfg.seed
+    assert sweeper.pruner._target_ == "optuna.pruners.HyperbandPruner"
+    assert sweeper.params["model.lr"] == "tag(log, interval(1e-5, 3e-4))"
+
+
+def test_the_ray_cluster_launcher_composes_where_hydra_ray_launcher_is_installed():
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher")  # the ray extra: not in dev (see ray_cluster.yaml)
+    from hydra import compose, initialize_config_dir
+
+    from genre_lab.config_dir import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("train", ["hparams_search=optuna", "hydra/launcher=ray_cluster", "trainer.devices=2"],
+                      return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("RayLauncher") and cfg.hydra.launcher.ray.init.address == "auto"
+    assert cfg.hydra.launcher.ray.remote.num_gpus == 2
