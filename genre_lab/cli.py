@@ -6,7 +6,7 @@ import importlib
 import re
 import sys
 
-from genre_lab.config_dir import config_keys
+from genre_lab.config_dir import config_keys, hydra_literal
 from genre_lab.errors import run_app
 
 COMMANDS = {
@@ -27,18 +27,6 @@ def usage() -> str:
 
 
 OVERRIDE = re.compile(r"(\+{0,2})([A-Za-z_]\w*)=(.*)", re.DOTALL)
-
-
-def hydra_literal(value: str) -> str:
-    """``value`` as a quoted Hydra override value that composes back to exactly ``value``.
-
-    Unquoted, Hydra reads commas as a sweep ("Ambiguous value") and strips quotes. In single quotes only
-    ``'`` and the backslashes before a quote or the end need escaping; OmegaConf would still resolve
-    ``${…}``, which ``\\${`` keeps literal (backslashes before it doubled).
-    """
-    value = re.sub(r"(\\*)\$\{", lambda m: m[1] * 2 + "\\${", value)
-    value = re.sub(r"(\\*)('|\Z)", lambda m: m[1] * 2 + ("\\'" if m[2] else ""), value)
-    return f"'{value}'"
 
 
 def literal_free_text(argv: list[str], known: frozenset[str]) -> list[str]:

@@ -8,6 +8,7 @@ The trap: Hydra's ``config_path`` is relative to the module, but our configs sit
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -35,6 +36,18 @@ def config_keys(name: str) -> frozenset[str]:
     entries = [e for e in conf.get("defaults", []) if isinstance(e, DictConfig)]  # ``_self_`` is a plain string
     groups = {str(key).split()[-1].split("/")[0] for entry in entries for key in entry}  # "optional a/b" -> "a"
     return frozenset((set(conf) - {"defaults"}) | groups | {"hydra"})
+
+
+def hydra_literal(value: str) -> str:
+    """``value`` as a quoted Hydra override value that composes back to exactly ``value``.
+
+    Unquoted, Hydra reads commas as a sweep ("Ambiguous value") and strips quotes. In single quotes only
+    ``'`` and the backslashes before a quote or the end need escaping; OmegaConf would still resolve
+    ``${…}``, which ``\\${`` keeps literal (backslashes before it doubled).
+    """
+    value = re.sub(r"(\\*)\$\{", lambda m: m[1] * 2 + "\\${", value)
+    value = re.sub(r"(\\*)('|\Z)", lambda m: m[1] * 2 + ("\\'" if m[2] else ""), value)
+    return f"'{value}'"
 
 
 def _auto_precision() -> str:

@@ -86,9 +86,10 @@ def _defaults(config: DictConfig) -> dict[str, Any]:
         extra["group"] = Path(hc.sweep.dir).as_posix().replace("/", "-")
     if not config.get("name"):
         # an Optuna trial: named by its number, without the long trial={…} override
-        trial = [o for o in hc.overrides.task if o.startswith("trial=")]
-        rest = ",".join(sorted(o for o in hc.overrides.task if not o.startswith("trial=")))
-        extra["name"] = (f"trial{hc.sweep.subdir}-{rest}" if trial else f"{hc.job.num}-{hc.job.override_dirname}")[:120]
+        rest = sorted(o for o in hc.overrides.task if not o.startswith("trial="))
+        in_trial = len(rest) < len(hc.overrides.task)
+        extra["name"] = (f"trial{hc.sweep.subdir}-{','.join(rest)}" if in_trial
+                         else f"{hc.job.num}-{hc.job.override_dirname}")[:120]
     return extra
 
 

@@ -25,7 +25,7 @@ from genre_lab.errors import GenreLabError, require_int, require_number, require
 log = logging.getLogger(__name__)
 
 
-def check_max_length(max_length: Any) -> None:
+def check_length_setting(max_length: Any) -> None:
     """A whole number of tokens, long enough for the special tokens and some text (the backbone's own
     limit is checked by ``model.backbone.check_max_length``)."""
     if isinstance(max_length, bool) or not isinstance(max_length, int):
@@ -111,7 +111,7 @@ class GenreDataModule(pl.LightningDataModule):
             if value is not None:
                 require_positive(value, f"data.{key}")
         check_choice("data.unseen_labels", unseen_labels, ("fail", "ignore"))
-        check_max_length(max_length)
+        check_length_setting(max_length)
         if not val_csv:
             require_number(val_size, "data.val_size", lambda v: 0 < v < 1, "in (0, 1) (the validation share)",
                            "0.2, or give data.val_csv=<file>")

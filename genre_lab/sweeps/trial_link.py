@@ -9,9 +9,9 @@ memory (storage null) is reached only from the sweeper's own process (the basic 
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
+from genre_lab.config_dir import hydra_literal
 from genre_lab.sweeps.storage import open_storage
 
 log = logging.getLogger(__name__)
@@ -21,16 +21,10 @@ PRUNER_ATTR = "genre_lab:pruner"
 IN_PROCESS: dict[str, tuple[Any, Any]] = {}
 
 
-def quote(text: str) -> str:
-    """``text`` as a single-quoted Hydra override value (backslashes are escaped only before a quote or the end)."""
-    text = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, text)
-    return "'" + text.replace("'", "\\'") + "'"
-
-
 def trial_override(number: int, study_name: str, storage: str | None) -> str:
     """The ``trial=…`` override that tells a job which trial it is."""
-    url = "null" if storage is None else quote(storage)
-    return f"trial={{number:{number},study_name:{quote(study_name)},storage:{url}}}"
+    url = "null" if storage is None else hydra_literal(storage)
+    return f"trial={{number:{number},study_name:{hydra_literal(study_name)},storage:{url}}}"
 
 
 def store_pruner(study: Any, pruner_config: dict[str, Any] | None) -> None:
