@@ -12,6 +12,7 @@ import torch
 
 from genre_lab.data.table import TableSpec
 from genre_lab.errors import GenreLabError
+from genre_lab.sweeps.retention import REMOVED_NOTE
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = ("best.ckpt", "last.ckpt")
@@ -45,6 +46,9 @@ class Run:
             log.warning("run_dir=%s has no checkpoints/best.ckpt (no validation-scored checkpoint): using %s, "
                         "the weights after the last training epoch", root, last)
             return cls(last, root)
+        removed = root / "checkpoints" / REMOVED_NOTE
+        if removed.is_file():
+            raise GenreLabError(f"run_dir={root} has no checkpoints left. {removed.read_text().strip()}")
         raise GenreLabError(
             f"run_dir={root} holds no checkpoints/best.ckpt or last.ckpt — did the run finish its first epoch? "
             "(debug=fast_dev_run saves none.) An interrupted run leaves checkpoints/interrupted.ckpt: pass "

@@ -1,8 +1,8 @@
 """`genre-lab train`: fit a GenreClassifier on a movie CSV, everything composed by Hydra.
 
-Writes into the run directory: ``.hydra/`` (resolved config), ``checkpoints/{best,last}.ckpt``,
-``tokenizer/``, ``metrics.json`` (final validation/test figures of the best checkpoint, with the tuned
-decision rule), ``per_class.csv``.
+Writes into the run directory: ``.hydra/`` (resolved config), ``checkpoints/{best,last}.ckpt`` (a finished
+Optuna trial keeps only best.ckpt), ``tokenizer/``, ``metrics.json`` (final validation/test figures of the best
+checkpoint, with the tuned decision rule), ``per_class.csv``.
 """
 
 from __future__ import annotations
@@ -141,6 +141,7 @@ def checkpoint_step(path: str) -> int:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, evaluate the best checkpoint, write the run's result files; returns the final metrics."""
+    job_started = time.time()
     check_train_settings(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
@@ -174,7 +175,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             log.warning("stopped by SIGTERM; checkpoints/interrupted.ckpt holds the state at that step")
             raise SystemExit(128 + signal.SIGTERM) from None
         if trainer.is_global_zero:
-            write_timing(out, trainer, datamodule, fit_seconds)
+            write_timing(out, trainer, datamodule, fit_seconds, job_started)
         metrics = finish_run(cfg, trainer, model, datamodule, out, pruning) if trainer.is_global_zero else {}
         status = "success"
         return metrics
@@ -183,8 +184,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             finish_logger(logger, status)
 
 
-def write_timing(out: Path, trainer: pl.Trainer, datamodule: Any, fit_seconds: float) -> None:
-    """``timing.json``: the fit's wall time and throughput (kept out of metrics.json, which is reproducible)."""
+def write_timing(out: Path, trainer: pl.Trainer, datamodule: Any, fit_seconds: float, job_started: float) -> None:
+    """``timing.json``: the fit's wall time, throughput and the machine share it ran on (CPU threads, visible
+    GPUs, wall-clock start and end), kept out of metrics.json, which is reproducible."""
+    import os
+
     import torch
 
     epochs = trainer.current_epoch  # completed epochs
@@ -197,6 +201,8 @@ def write_timing(out: Path, trainer: pl.Trainer, datamodule: Any, fit_seconds: f
         "train_samples_per_s": samples / fit_seconds if fit_seconds else 0.0, "global_step": trainer.global_step,
         "precision": str(trainer.precision),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "torch_threads": torch.get_num_threads(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "job_started_at": job_started, "fit_ended_at": time.time(), "pid": os.getpid(),
     })
 
 
@@ -227,6 +233,10 @@ def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any
     which = "best checkpoint" if ckpt else "last checkpoint" if last.is_file() else "final weights, not saved"
     print_results(f"validation ({which})", metrics, per_class, "val")
     log.info("results in %s; figures of the %s %s", out, which, ckpt or (last if last.is_file() else ""))
+    if pruning is not None and not pruning.pruned and ckpt and last.is_file():
+        # a finished trial is never resumed; a pruned one keeps last.ckpt (a later search may continue it)
+        last.unlink()
+        log.info("trial finished: removed %s (best.ckpt holds its model)", last)
     return metrics
 
 

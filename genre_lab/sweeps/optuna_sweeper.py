@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genre_lab.io import atomic_write_text
 from genre_lab.sweeps.outcome import Outcome, job_outcome
+from genre_lab.sweeps.retention import keep_best_checkpoints
 from genre_lab.sweeps.search_space import SearchSpace, parse_search_space
 from genre_lab.sweeps.storage import absolute_url, open_storage, storage_lock
 from genre_lab.sweeps.trial_link import IN_PROCESS, store_pruner, trial_override
@@ -54,7 +55,7 @@ class OptunaSweeper:
 
     def __init__(self, *, sampler: Any = None, pruner: Any = None, direction: Any = "maximize",
                  storage: str | None = None, study_name: str | None = None, n_trials: int = 20, n_jobs: int = 1,
-                 max_failure_rate: float = 1.0, params: Any = None) -> None:
+                 max_failure_rate: float = 1.0, keep_checkpoints: int | None = None, params: Any = None) -> None:
         self.sampler_config = sampler
         self.pruner_config = plain(pruner)
         self.directions = [str(d) for d in direction] if isinstance(direction, Sequence) and not isinstance(
@@ -63,6 +64,7 @@ class OptunaSweeper:
         self.study_name = study_name
         self.n_trials, self.n_jobs = int(n_trials), max(1, int(n_jobs))
         self.max_failure_rate = float(max_failure_rate)
+        self.keep_checkpoints = check_keep(keep_checkpoints, len(self.directions))
         self.params = plain(params) or {}
         self.config: DictConfig | None = None
         self.launcher: Any = None
@@ -73,6 +75,15 @@ class OptunaSweeper:
 
     def setup(self, config: DictConfig, launcher: Any, validate: Any) -> None:
         self.config, self.launcher, self.validate = config, launcher, validate
+        in_process = type(launcher).__name__ == "BasicLauncher"
+        if in_process and self.n_jobs > 1:
+            log.warning("hydra.sweeper.n_jobs=%d with the basic launcher: each round's trials run one after "
+                        "another; add hydra/launcher=parallel to run them at once", self.n_jobs)
+        if not in_process and self.storage_url is None:
+            # jobs in other processes reach their trial (to be pruned) only through a storage on disk
+            self.storage_url = absolute_url(f"journal://{Path(config.hydra.sweep.dir) / 'optuna.journal'}")
+            log.info("hydra.sweeper.storage is null and jobs run in other processes: the study is kept in %s",
+                     self.storage_url)
 
     def create_study(self) -> Any:
         import optuna
@@ -105,6 +116,8 @@ class OptunaSweeper:
                 returns.append([r for r, _ in batch])
                 launched += len(trials)
                 failed += sum(outcome.state.name == "FAIL" for _, outcome in batch)
+                if self.keep_checkpoints is not None:
+                    keep_best_checkpoints(study, self.keep_checkpoints)
                 if failed / launched > self.max_failure_rate:
                     raise RuntimeError(f"{failed} of {launched} trials failed, more than max_failure_rate="
                                        f"{self.max_failure_rate}; the sweep stops")
@@ -163,6 +176,17 @@ class OptunaSweeper:
         trial.set_user_attr("overrides", params)
         return [*params, trial_override(trial.number, study.study_name, self.storage_url),
                 f"hydra.sweep.subdir={trial.number}"]  # never two jobs in one directory, whichever process
+
+
+def check_keep(keep: Any, n_objectives: int) -> int | None:
+    if keep is None:
+        return None
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError(f"hydra.sweeper.keep_checkpoints={keep!r} must be null (keep all) or a whole number ≥ 1")
+    if n_objectives > 1:
+        raise ValueError("hydra.sweeper.keep_checkpoints ranks trials by one value; a multi-objective study has "
+                         f"{n_objectives}: set it to null")
+    return keep
 
 
 def tell(study: Any, trial: Any, ret: JobReturn | None, outcome: Outcome) -> bool:

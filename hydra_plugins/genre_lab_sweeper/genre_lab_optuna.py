@@ -32,6 +32,8 @@ class GenreLabOptunaConf:
     n_trials: int = 20
     n_jobs: int = 1  # trials asked and launched per round
     max_failure_rate: float = 1.0
+    # null: every trial keeps its checkpoints; k: only the best k trials do (the others keep metrics and history)
+    keep_checkpoints: Any = None
     params: Any = None
 
 

@@ -1,6 +1,7 @@
 """Our Optuna sweeper through the real CLI: pruning, failures, shared studies, reruns, submitit."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from genre_lab.sweeps.shares import available_cores
 from tests.conftest import TINY_FAST, genre_lab_cli
 
 optuna = pytest.importorskip("optuna")
@@ -50,6 +52,7 @@ def test_pruned_and_failed_trials_are_told_apart_and_the_search_goes_on(tmp_path
     sweep = tmp_path / "sweep"
     result = genre_lab_cli("train", *search_conf(tmp_path, "prune_test", PRUNE_SEARCH), *TINY_FAST,
                            f"data.train_csv={four_csv}", f"hydra.sweep.dir={sweep}",
+                           "hydra.sweeper.keep_checkpoints=2",
                            f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     study = optuna.load_study(study_name="prune_test", storage=f"sqlite:///{tmp_path / 'study.db'}")
@@ -79,12 +82,41 @@ def test_pruned_and_failed_trials_are_told_apart_and_the_search_goes_on(tmp_path
         else:
             assert "status" not in metrics and metrics["epochs"] == 1
         assert metrics["best_checkpoint"] == str(job / "checkpoints" / "best.ckpt")
-        assert (job / "checkpoints" / "best.ckpt").is_file() and (job / "checkpoints" / "last.ckpt").is_file()
         assert sorted(history.epoch.dropna().unique()) == list(range(metrics["epochs"]))  # per-epoch history kept
+    check_checkpoint_footprint(study, sweep, tmp_path)
     row = summary[summary.status == "pruned"].iloc[0]
     assert row.epochs == 2 and row["val/f1_micro"] == row["val/f1_micro"]  # epochs reached, value so far
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["states"] == {"COMPLETE": 1, "PRUNED": 2, "FAIL": 3}
+
+
+def check_checkpoint_footprint(study, sweep, tmp_path) -> None:
+    """keep_checkpoints=2 of the 3 finished trials: the lowest-ranked lost its checkpoints (and eval says why);
+    best.ckpt holds no optimizer state; a COMPLETE trial has no last.ckpt, a PRUNED one keeps it (resumable)."""
+    import torch
+
+    from genre_lab.sweeps.retention import trial_score
+
+    finished = [t for t in study.trials if t.state.name != "FAIL"]
+    removed = [t for t in finished if (sweep / str(t.number) / "checkpoints" / "REMOVED.txt").is_file()]
+    assert len(removed) == 1
+    score = {t.number: trial_score(t, maximize=True) for t in finished}
+    assert score[removed[0].number] == min(score.values())
+    gone = sweep / str(removed[0].number)
+    assert not list((gone / "checkpoints").glob("*.ckpt")) and (gone / "metrics.json").is_file()
+    refused = genre_lab_cli("eval", f"run_dir={gone}", cwd=tmp_path)
+    assert refused.returncode == 2 and "keep_checkpoints=2" in refused.stderr
+    for trial in finished:
+        if trial is removed[0]:
+            continue
+        folder = sweep / str(trial.number) / "checkpoints"
+        best = torch.load(folder / "best.ckpt", map_location="cpu", weights_only=True)
+        assert "optimizer_states" not in best and {"state_dict", "label_space", "decoder"} <= set(best)
+        assert (folder / "last.ckpt").is_file() == (trial.state.name == "PRUNED")
+        if trial.state.name == "PRUNED":
+            last = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)
+            assert "optimizer_states" in last  # what resume=true needs
+            assert (folder / "best.ckpt").stat().st_size < 0.6 * (folder / "last.ckpt").stat().st_size
 
 
 SHARED_SEARCH = """# @package _global_
@@ -151,18 +183,28 @@ def test_a_rerun_continues_the_study_with_new_points(shared_study, four_csv):
     assert sorted(int(p.name) for p in (shared_study / "c").iterdir() if p.is_dir()) == [4, 5]
 
 
-def test_submitit_jobs_reach_their_trials_through_the_storage_and_are_pruned(tmp_path, four_csv):
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    sweep, db = tmp_path / "sweep", tmp_path / "study.db"
+def test_parallel_trials_run_at_once_on_split_cores_and_are_pruned_through_the_sweeps_own_journal(
+        tmp_path, four_csv):
+    """hydra/launcher=parallel, storage left null: 2 trials at once, each in its own process with 1 of the 2
+    cores (GPU assignment: tests/sweeps/test_shares.py), reaching its trial through <sweep>/optuna.journal."""
+    sweep = tmp_path / "sweep"
     result = genre_lab_cli(
-        "train", "hparams_search=optuna", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
-        *TINY_FAST, f"data.train_csv={four_csv}", "trainer.max_epochs=3", "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.n_jobs=2", "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.lower=1.01",
-        "hydra.sweeper.pruner.n_warmup_steps=1", f"hydra.sweeper.storage=sqlite:///{db}", "logger=many",
-        f"hydra.sweep.dir={sweep}", cwd=tmp_path, env={"WANDB_MODE": "offline", "WANDB_API_KEY": ""})
+        "train", "hparams_search=optuna", "hydra/launcher=parallel", *TINY_FAST, f"data.train_csv={four_csv}",
+        "trainer.max_epochs=3", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+        "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.lower=1.01", "hydra.sweeper.pruner.n_warmup_steps=1",
+        "logger=many", f"hydra.sweep.dir={sweep}", cwd=tmp_path, env={"WANDB_MODE": "offline", "WANDB_API_KEY": ""})
     assert result.returncode == 0, result.stderr[-4000:]
-    study = optuna.load_study(study_name="genre_lab", storage=f"sqlite:///{db}")
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name="genre_lab",
+                              storage=JournalStorage(JournalFileBackend(str(sweep / "optuna.journal"))))
     assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
+    timings = [json.loads((sweep / str(t.number) / "timing.json").read_text()) for t in study.trials]
+    assert [t["torch_threads"] for t in timings] == [max(1, available_cores() // 2)] * 2  # cores split
+    assert len({t["pid"] for t in timings}) == 2 and os.getpid() not in {t["pid"] for t in timings}
+    jobs = [(t["job_started_at"], t["fit_ended_at"]) for t in timings]
+    assert max(start for start, _ in jobs) < min(end for _, end in jobs)  # the two jobs ran at the same time
     for trial in study.trials:
         job = sweep / str(trial.number)
         assert json.loads((job / "metrics.json").read_text())["status"] == "pruned"

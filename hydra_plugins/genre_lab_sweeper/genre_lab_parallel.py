@@ -1,0 +1,111 @@
+"""The Hydra launcher ``hydra/launcher=parallel``: up to ``n_jobs`` jobs at once on this machine, each in a fresh
+process (submitit's local executor) with its own share of the machine (genre_lab.sweeps.shares): its own GPUs
+through ``CUDA_VISIBLE_DEVICES`` and ``cores // n_jobs`` CPU threads. submitit_local instead starts every job on
+the same first GPU(s) with all cores.
+
+Works under any sweeper: our Optuna sweeper (a round of ``hydra.sweeper.n_jobs`` trials runs at once) and
+Hydra's grid sweeper. Each job's stdout/stderr are in ``<sweep dir>/.submitit/<pid>/``.
+No ``from __future__ import annotations`` (see genre_lab_optuna.py).
+"""
+
+import logging
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenreLabParallelConf:
+    _target_: str = "hydra_plugins.genre_lab_sweeper.genre_lab_parallel.ParallelLauncher"
+    # jobs at once: the Optuna sweeper's round size, else 2
+    n_jobs: Any = "${oc.select:hydra.sweeper.n_jobs,2}"
+    # GPUs each job trains on (auto: one)
+    gpus_per_job: Any = "${oc.select:trainer.devices,1}"
+    # a job still running after this is stopped (submitit's local default would be 2 minutes)
+    timeout_min: float = 7 * 24 * 60
+    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
+    poll_s: float = 1.0
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="parallel", node=GenreLabParallelConf,
+                             provider="genre_lab")
+
+
+class ParallelLauncher(Launcher):
+    def __init__(self, n_jobs: Any = 2, gpus_per_job: Any = 1, timeout_min: float = 7 * 24 * 60,
+                 submitit_folder: str = ".submitit/%j", poll_s: float = 1.0) -> None:
+        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+            raise ValueError(f"hydra.launcher.n_jobs={n_jobs!r} must be a whole number ≥ 1 (jobs run at once)")
+        self.n_jobs, self.gpus_per_job = n_jobs, gpus_per_job
+        self.timeout_min, self.submitit_folder, self.poll_s = float(timeout_min), str(submitit_folder), poll_s
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
+
+    def __call__(self, overrides: list[str], job_num: int, singleton_state: dict[Any, Any]) -> JobReturn:
+        """Runs in the job's own process (pickled there by submitit)."""
+        assert self.hydra_context is not None and self.config is not None and self.task_function is not None
+        Singleton.set_state(singleton_state)
+        setup_globals()
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        with open_dict(config.hydra.job):
+            config.hydra.job.id = f"job_id_for_{job_num}"
+            config.hydra.job.num = job_num
+        return run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=config,
+                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+
+    def launch(self, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
+        import submitit
+
+        from genre_lab.sweeps.shares import available_cores, gpus_per_job, plan_shares, visible_gpus
+
+        assert self.config is not None
+        shares = plan_shares(self.n_jobs, visible_gpus(), available_cores(), gpus_per_job(self.gpus_per_job))
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        executor = submitit.LocalExecutor(folder=self.submitit_folder)
+        pending = list(enumerate(job_overrides, initial_job_idx))
+        running: dict[int, tuple[int, list[str], Any]] = {}  # slot -> (job number, overrides, submitit job)
+        results: dict[int, JobReturn] = {}
+        try:
+            while pending or running:
+                for slot in [s for s in range(self.n_jobs) if s not in running][:len(pending)]:
+                    idx, overrides = pending.pop(0)
+                    share = shares[slot]
+                    setup = [f"export {k}={shlex.quote(v)}" for k, v in share.environment().items()]
+                    executor.update_parameters(timeout_min=self.timeout_min, setup=setup)
+                    log.info("\t#%d : %s  [%s]", idx, " ".join(filter_overrides(overrides)), share.describe())
+                    job = executor.submit(self, list(overrides), idx, Singleton.get_state())
+                    running[slot] = (idx, list(overrides), job)
+                time.sleep(self.poll_s)
+                for slot, (idx, overrides, job) in list(running.items()):
+                    if job.done():
+                        results[idx] = collect(job, overrides)
+                        del running[slot]
+        except BaseException:  # Ctrl-C or a bug here: do not leave jobs running unwatched
+            for _, _, job in running.values():
+                job.cancel(check=False)
+            raise
+        return [results[i] for i in sorted(results)]
+
+
+def collect(job: Any, overrides: list[str]) -> JobReturn:
+    """The job's JobReturn; a process that died without one (killed, out of memory) is a failed job."""
+    try:
+        return job.results()[0]
+    except Exception as err:  # submitit's UncompletedJobError / FailedJobError carry the job's stderr tail
+        log.error("job %s (%s) ended without a result: %s", job.job_id, " ".join(overrides), err)
+        return JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=err)
