@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, genre_lab_here
 
 FAST = ["model=tiny", "data=sample", "debug=fast_dev_run", "~callbacks.progress_bar"]
 
@@ -34,6 +34,7 @@ def test_console_script_runs_one_step(tmp_path):
     assert not (out / "checkpoints").exists()
 
 
+@pytest.mark.process
 def test_python_module_entry_point(tmp_path):
     out = tmp_path / "run"
     result = run([sys.executable, "-m", "genre_lab.train", *FAST, f"hydra.run.dir={out}"], cwd=tmp_path)
@@ -41,6 +42,7 @@ def test_python_module_entry_point(tmp_path):
     assert (out / "metrics.json").is_file()
 
 
+@pytest.mark.process
 def test_user_error_is_one_line_and_exit_code_2(tmp_path):
     missing = tmp_path / "nowhere.csv"
     result = run([genre_lab(), "train", "model=tiny", f"data.train_csv={missing}",
@@ -58,6 +60,6 @@ def test_unknown_command_and_help(tmp_path):
 
 
 def test_train_config_prints_without_running(tmp_path):
-    result = run([genre_lab(), "train", "experiment=seed_notebook", "--cfg", "job"], cwd=tmp_path)
+    result = genre_lab_here("train", "experiment=seed_notebook", "--cfg", "job", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "batch_size: 8" in result.stdout and str(REPO) not in result.stderr

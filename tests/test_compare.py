@@ -3,11 +3,11 @@ import pytest
 
 from genre_lab.compare import compare
 from genre_lab.errors import GenreLabError
-from tests.conftest import genre_lab_cli
+from tests.conftest import genre_lab_here
 
 
 def test_compare_ranks_every_run_of_a_sweep(grid_sweep, tmp_path):
-    result = genre_lab_cli("compare", str(grid_sweep), "--out", str(tmp_path / "cmp"), cwd=tmp_path)
+    result = genre_lab_here("compare", str(grid_sweep), "--out", str(tmp_path / "cmp"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 runs ranked by val/f1_micro" in result.stdout
     table = pd.read_csv(tmp_path / "cmp" / "compare.csv")

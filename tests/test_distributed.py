@@ -17,6 +17,7 @@ from tests.conftest import REPO, TINY_FAST, compose_cfg, compose_train, genre_la
 HEADLINE = ("f1_micro", "f1_macro", "auroc_micro", "auroc_macro", "exact_match", "top1_accuracy")
 
 
+@pytest.mark.process
 def test_ddp_cpu_trains_into_one_run_directory(tmp_path, four_csv):
     run = tmp_path / "run"
     result = genre_lab_cli("train", "trainer=ddp_cpu", *TINY_FAST, f"data.train_csv={four_csv}",
@@ -35,6 +36,7 @@ def test_ddp_cpu_trains_into_one_run_directory(tmp_path, four_csv):
     assert single["rows"] == 32  # exactly the validation rows, no DistributedSampler padding
 
 
+@pytest.mark.process
 def test_ddp_cpu_inside_a_multirun(tmp_path, four_csv):
     sweep = tmp_path / "sweep"
     result = genre_lab_cli("train", "-m", "trainer=ddp_cpu", *TINY_FAST, f"data.train_csv={four_csv}",
@@ -52,6 +54,7 @@ def test_ddp_cpu_inside_a_multirun(tmp_path, four_csv):
         assert single[f"eval/{name}"] == pytest.approx(trained[f"val/{name}"], abs=1e-4), name
 
 
+@pytest.mark.process
 def test_global_batch_size_is_split_over_devices(tmp_path, four_csv):
     run = tmp_path / "run"
     result = genre_lab_cli("train", "trainer=ddp_cpu", *TINY_FAST, f"data.train_csv={four_csv}",
@@ -61,6 +64,7 @@ def test_global_batch_size_is_split_over_devices(tmp_path, four_csv):
     assert json.loads((run / "metrics.json").read_text())["global_step"] == 2  # 128 rows / 64
 
 
+@pytest.mark.process
 def test_submitit_local_runs_a_sweep(tmp_path, four_csv):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep = tmp_path / "sweep"
@@ -93,6 +97,7 @@ def train_cli(tmp_path, four_csv, run, *extra, batch_size=4, epochs=3):
             f"hydra.run.dir={run}", *extra]
 
 
+@pytest.mark.process
 def test_last_checkpoint_every_epoch_and_resume_after_sigkill_keeps_the_full_history(tmp_path, four_csv):
     # lr 1e-12: the validation metric never improves after epoch 0, so best.ckpt stays there while last.ckpt
     # must follow every epoch (Lightning's save_last wrote it only on improvement); dropout and batch order
@@ -133,6 +138,7 @@ def test_last_checkpoint_every_epoch_and_resume_after_sigkill_keeps_the_full_his
     pd.testing.assert_frame_equal(history_b, history_a, atol=1e-6, rtol=0)
 
 
+@pytest.mark.process
 def test_sigterm_saves_a_checkpoint_before_exit(tmp_path, four_csv):
     run = tmp_path / "run"
     proc = subprocess.Popen(train_cli(tmp_path, four_csv, run, "trainer.max_epochs=50"), cwd=tmp_path,

@@ -441,6 +441,7 @@ def test_a_new_run_into_a_finished_runs_directory_is_refused_before_anything_is_
     assert tree_digest(trained_run) == before
 
 
+@pytest.mark.process
 def test_config_error_through_the_console_script_exits_2(tmp_path):
     """The process boundary: Hydra's own message, then one line, and the shell sees exit code 2."""
     result = run([genre_lab(), "train", "model=tiny", "trainer.max_epoch=2", f"hydra.run.dir={tmp_path / 'out'}"],

@@ -1,7 +1,5 @@
 import json
 import shutil
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -11,7 +9,7 @@ import pytest
 from genre_lab.errors import GenreLabError
 from genre_lab.evaluate import evaluate
 from genre_lab.model.module import GenreClassifier
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, genre_lab_here
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -121,11 +119,9 @@ def test_eval_tokenizes_into_the_current_cache_dir_not_the_trained_one(trained_r
 
 def test_multirun_threshold_sweep_through_the_cli(trained_run, tmp_path):
     sweep = tmp_path / "sweep"
-    result = subprocess.run(
-        [sys.executable, "-m", "genre_lab", "eval", "-m", f"run_dir={trained_run}", "plots=false",
-         "decode.threshold=0.1,0.2,0.3,0.4,0.5", f"hydra.sweep.dir={sweep}", "cache=true"],
-        capture_output=True, text=True, timeout=600,
-    )
+    result = genre_lab_here("eval", "-m", f"run_dir={trained_run}", "plots=false",
+                            "decode.threshold=0.1,0.2,0.3,0.4,0.5", f"hydra.sweep.dir={sweep}", "cache=true",
+                            cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = [json.loads((sweep / str(i) / "metrics.json").read_text()) for i in range(5)]
     assert [j["decoder"]["threshold"] for j in jobs] == [0.1, 0.2, 0.3, 0.4, 0.5]

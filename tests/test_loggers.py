@@ -3,12 +3,14 @@
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from genre_lab.compare import compare
 from tests.conftest import REPO, TINY_FAST, genre_lab_cli
 
 
+@pytest.mark.process
 def test_offline_wandb_multirun_gives_one_run_per_job(tmp_path, four_csv):
     result = genre_lab_cli("train", "-m", *TINY_FAST, "logger=many", f"data.train_csv={four_csv}",
                            "trainer.max_epochs=1", "model.lr=1e-3,2e-3", f"hydra.sweep.dir={tmp_path / 'sweep'}",
@@ -32,6 +34,7 @@ def test_offline_wandb_multirun_gives_one_run_per_job(tmp_path, four_csv):
     assert table["val/f1_micro"].notna().all()
 
 
+@pytest.mark.process
 def test_wandb_sweep_definition_drives_the_hydra_cli(tmp_path):
     sweep = yaml.safe_load((REPO / "scripts" / "wandb_sweep.yaml").read_text())
     args_no_hyphens = []

@@ -14,7 +14,7 @@ import yaml
 
 from genre_lab.errors import GenreLabError
 from genre_lab.run_dir import LOCK_NAME, lock_directory, refuse_earlier_sweep
-from tests.conftest import REPO, TINY_FAST, genre_lab_cli
+from tests.conftest import REPO, TINY_FAST, genre_lab_cli, genre_lab_here
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -28,8 +28,8 @@ def error_lines(stderr: str) -> list[str]:
 
 def test_a_multirun_into_a_finished_sweep_is_refused_and_changes_no_byte(grid_sweep, four_csv, tmp_path):
     before = tree_digest(grid_sweep)
-    result = genre_lab_cli("train", "-m", *TINY_FAST, f"data.train_csv={four_csv}", "trainer.max_epochs=1",
-                           "model.lr=5e-3,7e-3", f"hydra.sweep.dir={grid_sweep}", cwd=tmp_path)
+    result = genre_lab_here("train", "-m", *TINY_FAST, f"data.train_csv={four_csv}", "trainer.max_epochs=1",
+                            "model.lr=5e-3,7e-3", f"hydra.sweep.dir={grid_sweep}", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     lines = error_lines(result.stderr)
     assert len(lines) == 1 and f"hydra.sweep.dir={grid_sweep} already holds a sweep" in lines[0], result.stderr[-2000:]
@@ -54,6 +54,7 @@ def test_a_locked_directory_is_refused_and_free_again_once_released(tmp_path):
     lock_directory(tmp_path / "run", "hydra.run.dir").release()
 
 
+@pytest.mark.process
 def test_two_runs_into_one_directory_at_once_the_second_is_refused(tmp_path, four_csv):
     run, release = tmp_path / "run", tmp_path / "release"
     hold = ["+callbacks.hold._target_=tests.killer.HoldUntil", f"+callbacks.hold.release={release}"]

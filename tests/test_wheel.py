@@ -38,6 +38,7 @@ def test_wheel_ships_configs_and_sample(wheel_site):
     assert not (wheel_site / "hydra_plugins" / "__init__.py").exists()
 
 
+@pytest.mark.process
 def test_wheel_install_finds_conf_from_elsewhere(wheel_site, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(wheel_site)}  # ahead of the editable checkout
     probe = subprocess.run(

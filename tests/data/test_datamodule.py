@@ -110,6 +110,7 @@ def test_training_batches_are_length_grouped_and_eval_longest_first():
     assert sum(b["input_ids"].numel() for b in plain.train_dataloader()) > 1.1 * sum(w * 16 for w in widths)
 
 
+@pytest.mark.process
 def test_worker_processes_give_no_tokenizer_fork_warning(tmp_path):
     import os
     import subprocess

@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
+@pytest.mark.process
 def test_gpu_bench_smoke_runs_and_reports(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "GPU_BENCH_DIR": str(tmp_path)}
     result = subprocess.run(["bash", "scripts/gpu_bench.sh", "--smoke", "~callbacks.lr_monitor"], cwd=REPO, env=env,

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from genre_lab.sweeps.shares import available_cores
-from tests.conftest import TINY_FAST, genre_lab_cli
+from tests.conftest import TINY_FAST, genre_lab_cli, genre_lab_here
 
 optuna = pytest.importorskip("optuna")
 
@@ -50,10 +50,10 @@ def job_config(job_dir) -> dict:
 
 def test_pruned_and_failed_trials_are_told_apart_and_the_search_goes_on(tmp_path, four_csv):
     sweep = tmp_path / "sweep"
-    result = genre_lab_cli("train", *search_conf(tmp_path, "prune_test", PRUNE_SEARCH), *TINY_FAST,
-                           f"data.train_csv={four_csv}", f"hydra.sweep.dir={sweep}",
-                           "hydra.sweeper.keep_checkpoints=2",
-                           f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}", cwd=tmp_path)
+    result = genre_lab_here("train", *search_conf(tmp_path, "prune_test", PRUNE_SEARCH), *TINY_FAST,
+                            f"data.train_csv={four_csv}", f"hydra.sweep.dir={sweep}",
+                            "hydra.sweeper.keep_checkpoints=2",
+                            f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     study = optuna.load_study(study_name="prune_test", storage=f"sqlite:///{tmp_path / 'study.db'}")
     states = {t.number: t.state.name for t in study.trials}
@@ -88,6 +88,10 @@ def test_pruned_and_failed_trials_are_told_apart_and_the_search_goes_on(tmp_path
     assert row.epochs == 2 and row["val/f1_micro"] == row["val/f1_micro"]  # epochs reached, value so far
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["states"] == {"COMPLETE": 1, "PRUNED": 2, "FAIL": 3}
+    compared = genre_lab_here("compare", str(sweep), "--out", str(tmp_path / "cmp"), cwd=tmp_path)
+    assert compared.returncode == 0, compared.stderr[-3000:]
+    ranked = pd.read_csv(tmp_path / "cmp" / "compare.csv")
+    assert sorted(ranked.status) == ["failed"] * 3 + ["ok"] + ["pruned"] * 2  # every trial, ranked with its state
 
 
 def check_checkpoint_footprint(study, sweep, tmp_path) -> None:
@@ -104,7 +108,7 @@ def check_checkpoint_footprint(study, sweep, tmp_path) -> None:
     assert score[removed[0].number] == min(score.values())
     gone = sweep / str(removed[0].number)
     assert not list((gone / "checkpoints").glob("*.ckpt")) and (gone / "metrics.json").is_file()
-    refused = genre_lab_cli("eval", f"run_dir={gone}", cwd=tmp_path)
+    refused = genre_lab_here("eval", f"run_dir={gone}", cwd=tmp_path)
     assert refused.returncode == 2 and "keep_checkpoints=2" in refused.stderr
     for trial in finished:
         if trial is removed[0]:
@@ -157,6 +161,7 @@ def lrs(study) -> list[float]:
     return [t.params["model.lr"] for t in sorted(study.trials, key=lambda t: t.number)]
 
 
+@pytest.mark.process
 def test_two_sweeps_share_one_study(shared_study):
     study = optuna.load_study(study_name="shared", storage=f"sqlite:///{shared_study / 'shared.db'}")
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]  # 2 + 2, distinct numbers
@@ -172,6 +177,7 @@ def test_two_sweeps_share_one_study(shared_study):
             assert job_config(job)["model"]["lr"] == pytest.approx(study.trials[number].params["model.lr"])
 
 
+@pytest.mark.process
 def test_a_rerun_continues_the_study_with_new_points(shared_study, four_csv):
     before = lrs(optuna.load_study(study_name="shared", storage=f"sqlite:///{shared_study / 'shared.db'}"))
     rerun = subprocess.run(sweep_command(shared_study, four_csv, shared_study / "c", 2), cwd=shared_study,
@@ -183,6 +189,7 @@ def test_a_rerun_continues_the_study_with_new_points(shared_study, four_csv):
     assert sorted(int(p.name) for p in (shared_study / "c").iterdir() if p.is_dir()) == [4, 5]
 
 
+@pytest.mark.process
 def test_parallel_trials_run_at_once_on_split_cores_and_are_pruned_through_the_sweeps_own_journal(
         tmp_path, four_csv):
     """hydra/launcher=parallel, storage left null: 2 trials at once, each in its own process with 1 of the 2
@@ -214,6 +221,7 @@ def test_parallel_trials_run_at_once_on_split_cores_and_are_pruned_through_the_s
     assert (pd.read_csv(sweep / "sweep_summary.csv").status == "pruned").all()
 
 
+@pytest.mark.process
 def test_a_ddp_trial_is_pruned_on_every_rank_and_ranks_run_no_sweep_of_their_own(tmp_path, four_csv):
     db = tmp_path / "study.db"
     result = genre_lab_cli(
