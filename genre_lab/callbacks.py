@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,8 @@ class EpochSeed(pl.Callback):
     resumed from an epoch-end checkpoint replays the interrupted epoch exactly as an uninterrupted run.
     """
 
-    base: int = 0
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.base = int(os.environ.get("PL_GLOBAL_SEED", 0))  # the run's seed, set by seed_everything
+    def __init__(self, seed: int = 0) -> None:
+        self.base = int(seed)  # the run's seed (conf/callbacks/epoch_seed.yaml: ${seed})
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
@@ -32,7 +29,6 @@ class EpochSeed(pl.Callback):
             return
         seed = (self.base * 1000 + trainer.current_epoch) % 2**32
         pl.seed_everything(seed, workers=True, verbose=False)
-        os.environ["PL_GLOBAL_SEED"] = str(self.base)  # seed_everything overwrote it
 
 
 class SaveOnInterrupt(pl.Callback):

@@ -36,10 +36,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvalData:
-    """Rows to score: token ids, multi-hot targets, and what identifies them for the cache."""
+    """Rows to score: movie ids, token ids, multi-hot targets, and what identifies them for the cache."""
 
     name: str
-    ids: list[str]
+    movie_ids: list[str]
     input_ids: TokenIds
     targets: np.ndarray
     identity: dict[str, Any]
@@ -63,7 +63,7 @@ def validation_split(run: Run, token_cache_dir: str | None) -> EvalData:
     val = datamodule.splits["val"].dataset
     files = [hp[k] for k in ("train_csv", "val_csv") if hp.get(k)]
     identity = {"split": "val", "data": hp, "files": {f: file_digest(f) for f in files}}
-    return EvalData("validation split", datamodule.splits["val"].ids, val.input_ids, val.targets, identity)
+    return EvalData("validation split", datamodule.splits["val"].movie_ids, val.input_ids, val.targets, identity)
 
 
 def labelled_csv(run: Run, path: str) -> EvalData:
@@ -79,7 +79,7 @@ def labelled_csv(run: Run, path: str) -> EvalData:
     ids = tokenize(run.tokenizer, table.texts, run.max_length)
     identity = {"csv": str(Path(path).resolve()), "sha256": file_digest(path), "spec": run.spec.__dict__,
                 "max_length": run.max_length}
-    return EvalData(str(path), table.ids, ids, space.encode(table.labels), identity)
+    return EvalData(str(path), table.movie_ids, ids, space.encode(table.labels), identity)
 
 
 def cached_probs(run: Run, data: EvalData, cfg: DictConfig) -> tuple[np.ndarray, str]:
@@ -150,7 +150,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     space = run.model.label_space
     write_csv(out / "decisions.csv", [
         {"id": i, "true": "|".join(t), "predicted": "|".join(p)}
-        for i, t, p in zip(data.ids, space.decode(data.targets), space.decode(decisions), strict=True)
+        for i, t, p in zip(data.movie_ids, space.decode(data.targets), space.decode(decisions), strict=True)
     ])
     images = plots.write_all(out, probs, data.targets, decisions, space, decoder) if cfg.plots else []
     log_results(instantiate_loggers(cfg.get("logger")), flat, per_class, images, "eval", finish=True)

@@ -1,4 +1,4 @@
-"""The one metric builder used by training (train/val/test), eval and predict.
+"""The one metric builder, used by training (train/val/test epochs and the final figures) and eval.
 
 Threshold-dependent metrics (F1, exact match, per-class P/R/F1) are fed the decoder's 0/1
 decisions, so tuned or per-class thresholds count everywhere; ranking metrics (AUROC, top-1) are

@@ -1,8 +1,9 @@
 """`genre-lab train`: fit a GenreClassifier on a movie CSV, everything composed by Hydra.
 
-Writes into the run directory: ``.hydra/`` (resolved config), ``checkpoints/{best,last}.ckpt`` (a finished
-Optuna trial keeps only best.ckpt), ``tokenizer/``, ``metrics.json`` (final validation/test figures of the best
-checkpoint, with the tuned decision rule), ``per_class.csv``.
+Writes into the run directory: ``.hydra/`` (resolved config), ``checkpoints/best.ckpt`` (weights) and
+``last.ckpt`` (full state, for resume; a finished Optuna trial drops it), ``tokenizer/``, ``csv/metrics.csv``
+(per-epoch history), ``metrics.json`` (final validation/test figures of the best checkpoint, with the tuned
+decision rule), ``per_class.csv``, ``timing.json`` and the evaluation plots (PNG).
 """
 
 from __future__ import annotations

@@ -61,12 +61,8 @@ class Split:
     dataset: TokenizedDataset
 
     @property
-    def ids(self) -> list[str]:
-        return [self.table.ids[i] for i in self.rows]
-
-    @property
-    def texts(self) -> list[str]:
-        return [self.table.texts[i] for i in self.rows]
+    def movie_ids(self) -> list[str]:
+        return [self.table.movie_ids[i] for i in self.rows]
 
 
 class GenreDataModule(pl.LightningDataModule):

@@ -137,7 +137,3 @@ class LabelSpace:
 
     def to_dict(self) -> dict[str, Any]:
         return {"names": list(self.names), "multi_label": self.multi_label}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LabelSpace:
-        return cls(tuple(data["names"]), bool(data.get("multi_label", False)))

@@ -74,7 +74,7 @@ class MovieTable:
     labels: list[list[str]] | None
 
     @property
-    def ids(self) -> list[str]:
+    def movie_ids(self) -> list[str]:
         return self.frame["__id__"].tolist()
 
     def __len__(self) -> int:
