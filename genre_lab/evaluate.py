@@ -17,12 +17,13 @@ from typing import Any
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from genre_lab import plots
 from genre_lab.config_dir import config_dir
 from genre_lab.data.table import read_table
 from genre_lab.data.tokens import TokenIds, make_collator, tokenize
+from genre_lab.decoding import rule_for_run
 from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import atomic_target, file_digest, write_csv, write_json
@@ -129,7 +130,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     run = Run.locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
     out = Path(cfg.paths.output_dir)
     # Settings are checked before any work: a bad value must not leave a cache entry in the run directory.
-    decoder = run.model.decoder.with_overrides(**OmegaConf.to_container(cfg.decode))
+    decoder = rule_for_run(run.model.decoder, cfg.decode)
     decoder.for_genres(len(run.model.label_space))
     data = labelled_csv(run, cfg.data_csv) if cfg.get("data_csv") else validation_split(run, cfg.token_cache_dir)
     probs, source = cached_probs(run, data, cfg)

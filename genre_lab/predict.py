@@ -17,7 +17,7 @@ from typing import Any
 import hydra
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
@@ -25,6 +25,7 @@ from genre_lab.config_dir import config_dir, config_keys
 from genre_lab.data.labels import is_missing
 from genre_lab.data.table import TableSpec, build_text, delimiter_hint, line_numbers, read_csv
 from genre_lab.data.tokens import make_collator, tokenize_flagging_truncation
+from genre_lab.decoding import rule_for_run
 from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import atomic_write_text
@@ -106,7 +107,7 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     require_positive(cfg.batch_size, "batch_size")
     out = output_path(cfg)  # before any work: a refused output must not cost a model load
     run = Run.locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
-    decoder = run.model.decoder.with_overrides(**OmegaConf.to_container(cfg.decode))  # bad values fail first
+    decoder = rule_for_run(run.model.decoder, cfg.decode)  # bad values fail first
     decoder.for_genres(len(run.model.label_space))
     frame, texts, source = input_frame(cfg, run)
     id_col = run.spec.id_column if run.spec.id_column in frame.columns else None

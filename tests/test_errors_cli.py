@@ -133,6 +133,11 @@ def threshold_out_of_range(tmp, run_dir, frame):
     return [f"data.train_csv={_csv(tmp, frame)}", "decode.threshold=1.5"], ["decode.threshold", "(0, 1)", "1.5"]
 
 
+def train_with_the_checkpoint_rule(tmp, run_dir, frame):
+    return [f"data.train_csv={_csv(tmp, frame)}", "decode=checkpoint"], ["decode=checkpoint", "eval and predict",
+                                                                        "decode=threshold"]
+
+
 def zero_batch_size(tmp, run_dir, frame):
     return [f"data.train_csv={_csv(tmp, frame)}", "data.batch_size=0"], ["data.batch_size=0", "≥ 1"]
 
@@ -366,7 +371,7 @@ CASES: dict[str, tuple[str, Builder]] = {f.__name__: (command, f) for command, f
               misspelt_key_added, unknown_data_key, single_genre_file, train_csv_is_a_directory, gzip_csv_is_read,
               corrupt_gzip, gzip_without_gz_suffix, invalid_template, sample_frac_not_a_number, negative_workers,
               pos_weight_count, bad_precision, bad_attn_implementation, missing_start_checkpoint,
-              tuning_grid_not_a_number],
+              tuning_grid_not_a_number, train_with_the_checkpoint_rule],
     "eval": [eval_other_label_space, eval_run_dir_without_checkpoints, eval_threshold_out_of_range,
              eval_zero_batch_size, eval_csv_is_a_directory, eval_gzip_csv_is_read, eval_top_k_above_genre_count],
     "predict": [predict_missing_text_columns, predict_negative_batch_size, predict_csv_is_a_directory,

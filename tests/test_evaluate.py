@@ -132,3 +132,11 @@ def test_multirun_threshold_sweep_through_the_cli(trained_run, tmp_path):
     sources = [j["probabilities"] for j in jobs]
     assert sources.count("computed") <= 1 and sources.count("cache") >= 4
     assert np.unique([j["eval/f1_micro"] for j in jobs]).size > 1
+
+
+def test_decode_is_a_config_group_for_eval_too(trained_run, tmp_path):
+    result = genre_lab_here("eval", f"run_dir={trained_run}", "decode=top_k", "decode.top_k=2", "plots=false",
+                            f"hydra.run.dir={tmp_path / 'e'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    decoder = json.loads((tmp_path / "e" / "metrics.json").read_text())["decoder"]
+    assert decoder["top_k"] == 2 and decoder["threshold"] == 0.5 and not decoder["at_least_one"]
