@@ -9,6 +9,7 @@ overrides in the job's output directory, writing no `.hydra/` of its own.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -54,3 +55,21 @@ def job_scope() -> Iterator[None]:
         for name in set(os.environ) - set(saved):
             del os.environ[name]
         os.environ.update({k: v for k, v in saved.items() if os.environ.get(k) != v})
+
+
+class RankZeroConsole(logging.Filter):
+    """Console lines from global rank zero only; warnings and errors from every rank (each rank's log file keeps
+    all its lines). As lightning-hydra-template's RankedLogger, but in one place for every module's logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+        return getattr(rank_zero_only, "rank", 0) == 0 or record.levelno >= logging.WARNING
+
+
+def rank_zero_console() -> None:
+    """Put ``RankZeroConsole`` on the console handlers Hydra configured, so a DDP run prints each line once."""
+    for handler in logging.getLogger().handlers:
+        console = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+        if console and not any(isinstance(f, RankZeroConsole) for f in handler.filters):
+            handler.addFilter(RankZeroConsole())

@@ -26,7 +26,7 @@ from genre_lab.checkpoint import store_decoder
 from genre_lab.config_dir import config_dir
 from genre_lab.data.tokens import make_collator
 from genre_lab.decoding import Decoder
-from genre_lab.distributed import install_rank_command, job_scope
+from genre_lab.distributed import install_rank_command, job_scope, rank_zero_console
 from genre_lab.errors import GenreLabError, run_app, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import write_csv, write_json
@@ -244,6 +244,7 @@ def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any
 @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
 @user_errors
 def main(cfg: DictConfig) -> float | None:
+    rank_zero_console()
     with job_scope():
         metrics = train(cfg)
     if metrics.get("status") == "pruned":  # results are written; the sweeper tells the study PRUNED
