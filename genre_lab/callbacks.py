@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+
+from genre_lab.run_layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +39,15 @@ class SaveOnInterrupt(pl.Callback):
     the interrupted checkpoint keeps the partial epoch's weights for inspection or ``ckpt_path=``.
     """
 
-    def __init__(self, dirpath: str) -> None:
-        self.dirpath = Path(dirpath)
+    def __init__(self, run_dir: str) -> None:
+        self.path = RunLayout(run_dir).interrupted
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         from pytorch_lightning.utilities.exceptions import SIGTERMException
 
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.state.fn == "fit":
-            path = self.dirpath / "interrupted.ckpt"
-            trainer.save_checkpoint(path)
-            log.warning("interrupted at step %d: saved %s", trainer.global_step, path)
+            trainer.save_checkpoint(self.path)
+            log.warning("interrupted at step %d: saved %s", trainer.global_step, self.path)
 
     def state_dict(self) -> dict[str, Any]:
         return {}

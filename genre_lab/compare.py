@@ -15,6 +15,7 @@ import pandas as pd
 
 from genre_lab.errors import GenreLabError
 from genre_lab.io import atomic_write_text
+from genre_lab.run_layout import RunLayout
 from genre_lab.runs_table import find_runs, read_run, runs_table, to_markdown
 from genre_lab.sweeps import print_table
 
@@ -29,7 +30,7 @@ def validation_curves(runs: list[Path], metric: str, out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(8, 5))
     drawn = 0
     for run in runs:
-        log_file = run / "csv" / "metrics.csv"
+        log_file = RunLayout(run).history
         if not log_file.is_file():
             continue
         history = pd.read_csv(log_file)
@@ -65,7 +66,8 @@ def wandb_offline_table(root: Path) -> pd.DataFrame:
     for run_file in sorted(root.rglob("run-*.wandb")):
         run_dir, job = run_file.parent, run_file.parents[2]
         wandb_id = run_file.stem.removeprefix("run-")
-        if (job / ".hydra").is_dir() and ((job / "metrics.json").is_file() or (job / "failed.json").is_file()):
+        layout = RunLayout(job)
+        if layout.hydra.is_dir() and (layout.metrics.is_file() or layout.failed.is_file()):
             rows.append({**read_run(job), "wandb_run": wandb_id})
         elif (run_dir / "files" / "wandb-summary.json").is_file():
             data = json.loads((run_dir / "files" / "wandb-summary.json").read_text())

@@ -43,6 +43,7 @@ from genre_lab.model.backbone import check_max_length
 from genre_lab.report import print_results
 from genre_lab.run import Run
 from genre_lab.run_dir import refuse_reuse
+from genre_lab.run_layout import RunLayout
 from genre_lab.settings import check_train_settings
 from genre_lab.sweeps.pruning import TrialPruning
 
@@ -124,7 +125,7 @@ def final_metrics(cfg: DictConfig, model: Any, datamodule: Any, ckpt: str | None
 
 def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:
     """``resume=true`` -> this run directory's last.ckpt; refuses to train over an existing run otherwise."""
-    last = out / "checkpoints" / "last.ckpt"
+    last = RunLayout(out).last
     if cfg.get("resume"):
         if not last.is_file():
             raise GenreLabError(f"resume=true but {last} does not exist; point hydra.run.dir at the run to resume")
@@ -197,7 +198,7 @@ def write_timing(out: Path, trainer: pl.Trainer, datamodule: Any, fit_seconds: f
     if not epochs:  # stopped inside the first epoch (max_steps, fast_dev_run): count batches instead
         batches = trainer.fit_loop.epoch_loop.batch_progress.total.completed
         samples = batches * datamodule.hparams.batch_size * trainer.world_size
-    write_json(out / "timing.json", {
+    write_json(RunLayout(out).timing, {
         "fit_seconds": fit_seconds, "epochs": epochs, "train_samples": samples,
         "train_samples_per_s": samples / fit_seconds if fit_seconds else 0.0, "global_step": trainer.global_step,
         "precision": str(trainer.precision),
@@ -214,7 +215,8 @@ def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any
     A pruned trial is finished the same way (its best checkpoint so far), marked ``"status": "pruned"``.
     """
     ckpt = best_checkpoint(trainer)
-    datamodule.tokenizer.save_pretrained(out / "tokenizer")  # the run directory is self-contained
+    layout = RunLayout(out)
+    datamodule.tokenizer.save_pretrained(layout.tokenizer)  # the run directory is self-contained
     metrics, per_class, images = final_metrics(cfg, model, datamodule, ckpt, out)
     metrics.update({"best_checkpoint": ckpt, "epochs": trainer.current_epoch, "global_step": trainer.global_step})
     if pruning is not None:
@@ -224,13 +226,13 @@ def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any
                             "best_reported": pruning.best})
         log_summary(trainer.loggers, {"trial/number": metrics["trial"],
                                       "trial/state": "pruned" if pruning.pruned else "complete"})
-    write_json(out / "metrics.json", metrics)
-    write_csv(out / "per_class.csv", per_class)
+    write_json(layout.metrics, metrics)
+    write_csv(layout.per_class, per_class)
     scalars = {k: v for k, v in metrics.items() if isinstance(v, float) and k.count("/") == 1}
     log_results(trainer.loggers, {f"final/{k}": v for k, v in scalars.items()}, per_class, images, "val")
     # No best.ckpt (a run that never validated): the figures are those of the final weights, which last.ckpt
     # holds, unless nothing was saved at all (fast_dev_run: Lightning suppresses checkpointing).
-    last = out / "checkpoints" / "last.ckpt"
+    last = layout.last
     which = "best checkpoint" if ckpt else "last checkpoint" if last.is_file() else "final weights, not saved"
     print_results(f"validation ({which})", metrics, per_class, "val")
     log.info("results in %s; figures of the %s %s", out, which, ckpt or (last if last.is_file() else ""))
