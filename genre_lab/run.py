@@ -80,10 +80,7 @@ class Run:
 
     @property
     def spec(self) -> TableSpec:
-        d = self.data_hparams
-        return TableSpec(d.get("text_template", "{synopsis} {movie_name}"), d.get("label_column", "genre"),
-                         d.get("multi_label", False), d.get("label_sep", "|"), d.get("id_column", "id"),
-                         d.get("empty_text", "fail"), d.get("encoding_errors", "fail"))
+        return TableSpec.from_settings(self.data_hparams)
 
     def precision(self, requested: str | None = None) -> str:
         """``requested`` if given, else the precision the run was trained in."""

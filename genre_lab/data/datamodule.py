@@ -80,11 +80,11 @@ class GenreDataModule(pl.LightningDataModule):
         tokenizer: str,
         val_csv: str | None = None,
         test_csv: str | None = None,
-        text_template: str = "{synopsis} {movie_name}",
+        text_template: str = TableSpec.text_template,
         label_column: str = "genre",
-        multi_label: bool = False,
-        label_sep: str = "|",
-        id_column: str | None = "id",
+        multi_label: bool = TableSpec.multi_label,
+        label_sep: str = TableSpec.label_sep,
+        id_column: str | None = TableSpec.id_column,
         sample: dict[str, Any] | None = None,
         val_size: float = 0.2,
         seed: int = 42,
@@ -97,8 +97,8 @@ class GenreDataModule(pl.LightningDataModule):
         length_grouping: bool = True,
         pad_multiple: int | None = None,
         token_cache_dir: str | None = None,
-        empty_text: str = "fail",
-        encoding_errors: str = "fail",
+        empty_text: str = TableSpec.empty_text,
+        encoding_errors: str = TableSpec.encoding_errors,
         unseen_labels: str = "fail",
     ) -> None:
         super().__init__()
@@ -122,8 +122,7 @@ class GenreDataModule(pl.LightningDataModule):
         for key in ("train_csv", "val_csv", "test_csv"):
             if self.hparams[key]:
                 self.hparams[key] = str(Path(self.hparams[key]).resolve())
-        self.spec = TableSpec(text_template, label_column, multi_label, label_sep, id_column, empty_text,
-                              encoding_errors)
+        self.spec = TableSpec.from_settings(self.hparams)
         self.splits: dict[str, Split] = {}
 
     # -- tables and labels -------------------------------------------------------------------

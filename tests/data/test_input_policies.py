@@ -135,3 +135,10 @@ def test_long_texts_are_truncated_and_counted(tmp_path, frame, caplog):
     assert max(len(train[i]["input_ids"]) for i in range(len(train))) == 8
     counts = [int(n) for n in re.findall(r"(\d+) truncated at max_length=8", caplog.text)]
     assert counts and counts[0] == len(frame)  # every sample synopsis is longer than 8 tokens
+
+
+def test_the_table_spec_is_built_by_keyword_from_any_data_settings():
+    saved = {"text_template": "{plot}", "multi_label": True, "label_column": "genres", "max_length": 64}
+    spec = TableSpec.from_settings(saved)  # a checkpoint's datamodule hyper-parameters hold more keys
+    assert (spec.text_template, spec.multi_label, spec.label_column) == ("{plot}", True, "genres")
+    assert spec.id_column == TableSpec().id_column and spec.label_sep == "|"  # the defaults, defined once
