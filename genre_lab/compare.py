@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from genre_lab.errors import GenreLabError
+from genre_lab.errors import GenreLabError, exit_with
 from genre_lab.io import atomic_write_text
 from genre_lab.run_layout import RunLayout
 from genre_lab.runs_table import find_runs, read_run, runs_table, to_markdown
@@ -133,8 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         compare(sys.argv[1:] if argv is None else argv)
     except GenreLabError as err:
-        print(f"genre-lab: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        exit_with(err)
 
 
 if __name__ == "__main__":

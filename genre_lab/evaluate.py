@@ -55,7 +55,7 @@ def validation_split(run: Run, token_cache_dir: str | None) -> EvalData:
 
     hp = run.data_hparams
     if not hp:
-        raise GenreLabError(f"{run.ckpt_path} stores no data settings; pass data_csv=<a labelled CSV>")
+        raise GenreLabError(f"{run.ckpt_path} stores no data settings; pass input_csv=<a labelled CSV>")
     datamodule = GenreDataModule(**{**hp, "tokenizer": run.tokenizer_source, "token_cache_dir": token_cache_dir})
     if datamodule.label_space != run.model.label_space:
         raise GenreLabError(f"the training data now has genres {list(datamodule.label_space.names)}, the "
@@ -132,7 +132,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     # Settings are checked before any work: a bad value must not leave a cache entry in the run directory.
     decoder = rule_for_run(run.model.decoder, cfg.decode)
     decoder.for_genres(len(run.model.label_space))
-    data = labelled_csv(run, cfg.data_csv) if cfg.get("data_csv") else validation_split(run, cfg.token_cache_dir)
+    data = labelled_csv(run, cfg.input_csv) if cfg.get("input_csv") else validation_split(run, cfg.token_cache_dir)
     probs, source = cached_probs(run, data, cfg)
     names = list(run.model.label_space.names)
     report = None
