@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from genre_lab.backbones import load_tokenizer
 from genre_lab.data.table import TableSpec
 from genre_lab.errors import GenreLabError
 from genre_lab.run_layout import RunLayout
@@ -99,8 +100,6 @@ class Run:
 
     @cached_property
     def tokenizer(self) -> Any:
-        from genre_lab.model.backbone import load_tokenizer
-
         return load_tokenizer(self.tokenizer_source)
 
     @property

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from genre_lab import plots
+from genre_lab.backbones import check_max_length
 from genre_lab.checkpoint import store_decoder
 from genre_lab.config_dir import config_dir
 from genre_lab.data.tokens import make_collator
@@ -39,7 +40,6 @@ from genre_lab.loggers import (
     restore_history,
 )
 from genre_lab.metrics import summarize
-from genre_lab.model.backbone import check_max_length
 from genre_lab.report import print_results
 from genre_lab.run import Run
 from genre_lab.run_dir import refuse_reuse

@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from genre_lab.backbones import load_tokenizer
 from genre_lab.data.labels import LabelSpace
 from genre_lab.data.samplers import EpochShuffleSampler, LengthGroupedSampler, LengthSortedSampler
 from genre_lab.data.sampling import sample_per_class, sampling_keys, split_keys, stratified_split
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def check_length_setting(max_length: Any) -> None:
     """A whole number of tokens, long enough for the special tokens and some text (the backbone's own
-    limit is checked by ``model.backbone.check_max_length``)."""
+    limit is checked by ``backbones.check_max_length``)."""
     if isinstance(max_length, bool) or not isinstance(max_length, int):
         raise GenreLabError(f"data.max_length={max_length!r} must be a whole number of tokens, "
                             "e.g. data.max_length=128")
@@ -145,8 +146,6 @@ class GenreDataModule(pl.LightningDataModule):
 
     @cached_property
     def tokenizer(self) -> Any:
-        from genre_lab.model.backbone import load_tokenizer
-
         return load_tokenizer(self.hparams.tokenizer)
 
     def _read_labelled(self, path: str, require_labels: bool) -> MovieTable:
