@@ -28,7 +28,7 @@ from genre_lab.errors import GenreLabError, require_positive, run_app, user_erro
 from genre_lab.inference import predict_probs
 from genre_lab.io import atomic_target, file_digest, write_csv, write_json
 from genre_lab.loggers import instantiate_loggers, log_results
-from genre_lab.metrics import summarize
+from genre_lab.metrics import score
 from genre_lab.report import print_results
 from genre_lab.run import Run
 
@@ -71,8 +71,7 @@ def labelled_csv(run: Run, path: str) -> EvalData:
     """Any CSV with the run's text columns and label column."""
     table = read_table(path, run.spec, require_labels=True)
     space = run.model.label_space
-    table.labels = space.respell(table.labels)
-    unknown = space.unknown(table.labels)
+    table.labels, unknown = space.conform(table.labels)
     if unknown:
         raise GenreLabError(f"{path}: genre(s) {unknown} are not among the model's genres {list(space.names)}: "
                             f"the checkpoint {run.ckpt_path} was trained on another label space. Evaluate a run "
@@ -135,17 +134,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     data = labelled_csv(run, cfg.input_csv) if cfg.get("input_csv") else validation_split(run, cfg.token_cache_dir)
     probs, source = cached_probs(run, data, cfg)
     names = list(run.model.label_space.names)
-    report = None
-    if cfg.tune:
-        tuner = hydra.utils.instantiate(cfg.tuning)
-        decoder = tuner.tune(probs, data.targets, decoder)
-        report = tuner.report
-    decisions = decoder.decide(probs)
-    flat, per_class = summarize(probs, data.targets, decisions, names, "eval")
-    metrics: dict[str, Any] = {**flat, "decoder": decoder.to_dict(), "checkpoint": str(run.ckpt_path),
-                               "data": data.name, "rows": len(data.targets), "probabilities": source}
-    if report is not None:
-        metrics["thresholds"] = report
+    scored = score(probs, data.targets, decoder, names, "eval",
+                   hydra.utils.instantiate(cfg.tuning) if cfg.tune else None)
+    decoder, decisions, per_class = scored.decoder, scored.decisions, scored.per_class
+    flat = {k: v for k, v in scored.metrics.items() if k.startswith("eval/")}
+    metrics: dict[str, Any] = {**scored.metrics, "checkpoint": str(run.ckpt_path), "data": data.name,
+                               "rows": len(data.targets), "probabilities": source}
     write_json(out / "metrics.json", metrics)
     write_csv(out / "per_class.csv", per_class)
     space = run.model.label_space

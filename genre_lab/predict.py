@@ -18,8 +18,6 @@ import hydra
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
-from rich.console import Console
-from rich.table import Table
 
 from genre_lab.config_dir import config_dir, config_keys
 from genre_lab.data.labels import is_missing
@@ -29,6 +27,7 @@ from genre_lab.decoding import rule_for_run
 from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import atomic_write_text
+from genre_lab.report import print_table
 from genre_lab.run import Run
 
 log = logging.getLogger(__name__)
@@ -152,14 +151,13 @@ def warn_truncated(frame: pd.DataFrame, keep: np.ndarray, cut: np.ndarray, max_l
 
 
 def show(result: pd.DataFrame, names: list[str], limit: int = 20) -> None:
-    table = Table(title=f"predictions (first {min(limit, len(result))} of {len(result)})", title_justify="left")
-    for column in ("id", "genres", "top probabilities", "status"):
-        table.add_column(column)
+    rows = []
     for _, row in result.head(limit).iterrows():
         probs = sorted(((row[f"prob_{n}"], n) for n in names), reverse=True)[:3]
-        top = ", ".join(f"{n} {p:.2f}" for p, n in probs if p == p)
-        table.add_row(str(row["id"]), row["genres"], top, row["status"])
-    Console(width=120).print(table)
+        rows.append({"id": row["id"], "genres": row["genres"], "status": row["status"],
+                     "top probabilities": ", ".join(f"{n} {p:.2f}" for p, n in probs if p == p)})
+    print_table(rows, ["id", "genres", "top probabilities", "status"],
+                f"predictions (first {min(limit, len(result))} of {len(result)})")
 
 
 @hydra.main(config_path=str(config_dir()), config_name="predict", version_base="1.3")

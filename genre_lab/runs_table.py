@@ -10,9 +10,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from genre_lab.metrics import HEADLINE
 from genre_lab.run_layout import RunLayout
-
-HEADLINE = ("f1_micro", "f1_macro", "auroc_micro", "auroc_macro", "exact_match", "top1_accuracy")
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:

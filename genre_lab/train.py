@@ -39,7 +39,7 @@ from genre_lab.loggers import (
     log_summary,
     restore_history,
 )
-from genre_lab.metrics import summarize
+from genre_lab.metrics import score
 from genre_lab.report import print_results
 from genre_lab.run import Run
 from genre_lab.run_dir import refuse_reuse
@@ -103,24 +103,17 @@ def final_metrics(cfg: DictConfig, model: Any, datamodule: Any, ckpt: str | None
         return probs, data.targets
 
     probs, targets = probs_and_targets("val")
-    decoder = model.decoder
-    metrics: dict[str, Any] = {}
-    if cfg.get("tuning"):
-        tuner = hydra.utils.instantiate(cfg.tuning)
-        metrics.update(summarize(probs, targets, decoder.decide(probs), names, "val_fixed")[0])
-        decoder = tuner.tune(probs, targets, decoder)
-        metrics["thresholds"] = tuner.report
-        if ckpt:
-            store_decoder(ckpt, decoder.to_dict())
-    decisions = decoder.decide(probs)
-    flat, per_class = summarize(probs, targets, decisions, names, "val")
-    metrics.update(flat)
-    metrics["decoder"] = decoder.to_dict()
+    tuner = hydra.utils.instantiate(cfg.tuning) if cfg.get("tuning") else None
+    val = score(probs, targets, model.decoder, names, "val", tuner)
+    if tuner is not None and ckpt:
+        store_decoder(ckpt, val.metrics["decoder"])
+    metrics = dict(val.metrics)
     if datamodule.has_test_labels:
         test_probs, test_targets = probs_and_targets("test")
-        metrics.update(summarize(test_probs, test_targets, decoder.decide(test_probs), names, "test")[0])
-    images = plots.write_all(out, probs, targets, decisions, model.label_space, decoder)
-    return metrics, per_class, images
+        test = score(test_probs, test_targets, val.decoder, names, "test").metrics  # the rule tuned on val
+        metrics.update({k: v for k, v in test.items() if k.startswith("test/")})
+    images = plots.write_all(out, probs, targets, val.decisions, model.label_space, val.decoder)
+    return metrics, val.per_class, images
 
 
 def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:

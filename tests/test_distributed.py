@@ -14,9 +14,8 @@ import torch
 
 from genre_lab.distributed import RankZeroConsole, job_scope
 from genre_lab.evaluate import evaluate
+from genre_lab.metrics import HEADLINE
 from tests.conftest import REPO, TINY_FAST, compose_cfg, compose_train, genre_lab_cli
-
-HEADLINE = ("f1_micro", "f1_macro", "auroc_micro", "auroc_macro", "exact_match", "top1_accuracy")
 
 
 def test_ddp_cpu_trains_into_one_run_directory(tmp_path, four_csv):

@@ -154,8 +154,7 @@ class GenreDataModule(pl.LightningDataModule):
         table = read_table(path, self.spec, require_labels=require_labels)
         if table.labels is None:
             return table
-        table.labels = self.label_space.respell(table.labels)
-        unknown = self.label_space.unknown(table.labels)
+        table.labels, unknown = self.label_space.conform(table.labels)
         if not unknown:
             return table
         if self.hparams.unseen_labels == "ignore":
