@@ -28,9 +28,12 @@ from torch.utils.data import Dataset
 
 from genre_lab.config_dir import config_dir
 from genre_lab.data.tokens import TokenIds, make_collator, tokenize
+from genre_lab.decoding import Decoder
 from genre_lab.errors import GenreLabError, run_app, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import write_json
+from genre_lab.metrics import score
+from genre_lab.report import print_table
 from genre_lab.train import build_model
 
 log = logging.getLogger(__name__)
@@ -115,12 +118,10 @@ class CountingCollator:
 
 
 def top1_and_f1(probs: np.ndarray, targets: np.ndarray) -> Figures:
-    """Top-1 accuracy and micro-F1 at threshold 0.5 (the notebook's decision rule)."""
-    top1 = float(targets[np.arange(len(probs)), probs.argmax(axis=1)].mean())
-    picked, truth = probs > 0.5, targets > 0.5
-    tp = float((picked & truth).sum())
-    f1 = 2 * tp / max(1.0, float(picked.sum() + truth.sum()))
-    return {"top1_accuracy": top1, "f1_micro@0.5": f1}
+    """Top-1 accuracy and micro-F1 at threshold 0.5 (the notebook's decision rule), by the one scoring path."""
+    names = [str(i) for i in range(probs.shape[1])]
+    figures = score(probs, targets, Decoder(0.5), names, "val").metrics
+    return {"top1_accuracy": figures["val/top1_accuracy"], "f1_micro@0.5": figures["val/f1_micro"]}
 
 
 # -- the notebook's recipe: HF Trainer, padding to 128, batch 8, fp32 -------------------------
@@ -305,18 +306,12 @@ ROWS = [  # (label, key, higher is better): the ratio column is always genre_lab
 ]
 
 
-def print_table(results: dict[str, Figures], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in ("measure", "notebook recipe", "genre_lab", "genre_lab / notebook"):
-        table.add_column(column, justify="left" if column == "measure" else "right")
+def print_comparison(results: dict[str, Figures], title: str) -> None:
     nb, gl = results["notebook"], results["genre_lab"]
-    for label, key, _ in ROWS:
-        if key in nb and key in gl:
-            table.add_row(label, f"{nb[key]:.4g}", f"{gl[key]:.4g}", f"{gl[key] / nb[key]:.2f}x" if nb[key] else "")
-    Console(width=120).print(table)
+    rows = [{"measure": label, "notebook recipe": f"{nb[key]:.4g}", "genre_lab": f"{gl[key]:.4g}",
+             "genre_lab / notebook": f"{gl[key] / nb[key]:.2f}x" if nb[key] else ""}
+            for label, key, _ in ROWS if key in nb and key in gl]
+    print_table(rows, ["measure", "notebook recipe", "genre_lab", "genre_lab / notebook"], title)
 
 
 def bench(cfg: DictConfig) -> dict[str, Any]:
@@ -356,7 +351,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     report = {**results, "ratio": {k: results["genre_lab"][k] / v for k, v in results["notebook"].items()
                                    if results["genre_lab"].get(k) and v}, "setup": setup}
     write_json(out / "bench.json", report)
-    print_table(results, f"{setup['backbone']} on {setup['device']} ({setup['precision']}); {setup['data']}")
+    print_comparison(results, f"{setup['backbone']} on {setup['device']} ({setup['precision']}); {setup['data']}")
     log.info("genre_lab tokenized %d rows in %.2f s (mean %.1f tokens); the training file's ids load from "
              "the cache in %.3f s; figures in %s", tokens["tokenize_rows"], tokens["tokenize_rows_s"],
              tokens["mean_tokens"], tokens["token_cache_load_s"], out / "bench.json")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+
+from genre_lab.run_layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +19,8 @@ class EpochSeed(pl.Callback):
     resumed from an epoch-end checkpoint replays the interrupted epoch exactly as an uninterrupted run.
     """
 
-    base: int = 0
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.base = int(os.environ.get("PL_GLOBAL_SEED", 0))  # the run's seed, set by seed_everything
+    def __init__(self, seed: int = 0) -> None:
+        self.base = int(seed)  # the run's seed (conf/callbacks/epoch_seed.yaml: ${seed})
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
@@ -32,7 +30,6 @@ class EpochSeed(pl.Callback):
             return
         seed = (self.base * 1000 + trainer.current_epoch) % 2**32
         pl.seed_everything(seed, workers=True, verbose=False)
-        os.environ["PL_GLOBAL_SEED"] = str(self.base)  # seed_everything overwrote it
 
 
 class SaveOnInterrupt(pl.Callback):
@@ -42,16 +39,15 @@ class SaveOnInterrupt(pl.Callback):
     the interrupted checkpoint keeps the partial epoch's weights for inspection or ``ckpt_path=``.
     """
 
-    def __init__(self, dirpath: str) -> None:
-        self.dirpath = Path(dirpath)
+    def __init__(self, run_dir: str) -> None:
+        self.path = RunLayout(run_dir).interrupted
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         from pytorch_lightning.utilities.exceptions import SIGTERMException
 
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.state.fn == "fit":
-            path = self.dirpath / "interrupted.ckpt"
-            trainer.save_checkpoint(path)
-            log.warning("interrupted at step %d: saved %s", trainer.global_step, path)
+            trainer.save_checkpoint(self.path)
+            log.warning("interrupted at step %d: saved %s", trainer.global_step, self.path)
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -10,26 +10,22 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from genre_lab.errors import GenreLabError
+from genre_lab.errors import GenreLabError, exit_with
 from genre_lab.io import atomic_write_text
+from genre_lab.run_layout import RunLayout
 from genre_lab.runs_table import find_runs, read_run, runs_table, to_markdown
-from genre_lab.sweeps import print_table
+from genre_lab.sweeps import print_frame
 
 
-def validation_curves(runs: list[Path], metric: str, out: Path) -> Path | None:
-    """One line per run: ``metric`` per epoch from the run's CSV log."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
+def draw_curves(runs: list[Path], metric: str, ax: Any) -> int:
+    """One line per run on ``ax``: ``metric`` per epoch from the run's CSV log; returns the lines drawn."""
     drawn = 0
     for run in runs:
-        log_file = run / "csv" / "metrics.csv"
+        log_file = RunLayout(run).history
         if not log_file.is_file():
             continue
         history = pd.read_csv(log_file)
@@ -39,11 +35,23 @@ def validation_curves(runs: list[Path], metric: str, out: Path) -> Path | None:
         ax.plot(points.index + 1, points[metric], marker="o", label=run.name if len(runs) < 2 else
                 f"{run.parent.name}/{run.name}")
         drawn += 1
-    if not drawn:
+    ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch")
+    if drawn:
+        ax.legend(fontsize=7)
+    return drawn
+
+
+def validation_curves(runs: list[Path], metric: str, out: Path) -> Path | None:
+    """``curves_<metric>.png`` in ``out`` (``draw_curves``); None when no run logged ``metric``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    if not draw_curves(runs, metric, ax):
         plt.close(fig)
         return None
-    ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch")
-    ax.legend(fontsize=7)
     fig.tight_layout()
     path = out / f"curves_{metric.replace('/', '_')}.png"
     fig.savefig(path, dpi=110)
@@ -65,7 +73,8 @@ def wandb_offline_table(root: Path) -> pd.DataFrame:
     for run_file in sorted(root.rglob("run-*.wandb")):
         run_dir, job = run_file.parent, run_file.parents[2]
         wandb_id = run_file.stem.removeprefix("run-")
-        if (job / ".hydra").is_dir() and ((job / "metrics.json").is_file() or (job / "failed.json").is_file()):
+        layout = RunLayout(job)
+        if layout.hydra.is_dir() and (layout.metrics.is_file() or layout.failed.is_file()):
             rows.append({**read_run(job), "wandb_run": wandb_id})
         elif (run_dir / "files" / "wandb-summary.json").is_file():
             data = json.loads((run_dir / "files" / "wandb-summary.json").read_text())
@@ -116,7 +125,7 @@ def compare(argv: list[str] | None = None) -> pd.DataFrame:
     frame.insert(0, "rank", range(1, len(frame) + 1))
     columns = ["rank", "run", "overrides", "status", args.sort, *[c for c in ("val/f1_macro", "val/top1_accuracy",
                "test/f1_micro") if c != args.sort], "source"]
-    print_table(frame, columns, f"{len(frame)} runs ranked by {args.sort}")
+    print_frame(frame, columns, f"{len(frame)} runs ranked by {args.sort}")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out / "compare.csv", frame.to_csv(index=False))
@@ -131,8 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         compare(sys.argv[1:] if argv is None else argv)
     except GenreLabError as err:
-        print(f"genre-lab: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        exit_with(err)
 
 
 if __name__ == "__main__":

@@ -79,3 +79,14 @@ class Decoder:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def rule_for_run(saved: Decoder, node: Any) -> Decoder:
+    """The decision rule eval and predict apply: ``decode=checkpoint`` (the default) is the checkpoint's rule
+    with the node's non-null keys applied; a rule config with a ``_target_`` (``decode=top_k``) replaces it."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    if "_target_" in node:
+        return instantiate(node)
+    return saved.with_overrides(**OmegaConf.to_container(node))

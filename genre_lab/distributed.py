@@ -9,6 +9,7 @@ overrides in the job's output directory, writing no `.hydra/` of its own.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -28,10 +29,10 @@ def rank_command(local_rank: int) -> tuple[Sequence[str], str]:
 
 
 def install_rank_command() -> None:
-    """Make Lightning's subprocess launcher start ranks with ``rank_command``."""
-    import pytorch_lightning.strategies.launchers.subprocess_script as launcher
+    """Make Lightning's subprocess launcher start ranks with ``rank_command`` (through genre_lab.compat)."""
+    from genre_lab.compat import set_rank_command
 
-    launcher._hydra_subprocess_cmd = rank_command
+    set_rank_command(rank_command)
 
 
 @contextmanager
@@ -40,7 +41,8 @@ def job_scope() -> Iterator[None]:
 
     Lightning leaves the process group open and rank variables (LOCAL_RANK, MASTER_PORT, …) in the
     environment; a second DDP job would then talk to the first job's exited ranks, or believe its ranks
-    were started externally and wait for peers that never come.
+    were started externally and wait for peers that never come. The variables the job added or changed are
+    put back (whichever they are: the set differs between Lightning's launchers and versions).
     """
     saved = dict(os.environ)
     try:
@@ -50,5 +52,24 @@ def job_scope() -> Iterator[None]:
 
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
-        os.environ.clear()
-        os.environ.update(saved)
+        for name in set(os.environ) - set(saved):
+            del os.environ[name]
+        os.environ.update({k: v for k, v in saved.items() if os.environ.get(k) != v})
+
+
+class RankZeroConsole(logging.Filter):
+    """Console lines from global rank zero only; warnings and errors from every rank (each rank's log file keeps
+    all its lines). As lightning-hydra-template's RankedLogger, but in one place for every module's logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+        return getattr(rank_zero_only, "rank", 0) == 0 or record.levelno >= logging.WARNING
+
+
+def rank_zero_console() -> None:
+    """Put ``RankZeroConsole`` on the console handlers Hydra configured, so a DDP run prints each line once."""
+    for handler in logging.getLogger().handlers:
+        console = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+        if console and not any(isinstance(f, RankZeroConsole) for f in handler.filters):
+            handler.addFilter(RankZeroConsole())

@@ -92,8 +92,9 @@ def in_multirun() -> bool:
 
 def record_failure(output_dir: str | Path, err: BaseException) -> None:
     from genre_lab.io import write_json
+    from genre_lab.run_layout import RunLayout
 
-    write_json(Path(output_dir) / "failed.json", {
+    write_json(RunLayout(output_dir).failed, {
         "status": "failed", "error": f"{type(err).__name__}: {err}",
         "traceback": "".join(traceback.format_exception(err)),
     })

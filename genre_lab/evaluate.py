@@ -17,17 +17,18 @@ from typing import Any
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from genre_lab import plots
 from genre_lab.config_dir import config_dir
 from genre_lab.data.table import read_table
 from genre_lab.data.tokens import TokenIds, make_collator, tokenize
+from genre_lab.decoding import rule_for_run
 from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import atomic_target, file_digest, write_csv, write_json
 from genre_lab.loggers import instantiate_loggers, log_results
-from genre_lab.metrics import summarize
+from genre_lab.metrics import score
 from genre_lab.report import print_results
 from genre_lab.run import Run
 
@@ -36,10 +37,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvalData:
-    """Rows to score: token ids, multi-hot targets, and what identifies them for the cache."""
+    """Rows to score: movie ids, token ids, multi-hot targets, and what identifies them for the cache."""
 
     name: str
-    ids: list[str]
+    movie_ids: list[str]
     input_ids: TokenIds
     targets: np.ndarray
     identity: dict[str, Any]
@@ -54,7 +55,7 @@ def validation_split(run: Run, token_cache_dir: str | None) -> EvalData:
 
     hp = run.data_hparams
     if not hp:
-        raise GenreLabError(f"{run.ckpt_path} stores no data settings; pass data_csv=<a labelled CSV>")
+        raise GenreLabError(f"{run.ckpt_path} stores no data settings; pass input_csv=<a labelled CSV>")
     datamodule = GenreDataModule(**{**hp, "tokenizer": run.tokenizer_source, "token_cache_dir": token_cache_dir})
     if datamodule.label_space != run.model.label_space:
         raise GenreLabError(f"the training data now has genres {list(datamodule.label_space.names)}, the "
@@ -63,15 +64,14 @@ def validation_split(run: Run, token_cache_dir: str | None) -> EvalData:
     val = datamodule.splits["val"].dataset
     files = [hp[k] for k in ("train_csv", "val_csv") if hp.get(k)]
     identity = {"split": "val", "data": hp, "files": {f: file_digest(f) for f in files}}
-    return EvalData("validation split", datamodule.splits["val"].ids, val.input_ids, val.targets, identity)
+    return EvalData("validation split", datamodule.splits["val"].movie_ids, val.input_ids, val.targets, identity)
 
 
 def labelled_csv(run: Run, path: str) -> EvalData:
     """Any CSV with the run's text columns and label column."""
     table = read_table(path, run.spec, require_labels=True)
     space = run.model.label_space
-    table.labels = space.respell(table.labels)
-    unknown = space.unknown(table.labels)
+    table.labels, unknown = space.conform(table.labels)
     if unknown:
         raise GenreLabError(f"{path}: genre(s) {unknown} are not among the model's genres {list(space.names)}: "
                             f"the checkpoint {run.ckpt_path} was trained on another label space. Evaluate a run "
@@ -79,7 +79,7 @@ def labelled_csv(run: Run, path: str) -> EvalData:
     ids = tokenize(run.tokenizer, table.texts, run.max_length)
     identity = {"csv": str(Path(path).resolve()), "sha256": file_digest(path), "spec": run.spec.__dict__,
                 "max_length": run.max_length}
-    return EvalData(str(path), table.ids, ids, space.encode(table.labels), identity)
+    return EvalData(str(path), table.movie_ids, ids, space.encode(table.labels), identity)
 
 
 def cached_probs(run: Run, data: EvalData, cfg: DictConfig) -> tuple[np.ndarray, str]:
@@ -129,28 +129,23 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     run = Run.locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
     out = Path(cfg.paths.output_dir)
     # Settings are checked before any work: a bad value must not leave a cache entry in the run directory.
-    decoder = run.model.decoder.with_overrides(**OmegaConf.to_container(cfg.decode))
+    decoder = rule_for_run(run.model.decoder, cfg.decode)
     decoder.for_genres(len(run.model.label_space))
-    data = labelled_csv(run, cfg.data_csv) if cfg.get("data_csv") else validation_split(run, cfg.token_cache_dir)
+    data = labelled_csv(run, cfg.input_csv) if cfg.get("input_csv") else validation_split(run, cfg.token_cache_dir)
     probs, source = cached_probs(run, data, cfg)
     names = list(run.model.label_space.names)
-    report = None
-    if cfg.tune:
-        tuner = hydra.utils.instantiate(cfg.tuning)
-        decoder = tuner.tune(probs, data.targets, decoder)
-        report = tuner.report
-    decisions = decoder.decide(probs)
-    flat, per_class = summarize(probs, data.targets, decisions, names, "eval")
-    metrics: dict[str, Any] = {**flat, "decoder": decoder.to_dict(), "checkpoint": str(run.ckpt_path),
-                               "data": data.name, "rows": len(data.targets), "probabilities": source}
-    if report is not None:
-        metrics["thresholds"] = report
+    scored = score(probs, data.targets, decoder, names, "eval",
+                   hydra.utils.instantiate(cfg.tuning) if cfg.tune else None)
+    decoder, decisions, per_class = scored.decoder, scored.decisions, scored.per_class
+    flat = {k: v for k, v in scored.metrics.items() if k.startswith("eval/")}
+    metrics: dict[str, Any] = {**scored.metrics, "checkpoint": str(run.ckpt_path), "data": data.name,
+                               "rows": len(data.targets), "probabilities": source}
     write_json(out / "metrics.json", metrics)
     write_csv(out / "per_class.csv", per_class)
     space = run.model.label_space
     write_csv(out / "decisions.csv", [
         {"id": i, "true": "|".join(t), "predicted": "|".join(p)}
-        for i, t, p in zip(data.ids, space.decode(data.targets), space.decode(decisions), strict=True)
+        for i, t, p in zip(data.movie_ids, space.decode(data.targets), space.decode(decisions), strict=True)
     ])
     images = plots.write_all(out, probs, data.targets, decisions, space, decoder) if cfg.plots else []
     log_results(instantiate_loggers(cfg.get("logger")), flat, per_class, images, "eval", finish=True)

@@ -1,4 +1,5 @@
-"""The one metric builder used by training (train/val/test), eval and predict.
+"""The one metric builder and the one scoring path (``score``), used by training (train/val/test epochs and the
+final figures), eval and bench.
 
 Threshold-dependent metrics (F1, exact match, per-class P/R/F1) are fed the decoder's 0/1
 decisions, so tuned or per-class thresholds count everywhere; ranking metrics (AUROC, top-1) are
@@ -14,6 +15,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -139,3 +141,31 @@ def summarize(
                    torch.from_numpy(np.asarray(targets)))
     results = metrics.compute()
     return flatten(results, label_names, prefix), per_class_rows(results, label_names)
+
+# the figures every summary shows first (report, runs table, sweep summary, compare)
+HEADLINE = ("f1_micro", "f1_macro", "auroc_micro", "auroc_macro", "exact_match", "top1_accuracy")
+
+
+@dataclass
+class Score:
+    """Figures of one set of rows under one decision rule (``score``)."""
+
+    metrics: dict[str, Any]  # ``prefix/…`` figures, "decoder"; when tuned also ``prefix_fixed/…``, "thresholds"
+    per_class: list[dict[str, Any]]
+    decisions: np.ndarray
+    decoder: Any  # genre_lab.decoding.Decoder, after tuning
+
+
+def score(probs: np.ndarray, targets: np.ndarray, decoder: Any, label_names: Sequence[str], prefix: str,
+          tuner: Any = None) -> Score:
+    """Score probabilities against multi-hot targets: the one path for training's final figures, eval and
+    bench. With a ``tuner`` (genre_lab.thresholds), thresholds are tuned on these rows first and the figures of
+    the rule before tuning are kept as ``prefix_fixed/…``."""
+    metrics: dict[str, Any] = {}
+    if tuner is not None:
+        metrics.update(summarize(probs, targets, decoder.decide(probs), label_names, f"{prefix}_fixed")[0])
+        decoder = tuner.tune(probs, targets, decoder)
+        metrics["thresholds"] = tuner.report
+    decisions = decoder.decide(probs)
+    flat, per_class = summarize(probs, targets, decisions, label_names, prefix)
+    return Score({**metrics, **flat, "decoder": decoder.to_dict()}, per_class, decisions, decoder)

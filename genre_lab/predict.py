@@ -17,17 +17,17 @@ from typing import Any
 import hydra
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
-from rich.table import Table
+from omegaconf import DictConfig
 
 from genre_lab.config_dir import config_dir, config_keys
 from genre_lab.data.labels import is_missing
 from genre_lab.data.table import TableSpec, build_text, delimiter_hint, line_numbers, read_csv
 from genre_lab.data.tokens import make_collator, tokenize_flagging_truncation
+from genre_lab.decoding import rule_for_run
 from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import atomic_write_text
+from genre_lab.report import print_table
 from genre_lab.run import Run
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     require_positive(cfg.batch_size, "batch_size")
     out = output_path(cfg)  # before any work: a refused output must not cost a model load
     run = Run.locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
-    decoder = run.model.decoder.with_overrides(**OmegaConf.to_container(cfg.decode))  # bad values fail first
+    decoder = rule_for_run(run.model.decoder, cfg.decode)  # bad values fail first
     decoder.for_genres(len(run.model.label_space))
     frame, texts, source = input_frame(cfg, run)
     id_col = run.spec.id_column if run.spec.id_column in frame.columns else None
@@ -151,14 +151,13 @@ def warn_truncated(frame: pd.DataFrame, keep: np.ndarray, cut: np.ndarray, max_l
 
 
 def show(result: pd.DataFrame, names: list[str], limit: int = 20) -> None:
-    table = Table(title=f"predictions (first {min(limit, len(result))} of {len(result)})", title_justify="left")
-    for column in ("id", "genres", "top probabilities", "status"):
-        table.add_column(column)
+    rows = []
     for _, row in result.head(limit).iterrows():
         probs = sorted(((row[f"prob_{n}"], n) for n in names), reverse=True)[:3]
-        top = ", ".join(f"{n} {p:.2f}" for p, n in probs if p == p)
-        table.add_row(str(row["id"]), row["genres"], top, row["status"])
-    Console(width=120).print(table)
+        rows.append({"id": row["id"], "genres": row["genres"], "status": row["status"],
+                     "top probabilities": ", ".join(f"{n} {p:.2f}" for p, n in probs if p == p)})
+    print_table(rows, ["id", "genres", "top probabilities", "status"],
+                f"predictions (first {min(limit, len(result))} of {len(result)})")
 
 
 @hydra.main(config_path=str(config_dir()), config_name="predict", version_base="1.3")

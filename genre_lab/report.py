@@ -1,35 +1,43 @@
-"""Terminal tables for results (rich), shared by train and eval."""
+"""Terminal tables (rich): the one table printer, and the results view of train and eval built on it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-HEADLINE = ("f1_micro", "f1_macro", "auroc_micro", "auroc_macro", "exact_match", "top1_accuracy")
+from genre_lab.metrics import HEADLINE
+
+
+def cell(value: Any, digits: int = 4) -> str:
+    """A table cell: floats to ``digits`` decimals, None and NaN blank."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def print_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], title: str, digits: int = 4,
+                width: int = 120) -> None:
+    """The one terminal table: ``columns`` of ``rows`` (dicts; a DataFrame's ``to_dict("records")``)."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(cell(row.get(c), digits) for c in columns))
+    Console(width=width).print(table)
 
 
 def print_results(title: str, metrics: Mapping[str, float], per_class: Sequence[Mapping[str, Any]],
                   prefix: str) -> None:
     """Per-genre precision/recall/F1/support, then the headline metrics of ``prefix`` (e.g. ``val``)."""
-    table = Table(title=f"{title}: per-genre", title_justify="left")
-    for column in ("genre", "precision", "recall", "f1", "support"):
-        table.add_column(column, justify="left" if column == "genre" else "right")
-    for row in per_class:
-        table.add_row(row["genre"], *(f"{row[k]:.3f}" for k in ("precision", "recall", "f1")), str(row["support"]))
-    headline = Table(title=f"{title}: headline", title_justify="left")
-    headline.add_column("metric")
-    headline.add_column("value", justify="right")
-    for name in HEADLINE:
-        key = f"{prefix}/{name}"
-        if key in metrics:
-            headline.add_row(key, f"{metrics[key]:.4f}")
-    console = Console(width=100)
-    console.print(table)
-    console.print(headline)
+    print_table(per_class, ["genre", "precision", "recall", "f1", "support"], f"{title}: per-genre", digits=3,
+                width=100)
+    headline = [{"metric": f"{prefix}/{n}", "value": metrics[f"{prefix}/{n}"]} for n in HEADLINE
+                if f"{prefix}/{n}" in metrics]
+    print_table(headline, ["metric", "value"], f"{title}: headline", width=100)
     present = metrics.get(f"{prefix}/genres_present")
     if present is not None and int(present) < len(per_class):
-        console.print(f"macro averages over {int(present)} of {len(per_class)} genres present "
-                      "(genres without rows here are left out)")
+        Console(width=100).print(f"macro averages over {int(present)} of {len(per_class)} genres present "
+                                 "(genres without rows here are left out)")

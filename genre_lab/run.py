@@ -10,12 +10,12 @@ from typing import Any
 
 import torch
 
+from genre_lab.backbones import load_tokenizer
 from genre_lab.data.table import TableSpec
 from genre_lab.errors import GenreLabError
-from genre_lab.sweeps.retention import REMOVED_NOTE
+from genre_lab.run_layout import RunLayout
 
 log = logging.getLogger(__name__)
-CHECKPOINTS = ("best.ckpt", "last.ckpt")
 
 
 @dataclass
@@ -33,12 +33,13 @@ class Run:
             ckpt = Path(ckpt_path)
             if not ckpt.is_file():
                 raise GenreLabError(f"ckpt_path={ckpt}: no such checkpoint file")
-            parent = ckpt.resolve().parent.parent
-            return cls(ckpt, parent if (parent / "metrics.json").is_file() else None)
+            parent = RunLayout(ckpt.resolve().parent.parent)
+            return cls(ckpt, parent.root if parent.metrics.is_file() else None)
         root = Path(run_dir)
         if not root.is_dir():
             raise GenreLabError(f"run_dir={root}: no such directory")
-        best, last = (root / "checkpoints" / name for name in CHECKPOINTS)
+        layout = RunLayout(root)
+        best, last = layout.best, layout.last
         if best.is_file():
             return cls(best, root)
         if last.is_file():
@@ -46,9 +47,8 @@ class Run:
             log.warning("run_dir=%s has no checkpoints/best.ckpt (no validation-scored checkpoint): using %s, "
                         "the weights after the last training epoch", root, last)
             return cls(last, root)
-        removed = root / "checkpoints" / REMOVED_NOTE
-        if removed.is_file():
-            raise GenreLabError(f"run_dir={root} has no checkpoints left. {removed.read_text().strip()}")
+        if layout.removed_note.is_file():
+            raise GenreLabError(f"run_dir={root} has no checkpoints left. {layout.removed_note.read_text().strip()}")
         raise GenreLabError(
             f"run_dir={root} holds no checkpoints/best.ckpt or last.ckpt — did the run finish its first epoch? "
             "(debug=fast_dev_run saves none.) An interrupted run leaves checkpoints/interrupted.ckpt: pass "
@@ -81,10 +81,7 @@ class Run:
 
     @property
     def spec(self) -> TableSpec:
-        d = self.data_hparams
-        return TableSpec(d.get("text_template", "{synopsis} {movie_name}"), d.get("label_column", "genre"),
-                         d.get("multi_label", False), d.get("label_sep", "|"), d.get("id_column", "id"),
-                         d.get("empty_text", "fail"), d.get("encoding_errors", "fail"))
+        return TableSpec.from_settings(self.data_hparams)
 
     def precision(self, requested: str | None = None) -> str:
         """``requested`` if given, else the precision the run was trained in."""
@@ -97,16 +94,14 @@ class Run:
     @property
     def tokenizer_source(self) -> str:
         """The run's own saved tokenizer folder when present (no network), else the backbone's name."""
-        if self.dir is not None and (self.dir / "tokenizer").is_dir():
-            return str(self.dir / "tokenizer")
+        if self.dir is not None and RunLayout(self.dir).tokenizer.is_dir():
+            return str(RunLayout(self.dir).tokenizer)
         return str(self.checkpoint["hyper_parameters"]["backbone"])
 
     @cached_property
     def tokenizer(self) -> Any:
-        from genre_lab.model.backbone import load_tokenizer
-
         return load_tokenizer(self.tokenizer_source)
 
     @property
     def cache_dir(self) -> Path:
-        return (self.dir / "eval_cache") if self.dir is not None else self.ckpt_path.parent / "eval_cache"
+        return RunLayout(self.dir if self.dir is not None else self.ckpt_path.parent).eval_cache

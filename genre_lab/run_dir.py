@@ -19,6 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from genre_lab.errors import GenreLabError, exit_with
+from genre_lab.run_layout import RunLayout
 
 LOCK_NAME = ".genre_lab.lock"
 
@@ -29,7 +30,7 @@ def is_first_rank() -> bool:
 
 
 def existing_checkpoints(run_dir: Path) -> list[str]:
-    return sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+    return sorted(p.name for p in RunLayout(run_dir).checkpoints.glob("*.ckpt"))
 
 
 def refuse_reuse(run_dir: Path, resume: bool) -> None:
@@ -45,7 +46,7 @@ def earlier_sweep(sweep_dir: Path) -> list[str]:
     if not sweep_dir.is_dir():
         return []
     marks = ["multirun.yaml"] if (sweep_dir / "multirun.yaml").is_file() else []
-    jobs = [p.name for p in sweep_dir.iterdir() if (p / ".hydra").is_dir() or (p / "checkpoints").is_dir()]
+    jobs = [p.name for p in sweep_dir.iterdir() if RunLayout(p).hydra.is_dir() or RunLayout(p).checkpoints.is_dir()]
     return marks + sorted(jobs, key=lambda name: (len(name), name))  # 0, 1, …, 10
 
 

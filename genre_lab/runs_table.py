@@ -10,22 +10,24 @@ from typing import Any
 import pandas as pd
 import yaml
 
-HEADLINE = ("f1_micro", "f1_macro", "auroc_micro", "auroc_macro", "exact_match", "top1_accuracy")
+from genre_lab.metrics import HEADLINE
+from genre_lab.run_layout import RunLayout
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     """Run directories (holding ``.hydra/``, and ``metrics.json`` or ``failed.json``) at or below ``paths``."""
     found: set[Path] = set()
     for root in map(Path, paths):
-        for marker in ("metrics.json", "failed.json"):
+        for marker in (RunLayout(root).metrics.name, RunLayout(root).failed.name):
             candidates = [root / marker] if (root / marker).is_file() else list(root.rglob(marker))
-            found.update(p.parent for p in candidates if (p.parent / ".hydra").is_dir())
+            found.update(p.parent for p in candidates if RunLayout(p.parent).hydra.is_dir())
     return sorted(found)
 
 
 def read_run(run: Path) -> dict[str, Any]:
     """One row: where, overrides, status, headline validation/test metrics, checkpoint."""
-    overrides_file = run / ".hydra" / "overrides.yaml"
+    layout = RunLayout(run)
+    overrides_file = layout.hydra / "overrides.yaml"
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
     # hydra.* and the Optuna sweeper's trial={…} are bookkeeping; the trial number gets its own column
     shown = [o for o in overrides or [] if "hydra." not in o and not o.startswith("trial=")]
@@ -33,22 +35,22 @@ def read_run(run: Path) -> dict[str, Any]:
     trial = trial_number(run)
     if trial is not None:
         row["trial"] = trial
-    if (run / "metrics.json").is_file():
-        metrics = json.loads((run / "metrics.json").read_text())
+    if layout.metrics.is_file():
+        metrics = json.loads(layout.metrics.read_text())
         row["status"] = metrics.get("status", "ok")  # "pruned": an Optuna trial stopped early
         for stage in ("val", "test", "eval"):
             row.update({f"{stage}/{m}": metrics[f"{stage}/{m}"] for m in HEADLINE if f"{stage}/{m}" in metrics})
         row["epochs"] = metrics.get("epochs")
         row["checkpoint"] = metrics.get("best_checkpoint") or ""
     else:
-        failure = json.loads((run / "failed.json").read_text())
+        failure = json.loads(layout.failed.read_text())
         row.update({"status": "failed", "error": failure.get("error", "")})
     return row
 
 
 def trial_number(run: Path) -> int | None:
     """The Optuna trial a job ran (our sweeper's ``trial`` config node), if any."""
-    config_file = run / ".hydra" / "config.yaml"
+    config_file = RunLayout(run).hydra / "config.yaml"
     if not config_file.is_file():
         return None
     trial = (yaml.safe_load(config_file.read_text()) or {}).get("trial")

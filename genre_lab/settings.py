@@ -27,6 +27,9 @@ CKPT_NAMES = ("last", "best", "hpc")
 def check_train_settings(cfg: DictConfig) -> None:
     """GenreLabError for the first setting a run cannot train with; the data and the backbone are checked later."""
     require_int(cfg.get("seed"), "seed", 0, 42, maximum=MAX_SEED)
+    if "_target_" not in cfg.decode:
+        raise GenreLabError("decode=checkpoint keeps a trained run's decision rule, for eval and predict; train "
+                            "with decode=threshold (the default), top_k or at_least_one")
     for key in INSTANTIATED:
         if cfg.get(key):
             check_keys(cfg[key], key)

@@ -1,8 +1,9 @@
 """`genre-lab train`: fit a GenreClassifier on a movie CSV, everything composed by Hydra.
 
-Writes into the run directory: ``.hydra/`` (resolved config), ``checkpoints/{best,last}.ckpt`` (a finished
-Optuna trial keeps only best.ckpt), ``tokenizer/``, ``metrics.json`` (final validation/test figures of the best
-checkpoint, with the tuned decision rule), ``per_class.csv``.
+Writes into the run directory: ``.hydra/`` (resolved config), ``checkpoints/best.ckpt`` (weights) and
+``last.ckpt`` (full state, for resume; a finished Optuna trial drops it), ``tokenizer/``, ``csv/metrics.csv``
+(per-epoch history), ``metrics.json`` (final validation/test figures of the best checkpoint, with the tuned
+decision rule), ``per_class.csv``, ``timing.json`` and the evaluation plots (PNG).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from genre_lab import plots
+from genre_lab.backbones import check_max_length
 from genre_lab.checkpoint import store_decoder
 from genre_lab.config_dir import config_dir
 from genre_lab.data.tokens import make_collator
 from genre_lab.decoding import Decoder
-from genre_lab.distributed import install_rank_command, job_scope
+from genre_lab.distributed import install_rank_command, job_scope, rank_zero_console
 from genre_lab.errors import GenreLabError, run_app, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import write_csv, write_json
@@ -37,11 +39,11 @@ from genre_lab.loggers import (
     log_summary,
     restore_history,
 )
-from genre_lab.metrics import summarize
-from genre_lab.model.backbone import check_max_length
+from genre_lab.metrics import score
 from genre_lab.report import print_results
 from genre_lab.run import Run
 from genre_lab.run_dir import refuse_reuse
+from genre_lab.run_layout import RunLayout
 from genre_lab.settings import check_train_settings
 from genre_lab.sweeps.pruning import TrialPruning
 
@@ -101,29 +103,22 @@ def final_metrics(cfg: DictConfig, model: Any, datamodule: Any, ckpt: str | None
         return probs, data.targets
 
     probs, targets = probs_and_targets("val")
-    decoder = model.decoder
-    metrics: dict[str, Any] = {}
-    if cfg.get("tuning"):
-        tuner = hydra.utils.instantiate(cfg.tuning)
-        metrics.update(summarize(probs, targets, decoder.decide(probs), names, "val_fixed")[0])
-        decoder = tuner.tune(probs, targets, decoder)
-        metrics["thresholds"] = tuner.report
-        if ckpt:
-            store_decoder(ckpt, decoder.to_dict())
-    decisions = decoder.decide(probs)
-    flat, per_class = summarize(probs, targets, decisions, names, "val")
-    metrics.update(flat)
-    metrics["decoder"] = decoder.to_dict()
+    tuner = hydra.utils.instantiate(cfg.tuning) if cfg.get("tuning") else None
+    val = score(probs, targets, model.decoder, names, "val", tuner)
+    if tuner is not None and ckpt:
+        store_decoder(ckpt, val.metrics["decoder"])
+    metrics = dict(val.metrics)
     if datamodule.has_test_labels:
         test_probs, test_targets = probs_and_targets("test")
-        metrics.update(summarize(test_probs, test_targets, decoder.decide(test_probs), names, "test")[0])
-    images = plots.write_all(out, probs, targets, decisions, model.label_space, decoder)
-    return metrics, per_class, images
+        test = score(test_probs, test_targets, val.decoder, names, "test").metrics  # the rule tuned on val
+        metrics.update({k: v for k, v in test.items() if k.startswith("test/")})
+    images = plots.write_all(out, probs, targets, val.decisions, model.label_space, val.decoder)
+    return metrics, val.per_class, images
 
 
 def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:
     """``resume=true`` -> this run directory's last.ckpt; refuses to train over an existing run otherwise."""
-    last = out / "checkpoints" / "last.ckpt"
+    last = RunLayout(out).last
     if cfg.get("resume"):
         if not last.is_file():
             raise GenreLabError(f"resume=true but {last} does not exist; point hydra.run.dir at the run to resume")
@@ -196,7 +191,7 @@ def write_timing(out: Path, trainer: pl.Trainer, datamodule: Any, fit_seconds: f
     if not epochs:  # stopped inside the first epoch (max_steps, fast_dev_run): count batches instead
         batches = trainer.fit_loop.epoch_loop.batch_progress.total.completed
         samples = batches * datamodule.hparams.batch_size * trainer.world_size
-    write_json(out / "timing.json", {
+    write_json(RunLayout(out).timing, {
         "fit_seconds": fit_seconds, "epochs": epochs, "train_samples": samples,
         "train_samples_per_s": samples / fit_seconds if fit_seconds else 0.0, "global_step": trainer.global_step,
         "precision": str(trainer.precision),
@@ -213,7 +208,8 @@ def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any
     A pruned trial is finished the same way (its best checkpoint so far), marked ``"status": "pruned"``.
     """
     ckpt = best_checkpoint(trainer)
-    datamodule.tokenizer.save_pretrained(out / "tokenizer")  # the run directory is self-contained
+    layout = RunLayout(out)
+    datamodule.tokenizer.save_pretrained(layout.tokenizer)  # the run directory is self-contained
     metrics, per_class, images = final_metrics(cfg, model, datamodule, ckpt, out)
     metrics.update({"best_checkpoint": ckpt, "epochs": trainer.current_epoch, "global_step": trainer.global_step})
     if pruning is not None:
@@ -223,13 +219,13 @@ def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any
                             "best_reported": pruning.best})
         log_summary(trainer.loggers, {"trial/number": metrics["trial"],
                                       "trial/state": "pruned" if pruning.pruned else "complete"})
-    write_json(out / "metrics.json", metrics)
-    write_csv(out / "per_class.csv", per_class)
+    write_json(layout.metrics, metrics)
+    write_csv(layout.per_class, per_class)
     scalars = {k: v for k, v in metrics.items() if isinstance(v, float) and k.count("/") == 1}
     log_results(trainer.loggers, {f"final/{k}": v for k, v in scalars.items()}, per_class, images, "val")
     # No best.ckpt (a run that never validated): the figures are those of the final weights, which last.ckpt
     # holds, unless nothing was saved at all (fast_dev_run: Lightning suppresses checkpointing).
-    last = out / "checkpoints" / "last.ckpt"
+    last = layout.last
     which = "best checkpoint" if ckpt else "last checkpoint" if last.is_file() else "final weights, not saved"
     print_results(f"validation ({which})", metrics, per_class, "val")
     log.info("results in %s; figures of the %s %s", out, which, ckpt or (last if last.is_file() else ""))
@@ -243,6 +239,7 @@ def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any
 @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
 @user_errors
 def main(cfg: DictConfig) -> float | None:
+    rank_zero_console()
     with job_scope():
         metrics = train(cfg)
     if metrics.get("status") == "pruned":  # results are written; the sweeper tells the study PRUNED

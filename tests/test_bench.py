@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from genre_lab.bench import bench, median_rates, top1_and_f1
 from tests.conftest import compose_cfg
@@ -40,5 +41,5 @@ def test_top1_and_f1_on_known_arrays():
     probs = [[0.9, 0.2], [0.6, 0.7], [0.1, 0.3]]
     targets = [[1, 0], [1, 0], [0, 1]]
     figures = top1_and_f1(np.array(probs), np.array(targets, dtype=float))
-    assert figures["top1_accuracy"] == 2 / 3
-    assert figures["f1_micro@0.5"] == 2 * 2 / (3 + 3)  # tp=2, predicted 3, true 3
+    assert figures["top1_accuracy"] == pytest.approx(2 / 3)
+    assert figures["f1_micro@0.5"] == pytest.approx(2 * 2 / (3 + 3))  # tp=2, predicted 3, true 3

@@ -1,7 +1,8 @@
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from genre_lab.decoding import Decoder
+from genre_lab.decoding import Decoder, rule_for_run
 from genre_lab.errors import GenreLabError
 
 PROBS = torch.tensor([[0.7, 0.2, 0.55], [0.1, 0.3, 0.2], [0.5, 0.49, 0.9]])
@@ -48,3 +49,13 @@ def test_a_decoder_is_checked_against_the_genre_count():
         Decoder(top_k=4).for_genres(3, "the training data")
     with pytest.raises(GenreLabError, match="2 values but the model has 3 genres"):
         Decoder([0.5, 0.5]).for_genres(3)
+
+
+def test_eval_and_predict_keep_the_saved_rule_or_replace_it():
+    saved = Decoder([0.3, 0.6, 0.4], at_least_one=True)
+    keep = OmegaConf.create({"threshold": None, "top_k": None, "at_least_one": None})  # decode=checkpoint
+    assert rule_for_run(saved, keep) == saved
+    assert rule_for_run(saved, OmegaConf.merge(keep, {"at_least_one": False})) == Decoder([0.3, 0.6, 0.4])
+    top_k = OmegaConf.create({"_target_": "genre_lab.decoding.Decoder", "threshold": 0.5, "top_k": 2,
+                              "at_least_one": False})  # decode=top_k decode.top_k=2
+    assert rule_for_run(saved, top_k) == Decoder(0.5, top_k=2)

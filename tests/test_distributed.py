@@ -1,6 +1,7 @@
 """Scale-out on CPU: DDP over 2 gloo processes (alone and inside a multirun), submitit, resume."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -11,10 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
+from genre_lab.distributed import RankZeroConsole, job_scope
 from genre_lab.evaluate import evaluate
+from genre_lab.metrics import HEADLINE
 from tests.conftest import REPO, TINY_FAST, compose_cfg, compose_train, genre_lab_cli
-
-HEADLINE = ("f1_micro", "f1_macro", "auroc_micro", "auroc_macro", "exact_match", "top1_accuracy")
 
 
 @pytest.mark.process
@@ -173,3 +174,22 @@ def test_compiled_backbone_trains_and_saves_plain_weights(tmp_path, four_csv):
     state = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
     assert not any("_orig_mod" in k for k in state)
     assert metrics["global_step"] == 8
+
+
+def test_other_ranks_print_only_warnings_and_jobs_leave_the_environment_as_they_found_it(monkeypatch):
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+    info = logging.LogRecord("genre_lab.train", logging.INFO, __file__, 1, "epoch done", None, None)
+    warning = logging.LogRecord("genre_lab.train", logging.WARNING, __file__, 1, "disk low", None, None)
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    assert not RankZeroConsole().filter(info) and RankZeroConsole().filter(warning)
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    assert RankZeroConsole().filter(info)
+
+    monkeypatch.setenv("GENRE_LAB_KEPT", "1")
+    monkeypatch.setenv("GENRE_LAB_CHANGED", "before")
+    before = dict(os.environ)
+    with job_scope():  # what a DDP job leaves behind: rank variables, a changed one, a removed one
+        os.environ.update(LOCAL_RANK="1", MASTER_PORT="12910", GENRE_LAB_CHANGED="after")
+        del os.environ["GENRE_LAB_KEPT"]
+    assert dict(os.environ) == before

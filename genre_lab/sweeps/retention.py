@@ -15,10 +15,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from genre_lab.run_layout import RunLayout
+
 log = logging.getLogger(__name__)
-
-REMOVED_NOTE = "REMOVED.txt"
-
 
 def trial_score(trial: Any, maximize: bool) -> float | None:
     """A finished trial's value for ranking: its value when COMPLETE, its best report when PRUNED."""
@@ -35,7 +34,7 @@ def trial_score(trial: Any, maximize: bool) -> float | None:
 def owned_run_dir(trial: Any) -> Path | None:
     """The trial's run directory if it is here and its metrics.json names this trial."""
     out = trial.user_attrs.get("output_dir")
-    metrics = Path(out) / "metrics.json" if out else None
+    metrics = RunLayout(out).metrics if out else None
     if metrics is None or not metrics.is_file():
         return None
     try:
@@ -47,11 +46,11 @@ def owned_run_dir(trial: Any) -> Path | None:
 
 def remove_checkpoints(run_dir: Path, why: str) -> int:
     """Delete ``run_dir/checkpoints/*.ckpt`` and leave a note saying why; returns the bytes freed."""
-    folder = run_dir / "checkpoints"
-    files = sorted(folder.glob("*.ckpt"))
+    layout = RunLayout(run_dir)
+    files = sorted(layout.checkpoints.glob("*.ckpt"))
     if not files:
         return 0
-    (folder / REMOVED_NOTE).write_text(why + "\n")
+    layout.removed_note.write_text(why + "\n")
     freed = 0
     for path in files:
         freed += path.stat().st_size

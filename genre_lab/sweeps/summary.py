@@ -8,10 +8,9 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
-from rich.console import Console
-from rich.table import Table
 
 from genre_lab.io import atomic_write_text
+from genre_lab.report import print_table
 from genre_lab.runs_table import find_runs, runs_table, to_markdown
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ class SweepSummary(Callback):
                    *[c for c in frame.columns if c.startswith("test/")][:1], "checkpoint", "error"]
         shown = whole_numbers(frame, ["trial", "epochs"])
         atomic_write_text(sweep_dir / "sweep_summary.md", to_markdown(shown, columns))
-        print_table(shown, columns, f"sweep {sweep_dir} ({len(frame)} jobs, best first by {self.metric})")
+        print_frame(shown, columns, f"sweep {sweep_dir} ({len(frame)} jobs, best first by {self.metric})")
 
 
 def whole_numbers(frame: Any, columns: list[str]) -> Any:
@@ -49,12 +48,6 @@ def whole_numbers(frame: Any, columns: list[str]) -> Any:
     return shown
 
 
-def print_table(frame: Any, columns: list[str], title: str) -> None:
-    table = Table(title=title, title_justify="left")
-    cols = [c for c in columns if c in frame.columns]
-    for column in cols:
-        table.add_column(column, overflow="fold")
-    for _, row in frame.iterrows():
-        table.add_row(*(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c] if row[c] == row[c] else "")
-                        for c in cols))
-    Console(width=160).print(table)
+def print_frame(frame: Any, columns: list[str], title: str) -> None:
+    """A runs table in the terminal: the columns it has, through the one table printer."""
+    print_table(frame.to_dict("records"), [c for c in columns if c in frame.columns], title, width=160)

@@ -19,7 +19,7 @@ def test_split_sizes_labels_and_stratification():
     assert len(dm.splits["train"].rows) == 320 and len(dm.splits["val"].rows) == 80
     val_genres = Counter(dm.train_table.labels[i][0] for i in dm.splits["val"].rows)
     assert set(val_genres.values()) == {8}  # 20% of 40 per genre
-    assert not set(dm.splits["train"].ids) & set(dm.splits["val"].ids)
+    assert not set(dm.splits["train"].movie_ids) & set(dm.splits["val"].movie_ids)
 
 
 def test_dynamic_padding_pads_to_the_longest_in_batch_only():

@@ -36,8 +36,8 @@ def test_empty_synopses_dropped_with_a_count_and_true_line_numbers(tmp_path, fra
     frame.to_csv(tmp_path / "x.csv", index=False)
     with caplog.at_level(logging.WARNING):
         table = read_table(tmp_path / "x.csv", TableSpec(empty_text="drop"))
-    assert len(table) == len(frame) - 2 and len(table.labels) == len(table.ids) == len(table)
-    assert frame.loc[1, "id"] not in table.ids and frame.loc[4, "id"] not in table.ids
+    assert len(table) == len(frame) - 2 and len(table.labels) == len(table.movie_ids) == len(table)
+    assert frame.loc[1, "id"] not in table.movie_ids and frame.loc[4, "id"] not in table.movie_ids
     assert "dropped 2 row(s) with an empty 'synopsis'" in caplog.text and "line(s) 3, 6" in caplog.text
 
 
@@ -69,7 +69,7 @@ def test_semicolon_file_is_explained(tmp_path, frame):
 def test_utf8_bom_is_ignored(tmp_path, frame):
     path = tmp_path / "excel.csv"
     path.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(index=False).encode())
-    assert read_table(path, TableSpec()).ids == frame.id.tolist()
+    assert read_table(path, TableSpec()).movie_ids == frame.id.tolist()
 
 
 def test_duplicate_ids_are_listed_and_id_column_null_numbers_rows(tmp_path, frame):
@@ -77,7 +77,7 @@ def test_duplicate_ids_are_listed_and_id_column_null_numbers_rows(tmp_path, fram
     frame.to_csv(tmp_path / "dup.csv", index=False)
     with pytest.raises(GenreLabError, match=rf"duplicate 'id' values \['{frame.loc[2, 'id']}'\] on line\(s\) 4, 7"):
         read_table(tmp_path / "dup.csv", TableSpec())
-    assert read_table(tmp_path / "dup.csv", TableSpec(id_column=None)).ids[:3] == ["0", "1", "2"]
+    assert read_table(tmp_path / "dup.csv", TableSpec(id_column=None)).movie_ids[:3] == ["0", "1", "2"]
 
 
 def test_case_and_space_variants_of_a_genre_are_merged(tmp_path, frame, caplog):
@@ -100,7 +100,7 @@ def test_val_genres_follow_the_training_spelling_and_unseen_ones_fail_or_are_dro
     data = module(tmp_path / "train.csv", val_csv=str(tmp_path / "val.csv"), unseen_labels="ignore")
     with caplog.at_level(logging.WARNING):
         data.setup("fit")
-    assert data.splits["val"].ids == val.id.tolist()[:1] + val.id.tolist()[2:]
+    assert data.splits["val"].movie_ids == val.id.tolist()[:1] + val.id.tolist()[2:]
     kept = [[g.lower()] for g in val.genre if g != "western"]  # 'HORROR' is the training set's 'horror'
     assert data.label_space.decode(data.splits["val"].dataset.targets) == kept
     assert "ignoring genre(s) ['western']" in caplog.text and "1 row(s) dropped" in caplog.text
@@ -115,7 +115,7 @@ def test_multilabel_unseen_genre_is_removed_from_its_rows(tmp_path, frame):
     data = module(tmp_path / "train.csv", val_csv=str(tmp_path / "val.csv"), unseen_labels="ignore",
                   label_column="genres", multi_label=True)
     data.setup("fit")
-    assert data.splits["val"].ids == [val.id[0], val.id[2], val.id[3]]
+    assert data.splits["val"].movie_ids == [val.id[0], val.id[2], val.id[3]]
     assert data.label_space.decode(data.splits["val"].dataset.targets) == [["horror"], ["romance"], ["scifi"]]
 
 
@@ -135,3 +135,10 @@ def test_long_texts_are_truncated_and_counted(tmp_path, frame, caplog):
     assert max(len(train[i]["input_ids"]) for i in range(len(train))) == 8
     counts = [int(n) for n in re.findall(r"(\d+) truncated at max_length=8", caplog.text)]
     assert counts and counts[0] == len(frame)  # every sample synopsis is longer than 8 tokens
+
+
+def test_the_table_spec_is_built_by_keyword_from_any_data_settings():
+    saved = {"text_template": "{plot}", "multi_label": True, "label_column": "genres", "max_length": 64}
+    spec = TableSpec.from_settings(saved)  # a checkpoint's datamodule hyper-parameters hold more keys
+    assert (spec.text_template, spec.multi_label, spec.label_column) == ("{plot}", True, "genres")
+    assert spec.id_column == TableSpec().id_column and spec.label_sep == "|"  # the defaults, defined once

@@ -60,7 +60,7 @@ def test_a_written_table_reads_back_with_the_same_texts_and_labels(rows):
             return
         table = read_table(path, TableSpec(empty_text="drop"))
     kept = frame[~empty]
-    assert table.ids == kept.id.tolist()
+    assert table.movie_ids == kept.id.tolist()
     assert table.texts == [build_text(r, "{synopsis} {movie_name}") for r in kept.to_dict("records")]
     assert [row[0].casefold() for row in table.labels] == [g.strip().casefold() for g in kept.genre]
     assert len({g for row in table.labels for g in row}) == len({g.strip().casefold() for g in kept.genre})

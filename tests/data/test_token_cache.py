@@ -3,9 +3,9 @@ import logging
 import pandas as pd
 import pytest
 
+from genre_lab.backbones import load_tokenizer
 from genre_lab.data.table import TableSpec, read_table
 from genre_lab.data.token_cache import cache_key, cached_tokenize
-from genre_lab.model.backbone import load_tokenizer
 
 
 def test_second_call_loads_from_cache_and_gives_the_same_ids(tmp_path, small_csv, caplog):
@@ -60,7 +60,7 @@ def test_concurrent_processes_tokenize_once_and_share_the_entry(tmp_path, small_
         "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
         "from genre_lab.data.table import TableSpec, read_table\n"
         "from genre_lab.data.token_cache import cached_tokenize\n"
-        "from genre_lab.model.backbone import load_tokenizer\n"
+        "from genre_lab.backbones import load_tokenizer\n"
         f"table = read_table({str(small_csv)!r}, TableSpec())\n"
         f"print(len(cached_tokenize(table, load_tokenizer('tiny'), 64, {str(tmp_path / 'cache')!r})))\n"
     )

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from genre_lab.backbones import load_tokenizer
 from genre_lab.data.tokens import TokenIds, make_collator, tokenize
-from genre_lab.model.backbone import load_tokenizer
 
 ROWS = [[101, 7, 8, 102], [101, 102], [101, 5, 6, 7, 8, 9, 102]]
 

@@ -1,7 +1,8 @@
 import pytest
 
+from genre_lab.backbones import load_tokenizer, position_limit, resolve_backbone
 from genre_lab.errors import GenreLabError
-from genre_lab.model.backbone import load_classifier, load_tokenizer, position_limit, resolve_backbone
+from genre_lab.model.backbone import load_classifier
 
 
 def test_unloadable_backbone_names_the_offline_choices():

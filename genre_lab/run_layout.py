@@ -1,0 +1,98 @@
+"""Where a training run keeps its files: the one definition that train, resume, eval/predict/export, compare,
+the sweep summary and the sweeper's checkpoint retention all read.
+
+The checkpoint callbacks are built here too (``best_checkpoint``, ``last_checkpoint``), so their folder and file
+names cannot drift from what resume and eval look for; their configs set only what may change (the metric).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    def __init__(self, root: str | Path) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def best(self) -> Path:
+        """Weights, label space, decoder, hyper-parameters of the best epoch (eval, predict, export)."""
+        return self.checkpoints / "best.ckpt"
+
+    @property
+    def last(self) -> Path:
+        """The full training state after the last finished epoch (resume=true)."""
+        return self.checkpoints / "last.ckpt"
+
+    @property
+    def interrupted(self) -> Path:
+        return self.checkpoints / "interrupted.ckpt"
+
+    @property
+    def removed_note(self) -> Path:
+        """Left by the sweeper's keep_checkpoints in place of the checkpoint files it removed."""
+        return self.checkpoints / "REMOVED.txt"
+
+    @property
+    def csv_logs(self) -> Path:
+        return self.root / "csv"
+
+    @property
+    def history(self) -> Path:
+        """The per-epoch metrics Lightning's CSV logger writes."""
+        return self.csv_logs / "metrics.csv"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / "tokenizer"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def failed(self) -> Path:
+        return self.root / "failed.json"
+
+    @property
+    def per_class(self) -> Path:
+        return self.root / "per_class.csv"
+
+    @property
+    def timing(self) -> Path:
+        return self.root / "timing.json"
+
+    @property
+    def eval_cache(self) -> Path:
+        return self.root / "eval_cache"
+
+    @property
+    def hydra(self) -> Path:
+        return self.root / ".hydra"
+
+
+def best_checkpoint(run_dir: str, monitor: str, mode: str = "max") -> Any:
+    """``checkpoints/best.ckpt``: the best epoch by ``monitor``, weights only (no optimizer state)."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    best = RunLayout(run_dir).best
+    return ModelCheckpoint(dirpath=best.parent, filename=best.stem, monitor=monitor, mode=mode, save_top_k=1,
+                           auto_insert_metric_name=False, save_weights_only=True, enable_version_counter=False)
+
+
+def last_checkpoint(run_dir: str) -> Any:
+    """``checkpoints/last.ckpt`` after every epoch, improved or not: what resume=true continues from."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    last = RunLayout(run_dir).last
+    return ModelCheckpoint(dirpath=last.parent, filename=last.stem, monitor=None, save_top_k=1,
+                           enable_version_counter=False)
