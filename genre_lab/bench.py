@@ -27,12 +27,14 @@ from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from genre_lab.config_dir import config_dir
+from genre_lab.data.token_cache import cached_tokenize
 from genre_lab.data.tokens import TokenIds, make_collator, tokenize
 from genre_lab.decoding import Decoder
 from genre_lab.errors import GenreLabError, run_app, user_errors
 from genre_lab.inference import predict_probs
 from genre_lab.io import write_json
 from genre_lab.metrics import score
+from genre_lab.model.backbone import load_classifier
 from genre_lab.report import print_table
 from genre_lab.train import build_model
 
@@ -158,9 +160,8 @@ class Notebook:
         return PaddedDataset(rows, split.dataset.targets)
 
     def trainer(self, clock: list[float] | None = None, **overrides: Any) -> Any:
+        # deferred: the HF Trainer is only needed by bench
         from transformers import Trainer, TrainerCallback, TrainingArguments, default_data_collator
-
-        from genre_lab.model.backbone import load_classifier
 
         nb = self.cfg.notebook
         args = TrainingArguments(
@@ -275,8 +276,6 @@ class GenreLab:
 def tokenization_figures(dm: Any, rows: int) -> Figures:
     """Cold tokenization of ``rows`` texts (the training file's, repeated), and loading the training
     file's ids back from the on-disk cache."""
-    from genre_lab.data.token_cache import cached_tokenize
-
     texts = dm.train_table.texts
     texts = (texts * -(-rows // len(texts)))[:rows]
     start = time.perf_counter()

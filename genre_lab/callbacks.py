@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from genre_lab.run_layout import RunLayout
 
@@ -43,8 +44,6 @@ class SaveOnInterrupt(pl.Callback):
         self.path = RunLayout(run_dir).interrupted
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        from pytorch_lightning.utilities.exceptions import SIGTERMException
-
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.state.fn == "fit":
             trainer.save_checkpoint(self.path)
             log.warning("interrupted at step %d: saved %s", trainer.global_step, self.path)

@@ -8,6 +8,7 @@ online project (through the W&B API, needs network and a key).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ def draw_curves(runs: list[Path], metric: str, ax: Any) -> int:
 
 def validation_curves(runs: list[Path], metric: str, out: Path) -> Path | None:
     """``curves_<metric>.png`` in ``out`` (``draw_curves``); None when no run logged ``metric``."""
-    import matplotlib
+    import matplotlib  # deferred: only --out draws
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -67,8 +68,6 @@ def wandb_offline_table(root: Path) -> pd.DataFrame:
     used when present; the binary ``.wandb`` log has no reader in the W&B Python package (0.2x+), so
     other offline runs need ``wandb sync`` and then ``--wandb-project``.
     """
-    import json
-
     rows, unreadable = [], []
     for run_file in sorted(root.rglob("run-*.wandb")):
         run_dir, job = run_file.parent, run_file.parents[2]
@@ -89,7 +88,7 @@ def wandb_offline_table(root: Path) -> pd.DataFrame:
 
 
 def wandb_online_table(project: str) -> pd.DataFrame:
-    import wandb
+    import wandb  # deferred: only --wandb-* loads it
 
     runs = wandb.Api().runs(project)
     return pd.DataFrame([{"run": r.name, "group": r.group, "state": r.state,

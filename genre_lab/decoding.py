@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from genre_lab.errors import GenreLabError, is_number, require_int
 
@@ -84,9 +86,6 @@ class Decoder:
 def rule_for_run(saved: Decoder, node: Any) -> Decoder:
     """The decision rule eval and predict apply: ``decode=checkpoint`` (the default) is the checkpoint's rule
     with the node's non-null keys applied; a rule config with a ``_target_`` (``decode=top_k``) replaces it."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
     if "_target_" in node:
         return instantiate(node)
     return saved.with_overrides(**OmegaConf.to_container(node))

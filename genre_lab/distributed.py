@@ -15,11 +15,11 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_original_cwd
+
 
 def rank_command(local_rank: int) -> tuple[Sequence[str], str]:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.utils import get_original_cwd
-
     hc = HydraConfig.get()
     # hydra.mode=RUN: a config that sets MULTIRUN (hparams_search=optuna) would make each rank a sweep of its own
     command = [sys.executable, "-m", "genre_lab.train", *hc.overrides.task,
@@ -30,7 +30,7 @@ def rank_command(local_rank: int) -> tuple[Sequence[str], str]:
 
 def install_rank_command() -> None:
     """Make Lightning's subprocess launcher start ranks with ``rank_command`` (through genre_lab.compat)."""
-    from genre_lab.compat import set_rank_command
+    from genre_lab.compat import set_rank_command  # deferred: imports Lightning's launcher
 
     set_rank_command(rank_command)
 
@@ -48,7 +48,7 @@ def job_scope() -> Iterator[None]:
     try:
         yield
     finally:
-        import torch.distributed as dist
+        import torch.distributed as dist  # deferred: only a job that used DDP gets here
 
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()

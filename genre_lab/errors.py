@@ -19,6 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException, OverrideParseException, SearchPathException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
@@ -69,8 +72,6 @@ def run_app(app: Callable[[], Any]) -> None:
     Hydra prints such an error and calls ``sys.exit(1)`` inside its ``except`` block, so the SystemExit's
     ``__context__`` is the error it reported; any other failure keeps Hydra's exit code and traceback.
     """
-    from hydra.errors import ConfigCompositionException, OverrideParseException, SearchPathException
-
     try:
         app()
     except SystemExit as done:
@@ -84,9 +85,6 @@ def run_app(app: Callable[[], Any]) -> None:
 
 
 def in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from genre_lab import plots
 from genre_lab.config_dir import config_dir
+from genre_lab.data.datamodule import GenreDataModule
 from genre_lab.data.table import read_table
 from genre_lab.data.tokens import TokenIds, make_collator, tokenize
 from genre_lab.decoding import rule_for_run
@@ -51,8 +52,6 @@ def validation_split(run: Run, token_cache_dir: str | None) -> EvalData:
 
     The token cache is ``token_cache_dir`` (this machine's ``paths.cache_dir``), not the training machine's.
     """
-    from genre_lab.data.datamodule import GenreDataModule
-
     hp = run.data_hparams
     if not hp:
         raise GenreLabError(f"{run.ckpt_path} stores no data settings; pass input_csv=<a labelled CSV>")

@@ -10,7 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+from pytorch_lightning.loggers import CSVLogger
+
+from genre_lab.errors import in_multirun
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +78,8 @@ def _guarded(method: Callable[..., Any], where: str, state: dict[str, bool]) -> 
 
 def _defaults(config: DictConfig) -> dict[str, Any]:
     """W&B inside a multirun: one run per job, grouped by sweep, named by the job's overrides."""
-    from genre_lab.errors import in_multirun
-
     if not str(config._target_).endswith("WandbLogger") or not in_multirun():
         return {}
-    from hydra.core.hydra_config import HydraConfig
-
     hc = HydraConfig.get()
     extra: dict[str, Any] = {}
     if not config.get("group"):
@@ -122,7 +122,7 @@ def finish_logger(logger: Any, status: str = "success") -> None:
     """Close a logger's run; W&B runs must be finished or the next job of a sweep merges into them."""
     logger.finalize(status)
     if type(logger).__name__ == "WandbLogger":
-        import wandb
+        import wandb  # deferred: only runs that log to W&B load it
 
         try:
             wandb.finish(exit_code=0 if status == "success" else 1)
@@ -139,8 +139,6 @@ def restore_history(loggers: Sequence[Any], until_step: int) -> None:
     Rows of the interrupted epoch (at or past the checkpoint's step) and final figures of an earlier finish
     are dropped: the resumed run logs them anew.
     """
-    from pytorch_lightning.loggers import CSVLogger
-
     for logger in loggers:
         if not isinstance(logger, CSVLogger):
             continue

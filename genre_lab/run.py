@@ -13,6 +13,7 @@ import torch
 from genre_lab.backbones import load_tokenizer
 from genre_lab.data.table import TableSpec
 from genre_lab.errors import GenreLabError
+from genre_lab.model.module import GenreClassifier
 from genre_lab.run_layout import RunLayout
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,6 @@ class Run:
 
     @cached_property
     def model(self) -> Any:
-        from genre_lab.model.module import GenreClassifier
-
         if "label_space" not in self.checkpoint:
             raise GenreLabError(f"{self.ckpt_path}: not a genre_lab checkpoint (no label space inside)")
         # What load_from_checkpoint does, from the dict already in memory (the file is read once).

@@ -9,6 +9,7 @@ decision rule), ``per_class.csv``, ``timing.json`` and the evaluation plots (PNG
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import hydra
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
@@ -129,8 +131,6 @@ def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:
 
 def checkpoint_step(path: str) -> int:
     """The global step a checkpoint was saved at (memory-mapped: the weights are not read)."""
-    import torch
-
     return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
 
 
@@ -182,10 +182,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def write_timing(out: Path, trainer: pl.Trainer, datamodule: Any, fit_seconds: float, job_started: float) -> None:
     """``timing.json``: the fit's wall time, throughput and the machine share it ran on (CPU threads, visible
     GPUs, wall-clock start and end), kept out of metrics.json, which is reproducible."""
-    import os
-
-    import torch
-
     epochs = trainer.current_epoch  # completed epochs
     samples = len(datamodule.splits["train"].rows) * epochs
     if not epochs:  # stopped inside the first epoch (max_steps, fast_dev_run): count batches instead
@@ -243,7 +239,7 @@ def main(cfg: DictConfig) -> float | None:
     with job_scope():
         metrics = train(cfg)
     if metrics.get("status") == "pruned":  # results are written; the sweeper tells the study PRUNED
-        from optuna import TrialPruned
+        from optuna import TrialPruned  # deferred: optuna is an optional extra
 
         raise TrialPruned(f"trial {metrics['trial']} pruned after epoch {metrics['pruned_after_epoch']}")
     return metrics.get(cfg.optimized_metric)

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from genre_lab.errors import GenreLabError
+
 
 @dataclass(frozen=True)
 class TokenIds:
@@ -133,7 +135,5 @@ class PadCollator:
 def make_collator(tokenizer: Any, pad_to: int | None = None, pad_multiple: int | None = None) -> PadCollator:
     """Dynamic padding per batch with the tokenizer's pad id; ``pad_to`` pads every batch to that length."""
     if tokenizer.pad_token_id is None:
-        from genre_lab.errors import GenreLabError
-
         raise GenreLabError(f"tokenizer {tokenizer.name_or_path!r} has no pad token; pick an encoder that defines one")
     return PadCollator(int(tokenizer.pad_token_id), pad_to, pad_multiple)

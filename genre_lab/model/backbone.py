@@ -1,4 +1,6 @@
-"""The classifier: a Hugging Face encoder with its sequence-classification head, one output per genre."""
+"""The classifier: a Hugging Face encoder with its sequence-classification head, one output per genre.
+
+transformers is imported inside ``load_classifier`` on purpose (see genre_lab/backbones.py)."""
 
 from __future__ import annotations
 

@@ -144,7 +144,7 @@ class GenreClassifier(pl.LightningModule):
         self._epoch_end("test")
 
     def configure_optimizers(self) -> dict[str, Any]:
-        from transformers import get_linear_schedule_with_warmup
+        from transformers import get_linear_schedule_with_warmup  # deferred: transformers (see backbones.py)
 
         # No weight decay on biases and norm weights (every parameter with fewer than 2 dims).
         params = [p for p in self.parameters() if p.requires_grad]

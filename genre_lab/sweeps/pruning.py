@@ -14,6 +14,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from genre_lab.sweeps.trial_link import reach_trial
+
 log = logging.getLogger(__name__)
 
 
@@ -36,8 +38,6 @@ class TrialPruning(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
-            from genre_lab.sweeps.trial_link import reach_trial
-
             self.trial = reach_trial(self.trial_node)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
