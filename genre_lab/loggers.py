@@ -41,39 +41,43 @@ def instantiate_loggers(group: DictConfig | None) -> list[Any]:
             loggers.append(hydra.utils.instantiate(config, **_defaults(config)))
             continue
         try:
-            logger = hydra.utils.instantiate(config, **_defaults(config))
+            logger_class = mute_on_failure(hydra.utils.get_class(str(config._target_)), name)
+            logger = hydra.utils.instantiate(config, _target_=logger_class, **_defaults(config))
             _ = logger.experiment  # opens the run now (wandb.init), so a failure shows here, not mid-fit
         except Exception as err:
             log.warning("logger %r could not start and is left out; the run goes on without it (%s: %s)",
                         name, type(err).__name__, err)
             continue
-        loggers.append(guard(logger, name))
+        loggers.append(logger)
     return loggers
 
 
-def guard(logger: Any, name: str) -> Any:
-    """Turn the logger's failures into one warning; after it the logger is muted and the run goes on."""
-    state = {"failed": False}
-    for method in GUARDED:
-        if callable(getattr(logger, method, None)):
-            setattr(logger, method, _guarded(getattr(logger, method), f"{name}.{method}", state))
-    return logger
+def mute_on_failure(logger_class: type, name: str) -> type:
+    """A subclass of a remote logger class whose logging calls turn a failure into one warning, after which
+    the logger is muted and the run goes on. (Subclassing, Lightning's public extension point; the methods
+    wrapped are those of ``GUARDED`` the class has, so ``hasattr(logger, "log_table")`` stays true only for
+    loggers that can.)"""
 
+    def guarded(method: str) -> Callable[..., Any]:
+        parent = getattr(logger_class, method)
 
-def _guarded(method: Callable[..., Any], where: str, state: dict[str, bool]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        if state["failed"]:
-            return None
-        try:
-            return method(*args, **kwargs)
-        except Exception as err:
-            state["failed"] = True
-            log.warning("logger call %s failed; the logger is muted for the rest of the run (%s: %s). Local "
-                        "files (checkpoints, metrics.json, csv/) are unaffected", where, type(err).__name__, err)
-            return None
+        @functools.wraps(parent)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.__dict__.get("_genre_lab_muted"):
+                return None
+            try:
+                return parent(self, *args, **kwargs)
+            except Exception as err:
+                self.__dict__["_genre_lab_muted"] = True
+                log.warning("logger call %s.%s failed; the logger is muted for the rest of the run (%s: %s). "
+                            "Local files (checkpoints, metrics.json, csv/) are unaffected", name, method,
+                            type(err).__name__, err)
+                return None
 
-    return call
+        return call
+
+    methods = {m: guarded(m) for m in GUARDED if callable(getattr(logger_class, m, None))}
+    return type(logger_class.__name__, (logger_class,), {**methods, "__module__": __name__})
 
 
 def _defaults(config: DictConfig) -> dict[str, Any]:
