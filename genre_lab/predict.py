@@ -1,8 +1,8 @@
 """`genre-lab predict run_dir=… input_csv=…` (or ``text="…"`` / ``synopsis=… movie_name=…``).
 
 Writes a CSV with the input id, the predicted genres (``|``-joined), one probability column per genre
-and a status. Rows whose first text column (the synopsis) is empty are not guessed at: they keep their
-place with status ``empty synopsis`` and are listed by line number. Duplicate ids, texts cut at
+and a status. Rows whose first text column of the run's template (the synopsis by default) is empty are not
+guessed at: they keep their place with status ``empty <column>`` and are listed by line number. Duplicate ids, texts cut at
 ``max_length`` and a CSV without rows are warned about; the output never replaces the input or, unless
 ``overwrite=true``, an existing file.
 """
@@ -31,7 +31,6 @@ from genre_lab.report import print_table
 from genre_lab.run import Run
 
 log = logging.getLogger(__name__)
-EMPTY = "empty synopsis"
 COMMAND_LINE = ("text", "command line")  # sources without a file, hence without line numbers
 
 
@@ -112,11 +111,14 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     id_col = run.spec.id_column if run.spec.id_column in frame.columns else None
     warn_about_input(frame, source, id_col)
     first = run.spec.text_columns[0]
-    empty = (frame[first].map(is_missing) if first in frame.columns else
+    by_column = first in frame.columns  # else a raw text= input
+    empty = (frame[first].map(is_missing) if by_column else
              pd.Series([not t.strip() for t in texts], index=frame.index)).astype(bool)
+    empty_status = f"empty {first if by_column else 'text'}"
     if empty.any():
         log.warning("%s: %d row(s) with an empty %s, not predicted (status '%s')%s",
-                    source, int(empty.sum()), first, EMPTY, where(empty, frame, source))
+                    source, int(empty.sum()), first if by_column else "text", empty_status,
+                    where(empty, frame, source))
     keep = np.flatnonzero(~empty.to_numpy())
     names = list(run.model.label_space.names)
     probs = np.full((len(frame), len(names)), np.nan, dtype=np.float32)
@@ -132,7 +134,7 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
         "id": frame[id_col].to_numpy() if id_col else frame.index.to_numpy(),
         "genres": ["|".join(g) for g in run.model.label_space.decode(decisions)],
         **{f"prob_{n}": probs[:, i] for i, n in enumerate(names)},
-        "status": np.where(empty.to_numpy(), EMPTY, "ok"),
+        "status": np.where(empty.to_numpy(), empty_status, "ok"),
     })
     atomic_write_text(out, result.to_csv(index=False))
     show(result, names)
