@@ -1,8 +1,8 @@
 """`genre-lab predict run_dir=… input_csv=…` (or ``text="…"`` / ``synopsis=… movie_name=…``).
 
 Writes a CSV with the input id, the predicted genres (``|``-joined), one probability column per genre
-and a status. Rows whose first text column of the run's template (the synopsis by default) is empty are not
-guessed at: they keep their place with status ``empty <column>`` and are listed by line number. Duplicate ids, texts cut at
+and a status. Rows whose first template column (the synopsis by default) is empty are not guessed
+at: they keep their place with status ``empty <column>`` and are listed by line number. Duplicate ids, texts cut at
 ``max_length`` and a CSV without rows are warned about; the output never replaces the input or, unless
 ``overwrite=true``, an existing file.
 """

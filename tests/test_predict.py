@@ -10,7 +10,7 @@ from genre_lab import cli
 from genre_lab import predict as predict_module
 from genre_lab.errors import GenreLabError
 from genre_lab.evaluate import evaluate
-from genre_lab.predict import EMPTY, predict
+from genre_lab.predict import predict
 from genre_lab.run import Run
 from tests.conftest import compose_cfg
 
@@ -51,7 +51,7 @@ def test_empty_synopses_are_reported_not_guessed(trained_run, tmp_path, sample_f
     with caplog.at_level(logging.WARNING):
         result = predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={tmp_path / 'in.csv'}"))
     assert len(result) == 6
-    assert result.status.tolist() == ["ok", EMPTY, "ok", "ok", EMPTY, "ok"]
+    assert result.status.tolist() == ["ok", "empty synopsis", "ok", "ok", "empty synopsis", "ok"]
     assert result.loc[[1, 4], "genres"].eq("").all() and result.loc[[1, 4], "prob_horror"].isna().all()
     assert "line(s) 3, 6" in caplog.text  # header is line 1
 
