@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import ConfigCompositionException, OverrideParseException, SearchPathException
+from hydra.errors import (
+    ConfigCompositionException,
+    InstantiationException,
+    OverrideParseException,
+    SearchPathException,
+)
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
@@ -76,6 +81,9 @@ def run_app(app: Callable[[], Any]) -> None:
         app()
     except SystemExit as done:
         reported = done.__context__
+        if done.code == 1 and isinstance(reported, InstantiationException) and isinstance(reported.__cause__,
+                                                                                         GenreLabError):
+            exit_with(reported.__cause__)  # a bad setting of our sweeper or launcher, refused when Hydra builds it
         if done.code == 1 and isinstance(reported, (ConfigCompositionException, OverrideParseException,
                                                     SearchPathException)):
             first = (str(reported).strip().splitlines() or [type(reported).__name__])[0].rstrip(".")

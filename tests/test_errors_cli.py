@@ -496,3 +496,13 @@ def test_a_bug_keeps_its_traceback_and_exit_code_1(tmp_path, capfd, monkeypatch)
     code, out, err = run_in_process(["train", "model=tiny", f"hydra.run.dir={tmp_path / 'out'}"], capfd, monkeypatch)
     assert code == 1 and "Traceback" in err and "RuntimeError: an unexpected failure" in err
     assert "genre-lab: error:" not in err
+
+
+@pytest.mark.parametrize("setting", ["hydra.sweeper.keep_checkpoints=0",
+                                     "hydra/launcher=parallel hydra.launcher.n_jobs=0"])
+def test_bad_sweeper_and_launcher_settings_exit_2_with_one_line(setting, tmp_path, capfd, monkeypatch):
+    code, _, err = run_in_process(["train", "hparams_search=optuna", *setting.split(), "model=tiny",
+                                   f"hydra.sweep.dir={tmp_path / 'sweep'}"], capfd, monkeypatch)
+    lines = [line for line in err.splitlines() if line.startswith("genre-lab: error: ")]
+    assert code == 2 and len(lines) == 1 and setting.split()[-1].split("=")[0] in lines[0]
+    assert "whole number ≥ 1" in lines[0] and "Traceback" not in err

@@ -21,6 +21,7 @@ from hydra.core.utils import JobReturn
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from genre_lab.errors import GenreLabError
 from genre_lab.io import atomic_write_text
 from genre_lab.sweeps.outcome import Outcome, job_outcome
 from genre_lab.sweeps.retention import keep_best_checkpoints
@@ -182,9 +183,9 @@ def check_keep(keep: Any, n_objectives: int) -> int | None:
     if keep is None:
         return None
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise ValueError(f"hydra.sweeper.keep_checkpoints={keep!r} must be null (keep all) or a whole number ≥ 1")
+        raise GenreLabError(f"hydra.sweeper.keep_checkpoints={keep!r} must be null (keep all) or a whole number ≥ 1")
     if n_objectives > 1:
-        raise ValueError("hydra.sweeper.keep_checkpoints ranks trials by one value; a multi-objective study has "
+        raise GenreLabError("hydra.sweeper.keep_checkpoints ranks trials by one value; a multi-objective study has "
                          f"{n_objectives}: set it to null")
     return keep
 

@@ -13,6 +13,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from genre_lab.errors import GenreLabError
+
 log = logging.getLogger(__name__)
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS")
@@ -65,7 +67,7 @@ def plan_shares(n_slots: int, gpus: Sequence[str], cores: int, per_job: int = 1)
     """One share per slot. GPUs: disjoint blocks of ``per_job`` while they last; with more slots than blocks,
     slots wrap around and share GPUs (with a warning). Threads: ``cores // n_slots``, at least one."""
     if n_slots < 1:
-        raise ValueError(f"n_slots={n_slots} must be ≥ 1")
+        raise GenreLabError(f"hydra.launcher.n_jobs={n_slots} must be ≥ 1")
     threads = max(1, cores // n_slots)
     if n_slots > cores:
         log.warning("%d jobs at once on %d CPU cores: each gets 1 thread and the cores are oversubscribed; "
@@ -73,8 +75,8 @@ def plan_shares(n_slots: int, gpus: Sequence[str], cores: int, per_job: int = 1)
     if not gpus:
         return [Share(None, threads) for _ in range(n_slots)]
     if per_job > len(gpus):
-        raise ValueError(f"each job trains on {per_job} GPUs (trainer.devices) but only {len(gpus)} are visible "
-                         f"({','.join(gpus)})")
+        raise GenreLabError(f"each job trains on {per_job} GPUs (trainer.devices) but only {len(gpus)} are "
+                            f"visible ({','.join(gpus)}); set trainer.devices ≤ {len(gpus)}")
     blocks = len(gpus) // per_job
     if n_slots > blocks:
         log.warning("%d jobs at once, %d GPU(s) each, on %d GPUs: jobs share GPUs (%d per block); set "

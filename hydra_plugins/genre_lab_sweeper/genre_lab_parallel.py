@@ -46,7 +46,9 @@ class ParallelLauncher(Launcher):
     def __init__(self, n_jobs: Any = 2, gpus_per_job: Any = 1, timeout_min: float = 7 * 24 * 60,
                  submitit_folder: str = ".submitit/%j", poll_s: float = 1.0) -> None:
         if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-            raise ValueError(f"hydra.launcher.n_jobs={n_jobs!r} must be a whole number ≥ 1 (jobs run at once)")
+            from genre_lab.errors import GenreLabError
+
+            raise GenreLabError(f"hydra.launcher.n_jobs={n_jobs!r} must be a whole number ≥ 1 (jobs run at once)")
         self.n_jobs, self.gpus_per_job = n_jobs, gpus_per_job
         self.timeout_min, self.submitit_folder, self.poll_s = float(timeout_min), str(submitit_folder), poll_s
         self.config: DictConfig | None = None

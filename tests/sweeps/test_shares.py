@@ -4,6 +4,7 @@ import logging
 
 import pytest
 
+from genre_lab.errors import GenreLabError
 from genre_lab.sweeps.shares import Share, gpus_per_job, plan_shares, visible_gpus
 
 
@@ -28,7 +29,7 @@ def test_more_jobs_than_gpus_share_them_round_robin_with_a_warning(caplog):
 
 
 def test_a_job_needing_more_gpus_than_visible_is_refused():
-    with pytest.raises(ValueError, match="2 GPUs .* only 1 are visible"):
+    with pytest.raises(GenreLabError, match="2 GPUs .* only 1 are visible"):
         plan_shares(1, ["0"], cores=4, per_job=2)
 
 
