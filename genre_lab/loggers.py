@@ -41,8 +41,9 @@ def instantiate_loggers(group: DictConfig | None) -> list[Any]:
             loggers.append(hydra.utils.instantiate(config, **_defaults(config)))
             continue
         try:
-            logger_class = mute_on_failure(hydra.utils.get_class(str(config._target_)), name)
-            logger = hydra.utils.instantiate(config, _target_=logger_class, **_defaults(config))
+            # the configured arguments, applied to the muting subclass of the configured class
+            args = hydra.utils.instantiate(config, _partial_=True, **_defaults(config))
+            logger = mute_on_failure(args.func, name)(*args.args, **args.keywords)
             _ = logger.experiment  # opens the run now (wandb.init), so a failure shows here, not mid-fit
         except Exception as err:
             log.warning("logger %r could not start and is left out; the run goes on without it (%s: %s)",
