@@ -56,10 +56,31 @@ def _auto_precision() -> str:
     return default_precision()
 
 
+# final figures whose per-epoch counterpart is logged at the epoch's best global threshold (BestThresholdF1)
+TUNED_PER_EPOCH = ("val/f1_micro", "val/f1_macro")
+
+
+def epoch_metric(metric: str, tuning_metric: str | None = None) -> str:
+    """The per-epoch figure that stands for ``metric`` (train.yaml ``monitor``): when thresholds are tuned
+    after training (``tuning_metric`` set), ``val/f1_micro`` is reported as ``val/f1_micro_tuned``, F1 at that
+    epoch's best global threshold, because that is how the final figure is computed; other metrics as they are."""
+    return f"{metric}_tuned" if tuning_metric and metric in TUNED_PER_EPOCH else metric
+
+
+def monitor_mode(metric: str) -> str:
+    """``min`` for a loss, ``max`` for every other figure genre_lab logs."""
+    return "min" if metric.rsplit("/", 1)[-1] == "loss" else "max"
+
+
 def register_resolvers() -> None:
     """``${gl_resource:name}``: absolute path of a file shipped in genre_lab/resources;
-    ``${gl_precision:}``: bf16-mixed where the hardware does bf16 natively, else 32-true (16-mixed on old GPUs).
+    ``${gl_precision:}``: bf16-mixed where the hardware does bf16 natively, else 32-true (16-mixed on old GPUs);
+    ``${gl_epoch_metric:metric,tuning_metric}`` and ``${gl_mode:metric}``: ``epoch_metric``, ``monitor_mode``.
     """
+    if not OmegaConf.has_resolver("gl_epoch_metric"):
+        OmegaConf.register_new_resolver("gl_epoch_metric", epoch_metric)
+    if not OmegaConf.has_resolver("gl_mode"):
+        OmegaConf.register_new_resolver("gl_mode", monitor_mode)
     if not OmegaConf.has_resolver("gl_resource"):
         OmegaConf.register_new_resolver("gl_resource", lambda name: str(RESOURCES_DIR / name))
     if not OmegaConf.has_resolver("gl_precision"):

@@ -65,6 +65,53 @@ class TopOneAccuracy(Metric):
         return self.hits.float() / self.total.clamp(min=1)
 
 
+def threshold_grid(step: float) -> np.ndarray:
+    """Global thresholds ``step, 2·step, …`` below 1: the tuner's grid, and the per-epoch tuned F1's."""
+    return np.round(np.arange(step, 1.0 - 1e-9, step), 6)
+
+
+def f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    denom = 2 * tp + fp + fn
+    return np.divide(2 * tp, denom, out=np.zeros(np.broadcast(tp, denom).shape), where=denom > 0)
+
+
+def f1_curves(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, np.ndarray]:
+    """Micro and macro F1 for each global threshold, from per-genre counts ``[C, T]``."""
+    present = (tp + fn)[:, 0] > 0  # macro over the genres present, as GenreMetrics averages
+    per_genre = f1_from_counts(tp, fp, fn)[present] if present.any() else np.zeros((1, tp.shape[1]))
+    return {"f1_micro": f1_from_counts(tp.sum(0), fp.sum(0), fn.sum(0)), "f1_macro": per_genre.mean(0)}
+
+
+class BestThresholdF1(Metric):
+    """Micro and macro F1 at the best single global threshold (``f1_micro_tuned``, ``f1_macro_tuned``).
+
+    The per-epoch counterpart of the tuned final figures (the tuner's first step, on the same grid): what
+    picks the best checkpoint and what a pruned trial is compared by. At the fixed 0.5 an early epoch often
+    has no probability above it and scores 0, however well it ranks the genres. Counts per genre and
+    threshold are summed across batches and ranks, so it costs ``[C, T]`` integers, not the probabilities.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_labels: int, grid_step: float = 0.01, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.grid: torch.Tensor
+        self.register_buffer("grid", torch.from_numpy(threshold_grid(grid_step)).float(), persistent=False)
+        for name in ("tp", "fp", "fn"):
+            self.add_state(name, torch.zeros(num_labels, len(self.grid), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
+        above = probs.float().unsqueeze(-1) > self.grid
+        positive = target.bool().unsqueeze(-1)
+        self.tp += (above & positive).sum(0)
+        self.fp += (above & ~positive).sum(0)
+        self.fn += (~above & positive).sum(0)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        curves = f1_curves(*(count.cpu().numpy() for count in (self.tp, self.fp, self.fn)))
+        return {f"{key}_tuned": torch.tensor(float(curve.max())) for key, curve in curves.items()}
+
+
 class GenreMetrics(nn.Module):
     """Headline and per-class metrics for one stage (one instance per stage: no shared state)."""
 

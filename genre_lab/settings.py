@@ -15,6 +15,7 @@ import hydra
 from omegaconf import DictConfig
 
 from genre_lab.errors import GenreLabError, require_int
+from genre_lab.metrics import HEADLINE, PER_CLASS
 from genre_lab.model.module import check_hparams
 
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's limit
@@ -35,6 +36,7 @@ def check_train_settings(cfg: DictConfig) -> None:
             check_keys(cfg[key], key)
     check_hparams(**{k: cfg.model[k] for k in HPARAM_KEYS if k in cfg.model})
     check_epochs(cfg.trainer)
+    check_monitor(cfg.get("monitor"))
     check_start_checkpoint(cfg.get("ckpt_path"))
     if cfg.get("tuning"):  # used after training: a bad value must not cost the whole fit
         hydra.utils.instantiate(cfg.tuning)
@@ -71,6 +73,21 @@ def check_epochs(trainer: DictConfig) -> None:
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise GenreLabError(f"trainer.max_epochs={epochs!r} must be a whole number ≥ 1, e.g. trainer.max_epochs=3 "
                             "(or -1 with +trainer.max_steps=<N> to stop after N steps)")
+
+
+def check_monitor(monitor: Any) -> None:
+    """``monitor`` names a figure logged every epoch: Lightning would find out only after the first one."""
+    figures = (*HEADLINE, "loss", "f1_micro_tuned", "f1_macro_tuned")
+    known = [f"val/{name}" for name in figures] + [f"train/{name}" for name in (*HEADLINE, "loss")]
+    stage, _, rest = str(monitor).partition("/")
+    per_genre = stage in ("train", "val") and rest.split("/")[0] in PER_CLASS[:3] and rest.count("/") == 1
+    if monitor in known or per_genre:
+        return
+    close = difflib.get_close_matches(str(monitor), known, n=1)
+    raise GenreLabError(f"monitor={monitor!r} is not a figure logged every epoch; "
+                        f"{f'did you mean {close[0]}? ' if close else ''}choose one of {known[:8]}…, or "
+                        "val/f1/<genre> (monitor follows optimized_metric unless set: set monitor=val/… for this "
+                        "optimized_metric)")
 
 
 def check_start_checkpoint(ckpt_path: Any) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from genre_lab.decoding import Decoder
 from genre_lab.errors import GenreLabError, is_number, require_int
-from genre_lab.metrics import summarize
+from genre_lab.metrics import f1_curves, f1_from_counts, summarize, threshold_grid
 
 OBJECTIVES = ("f1_micro", "f1_macro")
 
@@ -40,20 +40,9 @@ def _counts(probs: np.ndarray, targets: np.ndarray, grid: np.ndarray) -> tuple[n
     return tp, fp, fn
 
 
-def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
-    denom = 2 * tp + fp + fn
-    return np.divide(2 * tp, denom, out=np.zeros(np.broadcast(tp, denom).shape), where=denom > 0)
-
-
-def _curves(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, np.ndarray]:
-    present = (tp + fn)[:, 0] > 0  # macro over the genres present, as metrics.py averages
-    per_genre = _f1(tp, fp, fn)[present] if present.any() else np.zeros((1, tp.shape[1]))
-    return {"f1_micro": _f1(tp.sum(0), fp.sum(0), fn.sum(0)), "f1_macro": per_genre.mean(0)}
-
-
 def threshold_curves(probs: np.ndarray, targets: np.ndarray, grid: np.ndarray) -> dict[str, np.ndarray]:
     """Micro and macro F1 of one global threshold, for each value of ``grid``."""
-    return _curves(*_counts(probs, targets, grid))
+    return f1_curves(*_counts(probs, targets, grid))
 
 
 @dataclass
@@ -74,7 +63,7 @@ class ThresholdTuner:
 
     @property
     def grid(self) -> np.ndarray:
-        return np.round(np.arange(self.grid_step, 1.0 - 1e-9, self.grid_step), 6)
+        return threshold_grid(self.grid_step)
 
     def tune(self, probs: np.ndarray, targets: np.ndarray, base: Decoder) -> Decoder:
         """The best of: ``base`` as is, a tuned global threshold, tuned per-genre thresholds."""
@@ -83,7 +72,7 @@ class ThresholdTuner:
             return base
         grid = self.grid
         tp, fp, fn = _counts(probs, targets, grid)
-        curve = _curves(tp, fp, fn)[self.metric]
+        curve = f1_curves(tp, fp, fn)[self.metric]
         best_global = float(grid[int(np.argmax(curve))])
         per_class = self._per_class(tp, fp, fn, grid, int(np.argmax(curve)), targets.sum(0))
         candidates = {
@@ -107,10 +96,10 @@ class ThresholdTuner:
             if positives[c] < self.min_positives:
                 continue
             if self.metric == "f1_macro":
-                chosen[c] = int(np.argmax(_f1(tp[c], fp[c], fn[c])))
+                chosen[c] = int(np.argmax(f1_from_counts(tp[c], fp[c], fn[c])))
                 continue
             rest = np.arange(tp.shape[0]) != c
             others = [m[rest, chosen[rest]].sum() for m in (tp, fp, fn)]
-            curve = _f1(others[0] + tp[c], others[1] + fp[c], others[2] + fn[c])
+            curve = f1_from_counts(others[0] + tp[c], others[1] + fp[c], others[2] + fn[c])
             chosen[c] = int(np.argmax(curve))
         return [float(grid[i]) for i in chosen]

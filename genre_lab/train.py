@@ -152,8 +152,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info(datamodule.describe())
     model = build_model(cfg, datamodule, decoder)
     loggers = instantiate_loggers(cfg.get("logger"))
-    # an Optuna trial (set by our sweeper): report the metric every validation epoch, stop when pruned
-    pruning = TrialPruning(cfg.trial, cfg.optimized_metric) if cfg.get("trial") else None
+    # an Optuna trial (set by our sweeper): report the per-epoch metric every validation epoch, stop when pruned
+    pruning = TrialPruning(cfg.trial, cfg.monitor) if cfg.get("trial") else None
     trainer = build_trainer(cfg, loggers, [pruning] if pruning else [])
     datamodule.fit_global_batch(trainer.world_size, trainer.accumulate_grad_batches)
     status = "failed"

@@ -34,7 +34,22 @@ def test_defaults(tmp_path):
     assert cfg.data.train_csv == "./data/movie-genre-prediction/train.csv"
     assert cfg.data.max_length == 128 and cfg.data.val_size == 0.2
     assert cfg.optimized_metric == "val/f1_micro"
-    assert cfg.callbacks.model_checkpoint.monitor == "val/f1_micro"
+    # thresholds are tuned after training, so checkpoints are picked by F1 at each epoch's best threshold
+    assert cfg.monitor == cfg.callbacks.model_checkpoint.monitor == "val/f1_micro_tuned"
+    assert cfg.callbacks.model_checkpoint.mode == "max"
+
+
+@pytest.mark.parametrize(("overrides", "monitor", "mode"), [
+    (["optimized_metric=val/f1_macro"], "val/f1_macro_tuned", "max"),
+    (["~tuning"], "val/f1_micro", "max"),  # the final figure is at the fixed rule, so is the per-epoch one
+    (["optimized_metric=val/auroc_micro"], "val/auroc_micro", "max"),
+    (["optimized_metric=val/loss"], "val/loss", "min"),
+    (["monitor=val/top1_accuracy"], "val/top1_accuracy", "max"),
+])
+def test_monitor_follows_the_optimized_metric(overrides, monitor, mode, tmp_path):
+    cfg = compose_train([*overrides, "callbacks=with_early_stopping"], tmp_path)
+    for callback in (cfg.callbacks.model_checkpoint, cfg.callbacks.early_stopping):
+        assert (callback.monitor, callback.mode) == (monitor, mode)
 
 
 def test_seed_notebook_is_exactly_the_notebook(tmp_path):

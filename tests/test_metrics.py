@@ -6,7 +6,7 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
 
 from genre_lab.decoding import Decoder
-from genre_lab.metrics import GenreMetrics, flatten, per_class_rows, summarize
+from genre_lab.metrics import BestThresholdF1, GenreMetrics, flatten, per_class_rows, summarize, threshold_grid
 from genre_lab.thresholds import threshold_curves
 
 
@@ -75,3 +75,25 @@ def test_macro_averages_are_over_the_genres_present_without_warnings():
     assert [r["f1"] for r in rows[:3]] == [1.0, 1.0, 1.0]
     curve = threshold_curves(probs, target, np.array([0.5]))["f1_macro"]  # threshold tuning and its plot agree
     assert curve[0] == pytest.approx(flat["eval/f1_macro"], abs=1e-6)
+
+
+def test_best_threshold_f1_is_the_best_global_threshold_found_by_scikit_learn():
+    """Accumulated over batches, it equals the best micro/macro F1 over the tuner's grid, computed directly."""
+    rng = np.random.default_rng(3)
+    target = (rng.random((250, 5)) < 0.25).astype(int)
+    target[:, 4] = 0  # an absent genre: left out of the macro average, as everywhere
+    probs = (0.2 * target + 0.45 * rng.random(target.shape)).astype(np.float32)  # all below 0.65
+    metric = BestThresholdF1(5)
+    for chunk in np.array_split(np.arange(250), 6):
+        metric.update(torch.from_numpy(probs[chunk]), torch.from_numpy(target[chunk]))
+    got = metric.compute()
+
+    grid = threshold_grid(0.01)
+    micro = [f1_score(target, probs > t, average="micro", zero_division=0) for t in grid]
+    macro = [f1_score(target[:, :4], probs[:, :4] > t, average="macro", zero_division=0) for t in grid]
+    assert float(got["f1_micro_tuned"]) == pytest.approx(max(micro), abs=1e-6)
+    assert float(got["f1_macro_tuned"]) == pytest.approx(max(macro), abs=1e-6)
+    assert max(micro) > f1_score(target, probs > 0.5, average="micro")  # 0.5 is not the best threshold here
+    metric.reset()
+    metric.update(torch.from_numpy(probs[:10]), torch.from_numpy(target[:10]))
+    assert int(metric.tp.sum() + metric.fn.sum()) == target[:10].sum() * len(grid)  # reset cleared the counts

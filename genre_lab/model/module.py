@@ -12,7 +12,7 @@ from torch import nn
 from genre_lab.data.labels import LabelSpace
 from genre_lab.decoding import Decoder
 from genre_lab.errors import GenreLabError, is_number, require_number
-from genre_lab.metrics import GenreMetrics, flatten
+from genre_lab.metrics import BestThresholdF1, GenreMetrics, flatten
 from genre_lab.model.backbone import load_classifier
 
 STAGES = ("train", "val", "test")
@@ -95,6 +95,8 @@ class GenreClassifier(pl.LightningModule):
         self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight)
         # ModuleDict keys must not shadow nn.Module attributes (``train``), hence the suffix.
         self.metrics = nn.ModuleDict({f"{s}_metrics": GenreMetrics(len(label_names)) for s in STAGES})
+        # val/f1_micro_tuned, val/f1_macro_tuned: what picks best.ckpt and what pruning compares (train.yaml monitor)
+        self.val_tuned = BestThresholdF1(len(label_names))
         self.compiled_forward: Any = None  # set by configure_model when model.compile=true
 
     def configure_model(self) -> None:
@@ -112,6 +114,8 @@ class GenreClassifier(pl.LightningModule):
         loss = self.loss_fn(logits, batch["labels"])
         probs = torch.sigmoid(logits.detach().float())
         self.metrics[f"{stage}_metrics"].update(probs, self.decoder(probs), batch["labels"])
+        if stage == "val":
+            self.val_tuned.update(probs, batch["labels"])
         # Not on the progress bar: the bar reads its metrics every step, a GPU sync per step.
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True,
                  batch_size=len(logits), sync_dist=stage != "train")
@@ -130,6 +134,9 @@ class GenreClassifier(pl.LightningModule):
         results = self.metrics[f"{stage}_metrics"].compute()
         self.metrics[f"{stage}_metrics"].reset()
         flat = flatten(results, self.label_space.names, stage)
+        if stage == "val":
+            flat.update({f"val/{k}": float(v) for k, v in self.val_tuned.compute().items()})
+            self.val_tuned.reset()
         headline = f"{stage}/f1_micro"
         self.log(headline, flat.pop(headline), prog_bar=True)
         self.log_dict(flat)
