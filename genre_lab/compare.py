@@ -47,7 +47,7 @@ def validation_curves(runs: list[Path], metric: str, out: Path) -> Path | None:
     import matplotlib  # deferred: only --out draws
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: as matplotlib
 
     fig, ax = plt.subplots(figsize=(8, 5))
     if not draw_curves(runs, metric, ax):

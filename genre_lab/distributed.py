@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 
 def rank_command(local_rank: int) -> tuple[Sequence[str], str]:
@@ -62,8 +63,6 @@ class RankZeroConsole(logging.Filter):
     all its lines). As lightning-hydra-template's RankedLogger, but in one place for every module's logger."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from pytorch_lightning.utilities.rank_zero import rank_zero_only
-
         return getattr(rank_zero_only, "rank", 0) == 0 or record.levelno >= logging.WARNING
 
 

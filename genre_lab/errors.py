@@ -29,6 +29,9 @@ from hydra.errors import (
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from genre_lab.io import write_json
+from genre_lab.run_layout import RunLayout
+
 log = logging.getLogger(__name__)
 
 
@@ -97,9 +100,6 @@ def in_multirun() -> bool:
 
 
 def record_failure(output_dir: str | Path, err: BaseException) -> None:
-    from genre_lab.io import write_json
-    from genre_lab.run_layout import RunLayout
-
     write_json(RunLayout(output_dir).failed, {
         "status": "failed", "error": f"{type(err).__name__}: {err}",
         "traceback": "".join(traceback.format_exception(err)),

@@ -31,7 +31,7 @@ from torchmetrics.classification import (
     MultilabelStatScores,
 )
 
-PER_CLASS = ("precision", "recall", "f1", "support")
+from genre_lab.figure_names import HEADLINE, PER_CLASS  # noqa: F401  (HEADLINE: re-exported)
 
 
 @contextmanager
@@ -182,15 +182,12 @@ def per_class_rows(results: dict[str, torch.Tensor], label_names: Sequence[str])
 def summarize(
     probs: np.ndarray, targets: np.ndarray, decisions: np.ndarray, label_names: Sequence[str], prefix: str
 ) -> tuple[dict[str, float], list[dict[str, float | str]]]:
-    """Flat metrics and per-class rows for whole-dataset arrays (eval, predict, post-training figures)."""
+    """Flat metrics and per-class rows for whole-dataset arrays (training's final figures, eval, bench)."""
     metrics = GenreMetrics(len(label_names), sync_on_compute=False)
     metrics.update(torch.from_numpy(np.asarray(probs, dtype=np.float32)), torch.from_numpy(np.asarray(decisions)),
                    torch.from_numpy(np.asarray(targets)))
     results = metrics.compute()
     return flatten(results, label_names, prefix), per_class_rows(results, label_names)
-
-# the figures every summary shows first (report, runs table, sweep summary, compare)
-HEADLINE = ("f1_micro", "f1_macro", "auroc_micro", "auroc_macro", "exact_match", "top1_accuracy")
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from genre_lab.metrics import HEADLINE
+from genre_lab.figure_names import HEADLINE
 
 
 def cell(value: Any, digits: int = 4) -> str:

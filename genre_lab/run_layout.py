@@ -82,7 +82,7 @@ class RunLayout:
 
 def best_checkpoint(run_dir: str, monitor: str, mode: str = "max") -> Any:
     """``checkpoints/best.ckpt``: the best epoch by ``monitor``, weights only (no optimizer state)."""
-    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.callbacks import ModelCheckpoint  # deferred: compare reads layouts without Lightning
 
     best = RunLayout(run_dir).best
     return ModelCheckpoint(dirpath=best.parent, filename=best.stem, monitor=monitor, mode=mode, save_top_k=1,
@@ -91,7 +91,7 @@ def best_checkpoint(run_dir: str, monitor: str, mode: str = "max") -> Any:
 
 def last_checkpoint(run_dir: str) -> Any:
     """``checkpoints/last.ckpt`` after every epoch, improved or not: what resume=true continues from."""
-    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.callbacks import ModelCheckpoint  # deferred: as in best_checkpoint
 
     last = RunLayout(run_dir).last
     return ModelCheckpoint(dirpath=last.parent, filename=last.stem, monitor=None, save_top_k=1,

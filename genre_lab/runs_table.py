@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from genre_lab.metrics import HEADLINE
+from genre_lab.figure_names import HEADLINE
 from genre_lab.run_layout import RunLayout
 
 

@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig
 
 from genre_lab.errors import GenreLabError, require_int
-from genre_lab.metrics import HEADLINE, PER_CLASS
+from genre_lab.figure_names import HEADLINE, PER_CLASS
 from genre_lab.model.module import check_hparams
 
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's limit

@@ -39,9 +39,15 @@ def stratified_sample(csv: Path, frac: float, seed: int, out: Path) -> Path:
     return path
 
 
-def search(name: str, out: Path, common: list[str], extra: list[str]) -> dict:
-    """Run one search; its figures from the sweep directory."""
-    sweep = out / name
+def search(name: str, out: Path, common: list[str], extra: list[str], reuse: bool = False) -> dict:
+    """Run one search; its figures from the sweep directory (with ``reuse``, those of an earlier run of the
+    same command in ``out``, so one half of the benchmark can be rerun alone)."""
+    sweep, saved = out / name, out / f"{name}.json"
+    if reuse and saved.is_file():
+        figures = json.loads(saved.read_text())
+        if figures["command"].endswith(" ".join([*common, *extra, f"hydra.sweep.dir={sweep}"])):
+            print(f"{name}: figures of the earlier run in {sweep}", flush=True)
+            return figures
     command = [sys.executable, "-m", "genre_lab", "train", "hparams_search=optuna", *common, *extra,
                f"hydra.sweep.dir={sweep}"]
     print("$", " ".join(command[2:]), flush=True)
@@ -53,10 +59,12 @@ def search(name: str, out: Path, common: list[str], extra: list[str]) -> dict:
         sys.exit(f"{name} failed (exit {result.returncode}); see {out / f'{name}.log'}:\n{result.stderr[-3000:]}")
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     jobs = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
-    return {"name": name, "command": " ".join(command[2:]), "wall_s": wall, "trials": len(jobs),
-            "epochs": sum(j["epochs"] for j in jobs), "states": results["states"],
-            "best_value": results.get("best_value"), "best_trial": results.get("best_trial"),
-            "trials_per_hour": len(jobs) / wall * 3600}
+    figures = {"name": name, "command": " ".join(command[2:]), "wall_s": wall, "trials": len(jobs),
+               "epochs": sum(j["epochs"] for j in jobs), "states": results["states"],
+               "best_value": results.get("best_value"), "best_trial": results.get("best_trial"),
+               "trials_per_hour": len(jobs) / wall * 3600}
+    saved.write_text(json.dumps(figures, indent=2))
+    return figures
 
 
 def machine() -> str:
@@ -87,6 +95,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=64, help="tokens per text (the mean is 63)")
     parser.add_argument("--pruner", default="percentile", help="hydra/sweeper/pruner for the pruned search")
     parser.add_argument("--skip", choices=["pruning", "parallel"], help="run only the other part")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take the figures of a search already run with the same command in --out")
     args = parser.parse_args()
     if not args.csv.is_file():
         sys.exit(f"--csv {args.csv}: no such file (the shared TMDB data, or any movie CSV)")
@@ -98,13 +108,14 @@ def main() -> None:
     report: dict = {"machine": machine(), "sample": str(sample), "sample_rows": len(pd.read_csv(sample))}
     if args.skip != "pruning":
         search_args = [*common, f"hydra.sweeper.n_trials={args.trials}", f"trainer.max_epochs={args.epochs}"]
-        report["pruning"] = [search("unpruned", out, search_args, ["hydra/sweeper/pruner=none"]),
-                             search("pruned", out, search_args, [f"hydra/sweeper/pruner={args.pruner}"])]
+        report["pruning"] = [search("unpruned", out, search_args, ["hydra/sweeper/pruner=none"], args.reuse),
+                             search("pruned", out, search_args, [f"hydra/sweeper/pruner={args.pruner}"],
+                                    args.reuse)]
     if args.skip != "parallel":
         quick = [*common, "hydra.sweeper.n_trials=4", "trainer.max_epochs=1", "hydra/sweeper/pruner=none"]
-        report["parallel"] = [search("serial_1x2threads", out, quick, ["hydra.sweeper.n_jobs=1"]),
+        report["parallel"] = [search("serial_1x2threads", out, quick, ["hydra.sweeper.n_jobs=1"], args.reuse),
                               search("parallel_2x1thread", out, quick,
-                                     ["hydra/launcher=parallel", "hydra.sweeper.n_jobs=2"])]
+                                     ["hydra/launcher=parallel", "hydra.sweeper.n_jobs=2"], args.reuse)]
     (out / "bench_sweep.json").write_text(json.dumps(report, indent=2))
     lines = [f"Machine: {report['machine']}; sample: {report['sample_rows']} rows of {args.csv.name}", ""]
     if "pruning" in report:

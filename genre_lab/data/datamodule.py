@@ -55,7 +55,8 @@ class TokenizedDataset(Dataset):
 
 @dataclass
 class Split:
-    """Rows of one stage: which table rows, their texts, ids, genres and token ids."""
+    """Rows of one stage: which rows of its table, and their token ids and targets (``dataset``); the movie ids
+    (``movie_ids``) and texts stay in the table."""
 
     table: MovieTable
     rows: np.ndarray

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 
 from genre_lab.errors import GenreLabError
 
@@ -90,8 +91,6 @@ def tokenize_flagging_truncation(tokenizer: Any, texts: Sequence[str], max_lengt
 
 
 def _encode(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[Any]:
-    from tokenizers import Tokenizer
-
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     backend.no_padding()
     backend.enable_truncation(max_length)

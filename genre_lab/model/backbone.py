@@ -22,7 +22,7 @@ def load_classifier(
     network or the pretrained weights: the caller loads a state dict on top. ``attn_implementation``
     (``sdpa``, ``eager``, ``flash_attention_2``; None = transformers' default, SDPA where supported).
     """
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModelForSequenceClassification  # deferred: see backbones.py
 
     labels = {
         "num_labels": len(label_names),
@@ -41,7 +41,7 @@ def load_classifier(
     for key in DROPOUT_KEYS:
         if dropout is not None and hasattr(hf_config, key):
             setattr(hf_config, key, dropout)
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # deferred: as above
 
     # transformers prints a table of the (expected) freshly initialised head weights; keep it quiet.
     verbosity = hf_logging.get_verbosity()

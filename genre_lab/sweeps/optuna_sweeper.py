@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 from hydra.core.utils import JobReturn
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
 
 from genre_lab.errors import GenreLabError
 from genre_lab.io import atomic_write_text
@@ -39,8 +41,6 @@ def derive_seed(seed: int, first_trial: int) -> int:
 
 
 def make_sampler(config: DictConfig | None, first_trial: int) -> Any:
-    import optuna
-
     if config is None:
         return optuna.samplers.TPESampler()
     seed = config.get("seed")
@@ -87,8 +87,6 @@ class OptunaSweeper:
                      self.storage_url)
 
     def create_study(self) -> Any:
-        import optuna
-
         pruner = instantiate(self.pruner_config) if self.pruner_config else optuna.pruners.NopPruner()
         storage = open_storage(self.storage_url)
         with storage_lock(self.storage_url):  # two sweeps starting at once on one sqlite file
@@ -130,8 +128,6 @@ class OptunaSweeper:
     def ask(self, study: Any, count: int) -> list[Any]:
         """``count`` new trials. Parameters are sampled later (``SearchSpace.suggest``), so the first round can
         still swap in the sampler seeded from this process's first trial number, unique in the study."""
-        from optuna.trial import TrialState
-
         trials = [study.ask() for _ in range(count)]
         if not self.seeded:
             study.sampler = make_sampler(self.sampler_config, trials[0].number)
@@ -144,8 +140,6 @@ class OptunaSweeper:
     def run_batch(self, study: Any, trials: list[Any], space: SearchSpace) -> list[tuple[JobReturn | None, Outcome]]:
         """Sample, launch and tell one batch of trials. The one place that launches jobs: parallel trials
         (several devices, several launchers) extend this."""
-        from optuna.trial import TrialState
-
         overrides = [self.trial_overrides(study, trial, space) for trial in trials]
         outcomes: list[tuple[JobReturn | None, Outcome]] = []
         runnable = []
@@ -192,8 +186,6 @@ def check_keep(keep: Any, n_objectives: int) -> int | None:
 
 def tell(study: Any, trial: Any, ret: JobReturn | None, outcome: Outcome) -> bool:
     """Tell the study ``outcome``; True when the sampler says its search space is exhausted."""
-    from optuna.trial import TrialState
-
     if ret is not None and ret.hydra_cfg is not None:
         trial.set_user_attr("output_dir", str(ret.hydra_cfg.hydra.runtime.output_dir))
     if outcome.reason:
@@ -214,8 +206,6 @@ def tell(study: Any, trial: Any, ret: JobReturn | None, outcome: Outcome) -> boo
 
 def write_results(study: Any, path: Path) -> None:
     """``optimization_results.yaml``: the study's best trial(s) and its trial counts by state."""
-    from optuna.trial import TrialState
-
     trials = study.get_trials(deepcopy=False)
     result: dict[str, Any] = {
         "name": "optuna", "study_name": study.study_name,

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
+from optuna import TrialPruned
+from optuna.trial import TrialState
+
+from genre_lab.compat import job_value
 
 
 @dataclass(frozen=True)
@@ -20,13 +24,10 @@ class Outcome:
 def job_outcome(ret: JobReturn | None, n_objectives: int = 1) -> Outcome:
     """COMPLETE when the job returned a finite number (one per objective); PRUNED when it raised
     ``optuna.TrialPruned``; FAIL otherwise (``train`` returns None for a failed job inside a multirun)."""
-    from optuna import TrialPruned
-    from optuna.trial import TrialState
 
     if ret is None or ret.status == JobStatus.UNKNOWN:
         return Outcome(TrialState.FAIL, reason="the launcher returned no result for this job")
-    # _return_value: the public property re-raises a failed job's exception and prints it as an error
-    value = ret._return_value
+    value = job_value(ret)
     if ret.status == JobStatus.FAILED:
         if isinstance(value, TrialPruned):
             return Outcome(TrialState.PRUNED)

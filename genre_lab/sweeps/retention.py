@@ -15,14 +15,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
+
 from genre_lab.run_layout import RunLayout
 
 log = logging.getLogger(__name__)
 
 def trial_score(trial: Any, maximize: bool) -> float | None:
     """A finished trial's value for ranking: its value when COMPLETE, its best report when PRUNED."""
-    from optuna.trial import TrialState
-
     if trial.state == TrialState.COMPLETE:
         return float(trial.value)
     if trial.state == TrialState.PRUNED:

@@ -14,6 +14,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, QuotedString, Transformer
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from genre_lab.errors import GenreLabError
 
@@ -44,8 +45,6 @@ class SearchSpace:
 
     def suggest(self, trial: Any) -> list[str]:
         """Sample every parameter on ``trial`` (public suggest_* API); the trial's overrides."""
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
         overrides = list(self.fixed)
         for key, dist in self.distributions.items():
             if isinstance(dist, CategoricalDistribution):
@@ -79,8 +78,6 @@ def parse_search_space(params: Mapping[str, Any] | None, arguments: Sequence[str
 
 
 def to_distribution(override: Override, space: SearchSpace, key: str) -> Any:
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
     value = override.value()
     if override.is_interval_sweep():
         log = "log" in value.tags

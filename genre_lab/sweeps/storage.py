@@ -60,13 +60,13 @@ def storage_lock(url: str | None) -> Iterator[None]:
 
 def open_storage(url: str | None) -> Any:
     """An Optuna storage object for ``url`` (see the module docstring)."""
-    import optuna
+    import optuna  # deferred: train reaches this module (trial_link), and optuna is an optional extra
 
     if url is None:
         return optuna.storages.InMemoryStorage()
     url = str(url)
     if url.startswith(JOURNAL):
-        from optuna.storages.journal import JournalFileBackend
+        from optuna.storages.journal import JournalFileBackend  # deferred: as optuna above
 
         path = journal_path(url)
         path.parent.mkdir(parents=True, exist_ok=True)

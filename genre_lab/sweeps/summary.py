@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -39,8 +40,6 @@ class SweepSummary(Callback):
 
 def whole_numbers(frame: Any, columns: list[str]) -> Any:
     """Counts as ``3``, not ``3.0000`` (pandas stores a count column with a missing value as floats)."""
-    import pandas as pd
-
     shown = frame.copy()
     for column in columns:
         if column in shown.columns:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from hydra.utils import instantiate
+
 from genre_lab.config_dir import hydra_literal
 from genre_lab.sweeps.storage import open_storage
 
@@ -35,8 +37,7 @@ def store_pruner(study: Any, pruner_config: dict[str, Any] | None) -> None:
 def reach_trial(node: Any) -> Any:
     """The ``optuna.trial.Trial`` that ``node`` (the job's ``trial`` config) names; None (with a warning) if
     it cannot be reached."""
-    import optuna
-    from hydra.utils import instantiate
+    import optuna  # deferred: train imports this module, and optuna is an optional extra
 
     number, name, url = int(node["number"]), str(node["study_name"]), node.get("storage")
     if name in IN_PROCESS:

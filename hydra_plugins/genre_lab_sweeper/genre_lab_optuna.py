@@ -50,7 +50,7 @@ class GenreLabOptunaSweeper(Sweeper):
         self.impl = OptunaSweeper(**kwargs)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from hydra.core.plugins import Plugins
+        from hydra.core.plugins import Plugins  # deferred: this module is imported during the plugin scan itself
 
         self.hydra_context, self.config = hydra_context, config
         self.launcher = Plugins.instance().instantiate_launcher(

@@ -5,7 +5,8 @@ the same first GPU(s) with all cores.
 
 Works under any sweeper: our Optuna sweeper (a round of ``hydra.sweeper.n_jobs`` trials runs at once) and
 Hydra's grid sweeper. Each job's stdout/stderr are in ``<sweep dir>/.submitit/<pid>/``.
-No ``from __future__ import annotations`` (see genre_lab_optuna.py).
+No ``from __future__ import annotations`` (see genre_lab_optuna.py). genre_lab is imported inside functions:
+Hydra imports every plugin module when any Hydra app starts, and genre_lab brings torch.
 """
 
 import logging
@@ -17,7 +18,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
@@ -109,5 +110,7 @@ def collect(job: Any, overrides: list[str]) -> JobReturn:
     try:
         return job.results()[0]
     except Exception as err:  # submitit's UncompletedJobError / FailedJobError carry the job's stderr tail
+        from genre_lab.compat import failed_job  # deferred: see the module docstring
+
         log.error("job %s (%s) ended without a result: %s", job.job_id, " ".join(overrides), err)
-        return JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=err)
+        return failed_job(overrides, err)
