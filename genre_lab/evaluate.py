@@ -27,11 +27,12 @@ from genre_lab.data.tokens import TokenIds, make_collator, tokenize
 from genre_lab.decoding import rule_for_run
 from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
 from genre_lab.inference import predict_probs
-from genre_lab.io import atomic_target, file_digest, write_csv, write_json
-from genre_lab.loggers import instantiate_loggers, log_results
+from genre_lab.io import atomic_target, file_digest, write_csv
+from genre_lab.loggers import instantiate_loggers
 from genre_lab.metrics import score
-from genre_lab.report import print_results
+from genre_lab.results import publish
 from genre_lab.run import Run
+from genre_lab.run_layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -136,19 +137,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     scored = score(probs, data.targets, decoder, names, "eval",
                    hydra.utils.instantiate(cfg.tuning) if cfg.tune else None)
     decoder, decisions, per_class = scored.decoder, scored.decisions, scored.per_class
-    flat = {k: v for k, v in scored.metrics.items() if k.startswith("eval/")}
     metrics: dict[str, Any] = {**scored.metrics, "checkpoint": str(run.ckpt_path), "data": data.name,
                                "rows": len(data.targets), "probabilities": source}
-    write_json(out / "metrics.json", metrics)
-    write_csv(out / "per_class.csv", per_class)
     space = run.model.label_space
-    write_csv(out / "decisions.csv", [
+    write_csv(RunLayout(out).decisions, [
         {"id": i, "true": "|".join(t), "predicted": "|".join(p)}
         for i, t, p in zip(data.movie_ids, space.decode(data.targets), space.decode(decisions), strict=True)
     ])
     images = plots.write_all(out, probs, data.targets, decisions, space, decoder) if cfg.plots else []
-    log_results(instantiate_loggers(cfg.get("logger")), flat, per_class, images, "eval", finish=True)
-    print_results(f"eval on {data.name} ({len(data.targets)} rows)", metrics, per_class, "eval")
+    publish(out, metrics, per_class, images, instantiate_loggers(cfg.get("logger")), "eval",
+            f"eval on {data.name} ({len(data.targets)} rows)", finish=True)
     log.info("decision rule %s; results in %s", decoder.to_dict(), out)
     return metrics
 

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.loggers import CSVLogger
 
 from genre_lab.errors import in_multirun
+from genre_lab.run_layout import HISTORY_FILE
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def restore_history(loggers: Sequence[Any], until_step: int) -> None:
     for logger in loggers:
         if not isinstance(logger, CSVLogger):
             continue
-        path = Path(logger.log_dir) / "metrics.csv"
+        path = Path(logger.log_dir) / HISTORY_FILE
         if not path.is_file():
             continue
         with open(path, newline="", encoding="utf-8") as handle:

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# the file Lightning's CSVLogger writes in its log directory
+HISTORY_FILE = "metrics.csv"
+
 
 @dataclass(frozen=True)
 class RunLayout:
@@ -49,7 +52,7 @@ class RunLayout:
     @property
     def history(self) -> Path:
         """The per-epoch metrics Lightning's CSV logger writes."""
-        return self.csv_logs / "metrics.csv"
+        return self.csv_logs / HISTORY_FILE
 
     @property
     def tokenizer(self) -> Path:
@@ -68,6 +71,11 @@ class RunLayout:
         return self.root / "per_class.csv"
 
     @property
+    def decisions(self) -> Path:
+        """eval's per-row true and predicted genres."""
+        return self.root / "decisions.csv"
+
+    @property
     def timing(self) -> Path:
         return self.root / "timing.json"
 
@@ -79,6 +87,16 @@ class RunLayout:
     def hydra(self) -> Path:
         return self.root / ".hydra"
 
+    @property
+    def config(self) -> Path:
+        """The job's resolved config, as Hydra saved it."""
+        return self.hydra / "config.yaml"
+
+    @property
+    def overrides(self) -> Path:
+        """The job's command-line overrides, as Hydra saved them."""
+        return self.hydra / "overrides.yaml"
+
 
 def best_checkpoint(run_dir: str, monitor: str, mode: str = "max") -> Any:
     """``checkpoints/best.ckpt``: the best epoch by ``monitor``, weights only (no optimizer state)."""
@@ -87,6 +105,15 @@ def best_checkpoint(run_dir: str, monitor: str, mode: str = "max") -> Any:
     best = RunLayout(run_dir).best
     return ModelCheckpoint(dirpath=best.parent, filename=best.stem, monitor=monitor, mode=mode, save_top_k=1,
                            auto_insert_metric_name=False, save_weights_only=True, enable_version_counter=False)
+
+
+def csv_logger(run_dir: str) -> Any:
+    """Lightning's CSVLogger writing ``csv/metrics.csv`` (the per-epoch history resume, compare and the
+    notebooks read); its folder comes from here, not from its config."""
+    from pytorch_lightning.loggers import CSVLogger  # deferred: as in best_checkpoint
+
+    folder = RunLayout(run_dir).csv_logs
+    return CSVLogger(save_dir=folder.parent, name=folder.name, version="")
 
 
 def last_checkpoint(run_dir: str) -> Any:

@@ -27,7 +27,7 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
 def read_run(run: Path) -> dict[str, Any]:
     """One row: where, overrides, status, headline validation/test metrics, checkpoint."""
     layout = RunLayout(run)
-    overrides_file = layout.hydra / "overrides.yaml"
+    overrides_file = layout.overrides
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
     # hydra.* and the Optuna sweeper's trial={…} are bookkeeping; the trial number gets its own column
     shown = [o for o in overrides or [] if "hydra." not in o and not o.startswith("trial=")]
@@ -50,7 +50,7 @@ def read_run(run: Path) -> dict[str, Any]:
 
 def trial_number(run: Path) -> int | None:
     """The Optuna trial a job ran (our sweeper's ``trial`` config node), if any."""
-    config_file = RunLayout(run).hydra / "config.yaml"
+    config_file = RunLayout(run).config
     if not config_file.is_file():
         return None
     trial = (yaml.safe_load(config_file.read_text()) or {}).get("trial")

@@ -23,7 +23,7 @@ from genre_lab.metrics import f1_curves, f1_from_counts, summarize, threshold_gr
 OBJECTIVES = ("f1_micro", "f1_macro")
 
 
-def score(probs: np.ndarray, targets: np.ndarray, decoder: Decoder, metric: str) -> float:
+def rule_score(probs: np.ndarray, targets: np.ndarray, decoder: Decoder, metric: str) -> float:
     """``metric`` of ``decoder``'s decisions, computed by the shared metric builder."""
     names = [str(i) for i in range(probs.shape[1])]
     flat, _ = summarize(probs, targets, decoder.decide(probs), names, "x")
@@ -80,7 +80,7 @@ class ThresholdTuner:
             "global": replace(base, threshold=best_global),
             "per_class": replace(base, threshold=per_class),
         }
-        scores = {name: score(probs, targets, d, self.metric) for name, d in candidates.items()}
+        scores = {name: rule_score(probs, targets, d, self.metric) for name, d in candidates.items()}
         chosen = max(scores, key=lambda name: (round(scores[name], 9), -list(candidates).index(name)))
         self.report = {
             "metric": self.metric, "chosen": chosen, "scores": scores, "global_threshold": best_global,

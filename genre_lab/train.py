@@ -32,17 +32,16 @@ from genre_lab.decoding import Decoder
 from genre_lab.distributed import install_rank_command, job_scope, rank_zero_console
 from genre_lab.errors import GenreLabError, run_app, user_errors
 from genre_lab.inference import predict_probs
-from genre_lab.io import write_csv, write_json
+from genre_lab.io import write_json
 from genre_lab.loggers import (
     finish_logger,
     instantiate_all,
     instantiate_loggers,
-    log_results,
     log_summary,
     restore_history,
 )
 from genre_lab.metrics import score
-from genre_lab.report import print_results
+from genre_lab.results import publish
 from genre_lab.run import Run
 from genre_lab.run_dir import refuse_reuse
 from genre_lab.run_layout import RunLayout
@@ -215,15 +214,11 @@ def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any
                             "best_reported": pruning.best})
         log_summary(trainer.loggers, {"trial/number": metrics["trial"],
                                       "trial/state": "pruned" if pruning.pruned else "complete"})
-    write_json(layout.metrics, metrics)
-    write_csv(layout.per_class, per_class)
-    scalars = {k: v for k, v in metrics.items() if isinstance(v, float) and k.count("/") == 1}
-    log_results(trainer.loggers, {f"final/{k}": v for k, v in scalars.items()}, per_class, images, "val")
     # No best.ckpt (a run that never validated): the figures are those of the final weights, which last.ckpt
     # holds, unless nothing was saved at all (fast_dev_run: Lightning suppresses checkpointing).
     last = layout.last
     which = "best checkpoint" if ckpt else "last checkpoint" if last.is_file() else "final weights, not saved"
-    print_results(f"validation ({which})", metrics, per_class, "val")
+    publish(out, metrics, per_class, images, trainer.loggers, "val", f"validation ({which})", log_prefix="final/")
     log.info("results in %s; figures of the %s %s", out, which, ckpt or (last if last.is_file() else ""))
     if pruning is not None and not pruning.pruned and ckpt and last.is_file():
         # a finished trial is never resumed; a pruned one keeps last.ckpt (a later search may continue it)

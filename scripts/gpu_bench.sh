@@ -28,9 +28,9 @@ fi
     paths.cache_dir="$WORK/cache" hydra.run.dir="$WORK/run" '~callbacks.progress_bar' "${ARGS[@]}" "$@"
 "$PYTHON" - "$WORK/run" <<'PY'
 import json, sys
-from pathlib import Path
-run = Path(sys.argv[1])
-t, m = json.loads((run / "timing.json").read_text()), json.loads((run / "metrics.json").read_text())
+from genre_lab.run_layout import RunLayout
+run = RunLayout(sys.argv[1])
+t, m = json.loads(run.timing.read_text()), json.loads(run.metrics.read_text())
 print(f"gpu_bench: device {t['device']}, precision {t['precision']}")
 print(f"gpu_bench: fit {t['fit_seconds']:.1f} s for {t['train_samples']} training samples "
       f"({t['epochs']} epochs, validation included): {t['train_samples_per_s']:.0f} samples/s; "
