@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from genre_lab.backbones import load_tokenizer
+from genre_lab.data.datamodule import data_defaults
 from genre_lab.data.table import TableSpec
 from genre_lab.errors import GenreLabError
 from genre_lab.model.module import GenreClassifier
@@ -88,7 +89,7 @@ class Run:
 
     @property
     def max_length(self) -> int:
-        return int(self.data_hparams.get("max_length", 128))
+        return int(self.data_hparams.get("max_length", data_defaults()["max_length"]))
 
     @property
     def tokenizer_source(self) -> str:

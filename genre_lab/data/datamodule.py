@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from dataclasses import dataclass
@@ -83,7 +84,7 @@ class GenreDataModule(pl.LightningDataModule):
         val_csv: str | None = None,
         test_csv: str | None = None,
         text_template: str = TableSpec.text_template,
-        label_column: str = "genre",
+        label_column: str = TableSpec.label_column,
         multi_label: bool = TableSpec.multi_label,
         label_sep: str = TableSpec.label_sep,
         id_column: str | None = TableSpec.id_column,
@@ -314,3 +315,9 @@ class GenreDataModule(pl.LightningDataModule):
     def describe(self) -> str:
         sizes = ", ".join(f"{k}={len(v.rows)}" for k, v in self.splits.items())
         return f"{Path(self.hparams.train_csv).name}: {len(self.label_space)} genres; rows {sizes}"
+
+
+def data_defaults() -> dict[str, Any]:
+    """The datamodule's default settings, from its signature: what a checkpoint without data settings means."""
+    params = inspect.signature(GenreDataModule.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}

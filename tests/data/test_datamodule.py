@@ -126,3 +126,20 @@ def test_worker_processes_give_no_tokenizer_fork_warning(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "huggingface/tokenizers" not in result.stderr
+
+
+def test_the_data_config_states_the_class_defaults_it_does_not_change():
+    """conf/data/movies.yaml lists every setting (each is overridable without `+`); the values it does not set on
+    purpose must be the class's own defaults (TableSpec's for the table), so the two cannot drift apart."""
+    from omegaconf import OmegaConf
+
+    from genre_lab.config_dir import config_dir
+    from genre_lab.data.datamodule import data_defaults
+
+    listed = OmegaConf.to_container(OmegaConf.load(config_dir() / "data" / "movies.yaml"))
+    defaults = data_defaults()
+    on_purpose = {"_target_", "train_csv", "tokenizer", "seed", "token_cache_dir", "eval_batch_size", "sample"}
+    assert set(listed) - on_purpose <= set(defaults)
+    differ = {k: (v, defaults[k]) for k, v in listed.items() if k not in on_purpose and v != defaults[k]}
+    assert differ == {}
+    assert set(defaults) - set(listed) == set()  # every setting is listed
