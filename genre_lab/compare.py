@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 
@@ -95,8 +95,15 @@ def wandb_online_table(project: str) -> pd.DataFrame:
                           **{k: v for k, v in r.summary.items() if isinstance(v, (int, float))}} for r in runs])
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with genre_lab's one error path: ``genre-lab: error: …`` on stderr, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise GenreLabError(f"compare: {message} (genre-lab compare --help lists the options)")
+
+
 def compare(argv: list[str] | None = None) -> pd.DataFrame:
-    parser = argparse.ArgumentParser(prog="genre-lab compare", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="genre-lab compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", type=Path, help="run directories or folders holding them")
     parser.add_argument("--sort", default="val/f1_micro", help="metric to rank by (default val/f1_micro)")
     parser.add_argument("--curve", default="val/f1_micro", help="per-epoch metric to plot")

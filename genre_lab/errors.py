@@ -13,6 +13,7 @@ import functools
 import logging
 import math
 import numbers
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -90,9 +91,31 @@ def run_app(app: Callable[[], Any]) -> None:
         if done.code == 1 and isinstance(reported, (ConfigCompositionException, OverrideParseException,
                                                     SearchPathException)):
             first = (str(reported).strip().splitlines() or [type(reported).__name__])[0].rstrip(".")
+            key = re.match(r"Could not override '([^']+)'", first)
+            if key and replaced(key[1]):
+                exit_with(GenreLabError(f"{key[1]} is no longer a setting: {replaced(key[1])}"))
             exit_with(GenreLabError(f"{first} (Hydra's message above). Fix that override; add `--cfg job` to "
                                     "print the keys, `--help` to list the config groups and their options"))
         raise
+
+
+# Settings earlier versions had, and what replaced them: typed today, they get this instead of "Could not override".
+LAYOUT_FIXED = ("checkpoint and log folders and file names are fixed by genre_lab/run_layout.py, where resume, "
+                "eval, predict, export and compare look for them; move a whole run with hydra.run.dir=…")
+REPLACED = {
+    "data_csv": "eval reads input_csv=<a labelled CSV> (the one name for the CSV to read, as in predict)",
+    **{f"callbacks.model_checkpoint.{k}": LAYOUT_FIXED + " (callbacks.model_checkpoint takes monitor and mode)"
+       for k in ("dirpath", "filename", "save_top_k", "save_last", "save_weights_only", "auto_insert_metric_name")},
+    **{f"callbacks.last_checkpoint.{k}": LAYOUT_FIXED
+       for k in ("dirpath", "filename", "monitor", "save_top_k", "enable_version_counter")},
+    "callbacks.save_on_interrupt.dirpath": LAYOUT_FIXED,
+    **{f"logger.csv.{k}": LAYOUT_FIXED for k in ("save_dir", "name", "version")},
+}
+
+
+def replaced(key: str) -> str | None:
+    """What replaced the earlier setting ``key``, if it was one."""
+    return REPLACED.get(key.lstrip("+~"))
 
 
 def in_multirun() -> bool:

@@ -1,9 +1,9 @@
 """`genre-lab export run_dir=… out=DIR`: a standard Hugging Face model folder.
 
 DIR holds the weights and config (id2label/label2id, ``problem_type: multi_label_classification``),
-the tokenizer (``model_max_length`` = the run's max_length) and ``thresholds.json`` (the decision
-rule). ``AutoModelForSequenceClassification.from_pretrained(DIR)`` and
-``pipeline("text-classification", model=DIR, top_k=None)`` load it with no genre_lab code.
+the tokenizer (``model_max_length`` = the run's max_length) and ``thresholds.json`` (the decision rule: the
+run's own, or as ``decode=`` says, as for eval and predict). ``AutoModelForSequenceClassification.from_pretrained
+(DIR)`` and ``pipeline("text-classification", model=DIR, top_k=None)`` load it with no genre_lab code.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 from genre_lab.config_dir import config_dir
+from genre_lab.decoding import rule_for_run
 from genre_lab.errors import GenreLabError, run_app, user_errors
 from genre_lab.io import honour_umask, temp_dir_beside, write_json
 from genre_lab.run import Run
@@ -53,7 +54,7 @@ def export(cfg: DictConfig) -> Path:
         tokenizer = run.tokenizer
         tokenizer.model_max_length = run.max_length
         tokenizer.save_pretrained(tmp)
-        decoder = run.model.decoder
+        decoder = rule_for_run(run.model.decoder, cfg.decode).for_genres(len(run.model.label_space))
         write_json(tmp / "thresholds.json", {
             "labels": list(run.model.label_space.names),
             "multi_label": run.model.label_space.multi_label,

@@ -42,4 +42,4 @@ def test_top1_and_f1_on_known_arrays():
     targets = [[1, 0], [1, 0], [0, 1]]
     figures = top1_and_f1(np.array(probs), np.array(targets, dtype=float))
     assert figures["top1_accuracy"] == pytest.approx(2 / 3)
-    assert figures["f1_micro@0.5"] == pytest.approx(2 * 2 / (3 + 3))  # tp=2, predicted 3, true 3
+    assert figures["f1_micro"] == pytest.approx(2 * 2 / (3 + 3))  # tp=2, predicted 3, true 3

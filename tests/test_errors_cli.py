@@ -506,3 +506,31 @@ def test_bad_sweeper_and_launcher_settings_exit_2_with_one_line(setting, tmp_pat
     lines = [line for line in err.splitlines() if line.startswith("genre-lab: error: ")]
     assert code == 2 and len(lines) == 1 and setting.split()[-1].split("=")[0] in lines[0]
     assert "whole number ≥ 1" in lines[0] and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["eval", "run_dir=x", "data_csv=y.csv"], "input_csv="),
+    (["train", "callbacks.model_checkpoint.dirpath=/tmp/x"], "genre_lab/run_layout.py"),
+    (["train", "callbacks.model_checkpoint.save_top_k=3"], "genre_lab/run_layout.py"),
+    (["train", "logger.csv.name=mine"], "hydra.run.dir="),
+])
+def test_a_setting_that_was_replaced_names_its_replacement(args, named, tmp_path, capfd, monkeypatch):
+    code, _, err = run_in_process([*args, f"hydra.run.dir={tmp_path / 'out'}"], capfd, monkeypatch)
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and line.startswith(f"genre-lab: error: {args[-1].split('=')[0]} is no longer a setting")
+    assert named in line and not (tmp_path / "out").exists()
+
+
+def test_a_misspelt_setting_is_not_mistaken_for_a_replaced_one(tmp_path, capfd, monkeypatch):
+    code, _, err = run_in_process(["train", "callbacks.model_checkpoint.monitr=x"], capfd, monkeypatch)
+    assert code == 2 and "Could not override 'callbacks.model_checkpoint.monitr'" in err.splitlines()[-1]
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["compare", "--bogus"], "unrecognized arguments: --bogus"),
+    (["compare"], "give run directories"),
+    (["export", "run_dir=/nonexistent", "decode=top_k"], "run_dir=/nonexistent: no such directory"),
+])
+def test_every_command_shares_the_error_path_and_takes_decode(args, fragment, capfd, monkeypatch):
+    code, _, err = run_in_process(args, capfd, monkeypatch)
+    assert code == 2 and err.strip().splitlines()[-1].startswith("genre-lab: error: ") and fragment in err

@@ -10,6 +10,15 @@ from genre_lab.backbones import cannot_load, resolve_backbone
 from genre_lab.errors import GenreLabError
 
 DROPOUT_KEYS = ("seq_classif_dropout", "classifier_dropout")
+# tokenizer and backbone-name helpers that lived here before they moved to the neutral genre_lab.backbones
+MOVED = ("cache_dir", "minilm_path", "build_tiny_backbone", "load_tokenizer", "position_limit", "check_max_length")
+
+
+def __getattr__(name: str) -> object:
+    if name in MOVED:
+        raise AttributeError(f"genre_lab.model.backbone.{name} moved to genre_lab.backbones.{name} (data/ must not "
+                             "import model/): from genre_lab.backbones import " + name)
+    raise AttributeError(f"module 'genre_lab.model.backbone' has no attribute {name!r}")
 
 
 def load_classifier(
