@@ -70,3 +70,15 @@ def test_export_never_writes_over_or_into_the_run_it_exports(trained_run, tmp_pa
         export(compose_cfg("export", [f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", f"out={out}",
                                       "overwrite=true"], tmp_path / "x"))
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
+
+def test_export_writes_the_rule_decode_names(trained_run, tmp_path):
+    saved_rule = json.loads((trained_run / "metrics.json").read_text())["decoder"]
+    export(compose_cfg("export", [f"run_dir={trained_run}", f"out={tmp_path / 'same'}"], tmp_path / "a"))
+    assert json.loads((tmp_path / "same" / "thresholds.json").read_text())["decoder"] == saved_rule
+    export(compose_cfg("export", [f"run_dir={trained_run}", f"out={tmp_path / 'k2'}", "decode.top_k=2"],
+                       tmp_path / "b"))
+    assert json.loads((tmp_path / "k2" / "thresholds.json").read_text())["decoder"] == {**saved_rule, "top_k": 2}
+    export(compose_cfg("export", [f"run_dir={trained_run}", f"out={tmp_path / 't'}", "decode=threshold",
+                                  "decode.threshold=0.3"], tmp_path / "c"))
+    assert json.loads((tmp_path / "t" / "thresholds.json").read_text())["decoder"]["threshold"] == 0.3
