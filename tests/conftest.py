@@ -52,7 +52,7 @@ def run_frame(sample_frame) -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, run_frame) -> Path:
-    """A finished tiny-model run (fp32, 20 epochs, ~6 s), shared by eval/predict/export tests."""
+    """A finished tiny-model run (fp32, 20 epochs; about 10 s on 2 cores), shared by eval/predict/export tests."""
     from genre_lab.train import train
 
     root = tmp_path_factory.mktemp("trained")
