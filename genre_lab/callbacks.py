@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from genre_lab.run_layout import RunLayout
@@ -29,8 +32,12 @@ class EpochSeed(pl.Callback):
         # is created, which Lightning does after epoch start, except in a fit's first epoch (a resumed one too).
         if batch_idx != 0:
             return
+        # Python, NumPy and torch (CPU and CUDA) directly, not seed_everything: that would also rewrite the
+        # PL_GLOBAL_SEED environment variable the run was started with (workers only pad: no randomness there).
         seed = (self.base * 1000 + trainer.current_epoch) % 2**32
-        pl.seed_everything(seed, workers=True, verbose=False)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
 
 
 class SaveOnInterrupt(pl.Callback):

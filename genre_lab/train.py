@@ -184,7 +184,7 @@ def write_timing(out: Path, trainer: pl.Trainer, datamodule: Any, fit_seconds: f
     epochs = trainer.current_epoch  # completed epochs
     samples = len(datamodule.splits["train"].rows) * epochs
     if not epochs:  # stopped inside the first epoch (max_steps, fast_dev_run): count batches instead
-        batches = trainer.fit_loop.epoch_loop.batch_progress.total.completed
+        batches = trainer.global_step * trainer.accumulate_grad_batches
         samples = batches * datamodule.hparams.batch_size * trainer.world_size
     write_json(RunLayout(out).timing, {
         "fit_seconds": fit_seconds, "epochs": epochs, "train_samples": samples,
