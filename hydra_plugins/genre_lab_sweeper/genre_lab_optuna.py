@@ -44,7 +44,7 @@ ConfigStore.instance().store(group="hydra/sweeper", name="genre_lab_optuna", nod
 class GenreLabOptunaSweeper(Sweeper):
     def __init__(self, **kwargs: Any) -> None:
         try:
-            from genre_lab.sweeps.optuna_sweeper import OptunaSweeper
+            from genre_lab.sweeps.optuna_sweeper import OptunaSweeper  # deferred: module docstring
         except ImportError as err:
             raise ImportError(f"{err}; the Optuna sweeper needs: pip install 'genre_lab[optuna]'") from err
         self.impl = OptunaSweeper(**kwargs)

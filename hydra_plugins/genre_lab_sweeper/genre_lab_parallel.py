@@ -47,7 +47,7 @@ class ParallelLauncher(Launcher):
     def __init__(self, n_jobs: Any = 2, gpus_per_job: Any = 1, timeout_min: float = 7 * 24 * 60,
                  submitit_folder: str = ".submitit/%j", poll_s: float = 1.0) -> None:
         if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-            from genre_lab.errors import GenreLabError
+            from genre_lab.errors import GenreLabError  # deferred: module docstring
 
             raise GenreLabError(f"hydra.launcher.n_jobs={n_jobs!r} must be a whole number ≥ 1 (jobs run at once)")
         self.n_jobs, self.gpus_per_job = n_jobs, gpus_per_job
@@ -72,6 +72,7 @@ class ParallelLauncher(Launcher):
                        job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
 
     def launch(self, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
+        # deferred: module docstring
         import submitit
 
         from genre_lab.sweeps.shares import available_cores, gpus_per_job, plan_shares, visible_gpus
