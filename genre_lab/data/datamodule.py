@@ -91,6 +91,7 @@ class GenreDataModule(pl.LightningDataModule):
         sample: dict[str, Any] | None = None,
         val_size: float = 0.2,
         seed: int = 42,
+        shuffle_seed: int | None = None,
         max_length: int = 128,
         pad_to_max_length: bool = False,
         batch_size: int = 32,
@@ -127,6 +128,11 @@ class GenreDataModule(pl.LightningDataModule):
                 self.hparams[key] = str(Path(self.hparams[key]).resolve())
         self.spec = TableSpec.from_settings(self.hparams)
         self.splits: dict[str, Split] = {}
+
+    @property
+    def shuffle_seed(self) -> int:
+        """Seed of each epoch's batch order: the run's seed; ``seed`` fixes the split and the sampling."""
+        return self.hparams.seed if self.hparams.shuffle_seed is None else self.hparams.shuffle_seed
 
     # -- tables and labels -------------------------------------------------------------------
     @cached_property
@@ -278,9 +284,9 @@ class GenreDataModule(pl.LightningDataModule):
         if stage != "train":
             return LengthSortedSampler(lengths)
         if not self.hparams.length_grouping:
-            return EpochShuffleSampler(len(lengths), self.hparams.seed)
+            return EpochShuffleSampler(len(lengths), self.shuffle_seed)
         world = self.trainer.world_size if self.trainer is not None else 1  # no trainer: a loader built by hand
-        return LengthGroupedSampler(lengths, self.hparams.batch_size * world, self.hparams.seed)
+        return LengthGroupedSampler(lengths, self.hparams.batch_size * world, self.shuffle_seed)
 
     def _loader(self, stage: str) -> DataLoader:
         if stage not in self.splits:

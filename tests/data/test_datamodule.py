@@ -138,7 +138,7 @@ def test_the_data_config_states_the_class_defaults_it_does_not_change():
 
     listed = OmegaConf.to_container(OmegaConf.load(config_dir() / "data" / "movies.yaml"))
     defaults = data_defaults()
-    on_purpose = {"_target_", "train_csv", "tokenizer", "seed", "token_cache_dir", "eval_batch_size", "sample"}
+    on_purpose = {"_target_", "train_csv", "tokenizer", "shuffle_seed", "token_cache_dir", "eval_batch_size", "sample"}
     assert set(listed) - on_purpose <= set(defaults)
     differ = {k: (v, defaults[k]) for k, v in listed.items() if k not in on_purpose and v != defaults[k]}
     assert differ == {}
