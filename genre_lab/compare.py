@@ -1,8 +1,11 @@
-"""`genre-lab compare PATH… [--sort METRIC] [--out DIR] [--wandb-dir DIR] [--wandb-project ENTITY/PROJECT]`.
+"""`genre-lab compare PATH… [--sort METRIC] [--out DIR] [--wandb-dir DIR] [--wandb-project ENTITY/PROJECT]`
+and `genre-lab compare RUN_A RUN_B --paired [--resamples N] [--seed S]`.
 
 A table of finished runs (run directories, or folders holding them such as a sweep), best first, and PNG
-plots of their validation curves; optionally W&B runs: offline run folders (read from their files) or an
-online project (through the W&B API, needs network and a key).
+plots of their validation curves; runs that differ only in their seed are also summarised as one group
+(mean ± std, 95 % interval); optionally W&B runs: offline run folders (read from their files) or an online
+project (through the W&B API, needs network and a key). ``--paired``: is B better than A, by a paired
+bootstrap over the validation rows both were scored on (genre_lab.paired).
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import pandas as pd
 
 from genre_lab.errors import GenreLabError, exit_with
 from genre_lab.io import atomic_write_text
+from genre_lab.report import print_table
 from genre_lab.run_layout import RunLayout
 from genre_lab.runs_table import find_runs, read_run, runs_table, to_markdown
+from genre_lab.seed_groups import seed_groups
 from genre_lab.sweeps import print_frame
 
 
@@ -110,7 +115,13 @@ def compare(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--out", type=Path, default=None, help="where to write compare.csv/.md and plots")
     parser.add_argument("--wandb-dir", type=Path, help="folder holding offline W&B runs")
     parser.add_argument("--wandb-project", help="entity/project of online W&B runs")
+    parser.add_argument("--paired", action="store_true",
+                        help="two run directories A B: paired bootstrap of B - A over their validation rows")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (≥ 1000; default 2000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws (default 0)")
     args = parser.parse_args(argv)
+    if args.paired:
+        return paired(args)
     if not args.paths and not args.wandb_dir and not args.wandb_project:
         parser.error("give run directories, --wandb-dir or --wandb-project")
     frames = []
@@ -132,14 +143,43 @@ def compare(argv: list[str] | None = None) -> pd.DataFrame:
     columns = ["rank", "run", "overrides", "status", args.sort, *[c for c in ("val/f1_macro", "val/top1_accuracy",
                "test/f1_micro") if c != args.sort], "source"]
     print_frame(frame, columns, f"{len(frame)} runs ranked by {args.sort}")
+    groups = seed_groups(frame, [args.sort, *columns[5:-1]])
+    several = groups[groups.seeds > 1] if not groups.empty else groups
+    group_columns = seed_group_columns(groups, args.sort)
+    if not several.empty:
+        print_frame(several, group_columns, f"runs that differ only in their seed: mean, std, ±95% ({args.sort} first)")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out / "compare.csv", frame.to_csv(index=False))
         atomic_write_text(args.out / "compare.md", to_markdown(frame, columns))
+        if not groups.empty:
+            atomic_write_text(args.out / "compare_seeds.csv", groups.to_csv(index=False))
+            atomic_write_text(args.out / "compare_seeds.md", to_markdown(groups, group_columns))
         plot = validation_curves(runs, args.curve, args.out)
         if plot:
             print(f"curves: {plot}")
     return frame
+
+
+def seed_group_columns(groups: pd.DataFrame, metric: str) -> list[str]:
+    spread = [c for c in (metric, f"{metric} std", f"{metric} ±95%") if c in groups.columns]
+    return ["config_id", "overrides", "seeds", "seed_values", *spread]
+
+
+def paired(args: argparse.Namespace) -> pd.DataFrame:
+    if len(args.paths) != 2:
+        raise GenreLabError(f"--paired compares two run directories A B; got {len(args.paths)}")
+    from genre_lab.paired import compare_paired  # deferred: its decoder brings torch; the ranking needs none
+
+    run_a, run_b = args.paths
+    table = compare_paired(run_a, run_b, args.resamples, args.seed)
+    print_table(table.to_dict("records"), list(table.columns),
+                f"B = {run_b} vs A = {run_a}: paired bootstrap, {args.resamples} resamples, seed {args.seed}")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out / "paired.csv", table.to_csv(index=False))
+        atomic_write_text(args.out / "paired.md", to_markdown(table, list(table.columns)))
+    return table
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -71,6 +71,11 @@ class RunLayout:
         return self.root / "per_class.csv"
 
     @property
+    def val_probs(self) -> Path:
+        """Validation probabilities, targets and movie ids of the final model (genre_lab.stored_probs)."""
+        return self.root / "val_probs.npz"
+
+    @property
     def decisions(self) -> Path:
         """eval's per-row true and predicted genres."""
         return self.root / "decisions.csv"

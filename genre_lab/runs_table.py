@@ -9,9 +9,11 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from omegaconf import OmegaConf
 
 from genre_lab.figure_names import HEADLINE
 from genre_lab.run_layout import RunLayout
+from genre_lab.seed_groups import config_id
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -32,11 +34,16 @@ def read_run(run: Path) -> dict[str, Any]:
     # hydra.* and the Optuna sweeper's trial={…} are bookkeeping; the trial number gets its own column
     shown = [o for o in overrides or [] if "hydra." not in o and not o.startswith("trial=")]
     row: dict[str, Any] = {"run": str(run), "overrides": " ".join(shown)}
-    trial = trial_number(run)
-    if trial is not None:
-        row["trial"] = trial
+    config = saved_config(run)
+    trial = config.get("trial")
+    if isinstance(trial, dict) and "number" in trial:
+        row["trial"] = int(trial["number"])
+    if "seed" in config:
+        row["seed"] = config["seed"]
     if layout.metrics.is_file():
         metrics = json.loads(layout.metrics.read_text())
+        # runs with one config_id differ only in their seed (genre_lab.seed_groups)
+        row["config_id"] = metrics.get("config_id") or (config_id(config) if config else None)
         row["status"] = metrics.get("status", "ok")  # "pruned": an Optuna trial stopped early
         for stage in ("val", "test", "eval"):
             row.update({f"{stage}/{m}": metrics[f"{stage}/{m}"] for m in HEADLINE if f"{stage}/{m}" in metrics})
@@ -48,13 +55,12 @@ def read_run(run: Path) -> dict[str, Any]:
     return row
 
 
-def trial_number(run: Path) -> int | None:
-    """The Optuna trial a job ran (our sweeper's ``trial`` config node), if any."""
-    config_file = RunLayout(run).config
-    if not config_file.is_file():
-        return None
-    trial = (yaml.safe_load(config_file.read_text()) or {}).get("trial")
-    return int(trial["number"]) if isinstance(trial, dict) and "number" in trial else None
+def saved_config(run: Path) -> dict[str, Any]:
+    """The job's config as Hydra saved it (interpolations unresolved); empty when there is none."""
+    path = RunLayout(run).config
+    if not path.is_file():
+        return {}
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # type: ignore[return-value]
 
 
 def runs_table(runs: Sequence[Path], sort_by: str = "val/f1_micro") -> pd.DataFrame:

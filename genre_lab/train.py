@@ -3,7 +3,7 @@
 Writes into the run directory: ``.hydra/`` (resolved config), ``checkpoints/best.ckpt`` (weights) and
 ``last.ckpt`` (full state, for resume; a finished Optuna trial drops it), ``tokenizer/``, ``csv/metrics.csv``
 (per-epoch history), ``metrics.json`` (final validation/test figures of the best checkpoint, with the tuned
-decision rule), ``per_class.csv``, ``timing.json`` and the evaluation plots (PNG).
+decision rule), ``per_class.csv``, ``val_probs.npz`` (validation probabilities), ``timing.json`` and the plots.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ from genre_lab.results import publish
 from genre_lab.run import Run
 from genre_lab.run_dir import refuse_reuse
 from genre_lab.run_layout import RunLayout
+from genre_lab.seed_groups import config_id
 from genre_lab.settings import check_train_settings
+from genre_lab.stored_probs import StoredProbs
 from genre_lab.sweeps.pruning import TrialPruning
 
 log = logging.getLogger(__name__)
@@ -89,8 +91,9 @@ def final_metrics(cfg: DictConfig, model: Any, datamodule: Any, ckpt: str | None
 
     Validation probabilities are computed once; thresholds are tuned on them (``tuning``), the tuned
     rule is written into the checkpoint, and both the fixed-rule (``val_fixed/…``) and the final
-    (``val/…``) figures are reported. A labelled test set is scored with the final rule. The
-    evaluation plots of the validation split go into ``out``. Returns metrics, per-class rows, plot paths.
+    (``val/…``) figures are reported; the probabilities are kept in ``val_probs.npz`` for row-by-row
+    comparisons. A labelled test set is scored with the final rule. The evaluation plots of the validation
+    split go into ``out``. Returns metrics, per-class rows, plot paths.
     """
     if ckpt:
         model = Run(Path(ckpt), None).model
@@ -104,6 +107,7 @@ def final_metrics(cfg: DictConfig, model: Any, datamodule: Any, ckpt: str | None
         return probs, data.targets
 
     probs, targets = probs_and_targets("val")
+    StoredProbs(np.asarray(datamodule.splits["val"].movie_ids), probs, targets, names).save(RunLayout(out).val_probs)
     tuner = hydra.utils.instantiate(cfg.tuning) if cfg.get("tuning") else None
     val = score(probs, targets, model.decoder, names, "val", tuner)
     if tuner is not None and ckpt:
@@ -115,6 +119,11 @@ def final_metrics(cfg: DictConfig, model: Any, datamodule: Any, ckpt: str | None
         metrics.update({k: v for k, v in test.items() if k.startswith("test/")})
     images = plots.write_all(out, probs, targets, val.decisions, model.label_space, val.decoder)
     return metrics, val.per_class, images
+
+
+def run_config_id(cfg: DictConfig) -> str:
+    """The same for runs that differ only in their seed (genre_lab.seed_groups)."""
+    return config_id(OmegaConf.to_container(cfg, resolve=False))  # type: ignore[arg-type]
 
 
 def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:
@@ -159,8 +168,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         if cfg.get("resume") and trainer.is_global_zero:
             restore_history(trainer.loggers, checkpoint_step(ckpt_path))
-        for logger in trainer.loggers:
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # the resolved config
+        for logger in trainer.loggers:  # the resolved config, and config_id: W&B groups seeds of one config by it
+            logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "config_id": run_config_id(cfg)})
         try:
             started = time.perf_counter()
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -206,7 +215,8 @@ def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any
     layout = RunLayout(out)
     datamodule.tokenizer.save_pretrained(layout.tokenizer)  # the run directory is self-contained
     metrics, per_class, images = final_metrics(cfg, model, datamodule, ckpt, out)
-    metrics.update({"best_checkpoint": ckpt, "epochs": trainer.current_epoch, "global_step": trainer.global_step})
+    metrics.update({"best_checkpoint": ckpt, "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+                    "config_id": run_config_id(cfg)})
     if pruning is not None:
         metrics["trial"] = int(cfg.trial.number)
         if pruning.pruned:

@@ -13,8 +13,11 @@ from omegaconf import DictConfig
 from genre_lab.io import atomic_write_text
 from genre_lab.report import print_table
 from genre_lab.runs_table import find_runs, runs_table, to_markdown
+from genre_lab.seed_groups import seed_groups
 
 log = logging.getLogger(__name__)
+# summarised over seeds besides the sweep's metric (sweep_seeds.csv)
+SEED_FIGURES = ("val/f1_micro", "val/f1_macro", "val/top1_accuracy")
 
 
 class SweepSummary(Callback):
@@ -34,8 +37,17 @@ class SweepSummary(Callback):
         columns = ["trial", "overrides", "status", "epochs", self.metric,
                    *[c for c in frame.columns if c.startswith("test/")][:1], "checkpoint", "error"]
         shown = whole_numbers(frame, ["trial", "epochs"])
-        atomic_write_text(sweep_dir / "sweep_summary.md", to_markdown(shown, columns))
+        markdown = to_markdown(shown, columns)
         print_frame(shown, columns, f"sweep {sweep_dir} ({len(frame)} jobs, best first by {self.metric})")
+        groups = seed_groups(frame, [self.metric, *[m for m in SEED_FIGURES if m != self.metric]])
+        if not groups.empty and (groups.seeds > 1).any():  # e.g. -m seed=1,2,3: mean ± std of each config
+            group_columns = ["overrides", "seeds", "seed_values",
+                             *[c for c in groups.columns if c.startswith(self.metric)]]
+            atomic_write_text(sweep_dir / "sweep_seeds.csv", groups.to_csv(index=False))
+            markdown += "\nRuns that differ only in their seed (mean, sample std, 95% t-interval half-width):\n\n"
+            markdown += to_markdown(groups, group_columns)
+            print_frame(groups, group_columns, f"seed groups: mean, std and ±95% of {self.metric}")
+        atomic_write_text(sweep_dir / "sweep_summary.md", markdown)
 
 
 def whole_numbers(frame: Any, columns: list[str]) -> Any:
