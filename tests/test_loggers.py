@@ -1,5 +1,6 @@
 """Weights & Biases, offline: every job of a multirun is its own, finished W&B run holding the metrics."""
 
+import json
 import subprocess
 import sys
 
@@ -23,12 +24,19 @@ def test_offline_wandb_multirun_gives_one_run_per_job(tmp_path, four_csv):
     assert len(ids) == 2
     for path in run_files:
         data = path.read_bytes()
-        for key in (b"val/f1_micro", b"final/val/f1_micro", b"val/per_class", b"val/plots", b"model.lr"):
+        for key in (b"val/f1_micro", b"final/val/f1_micro", b"val/per_class", b"val/plots", b"model.lr",
+                    b"config_id"):
             assert key in data, (path, key)
         assert str(four_csv).encode() in data  # the resolved config is the run config
         # grouped by the sweep directory: W&B's group is its path with "-" for "/"
         assert (tmp_path / "sweep").as_posix().replace("/", "-").encode() in data
 
+    config_ids = set()
+    for path in run_files:  # each W&B run's config holds its job's config_id, to group seeds by in W&B
+        own = json.loads((path.parents[2] / "metrics.json").read_text())["config_id"]
+        assert own.encode() in path.read_bytes()
+        config_ids.add(own)
+    assert len(config_ids) == 2  # model.lr differs: two recipes, two groups
     table = compare(["--wandb-dir", str(tmp_path / "sweep")])  # offline runs, ranked
     assert sorted(table.wandb_run) == sorted(p.stem.removeprefix("run-") for p in run_files)
     assert table["val/f1_micro"].notna().all()
