@@ -42,7 +42,9 @@ class LengthGroupedSampler(EpochShuffleSampler):
     Each epoch: a seeded permutation is cut into windows of ``group x window`` rows; each window is
     sorted by length and cut into groups of ``group`` rows (one batch each); the full groups are then
     shuffled. Batches differ every epoch and their order is random, yet each holds neighbours in
-    length. A last incomplete group stays last, so every other batch keeps its boundaries.
+    length. A last incomplete group stays last, so every other batch keeps its boundaries. The group holding
+    the longest row goes first (as Hugging Face's length-grouped sampler does): a batch too large for the
+    device fails in the first step of the epoch, not an hour into it.
     """
 
     def __init__(self, lengths: Sequence[int], group: int, seed: int, window: int = 64) -> None:
@@ -61,6 +63,9 @@ class LengthGroupedSampler(EpochShuffleSampler):
         tail = [groups.pop()] if groups and len(groups[-1]) < self.group else []
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(len(groups))
+        if len(order):
+            longest = int(np.argmax([self.lengths[groups[i]].max() for i in order]))
+            order = np.concatenate([order[longest:longest + 1], np.delete(order, longest)])
         return iter(np.concatenate([groups[i] for i in order] + tail).tolist() if groups or tail else [])
 
 

@@ -60,3 +60,21 @@ def test_under_ddp_each_rank_still_gets_length_grouped_batches():
     assert sorted(shards[0] + shards[1]) == list(range(2048))
     for shard in shards:
         assert padded_tokens(shard, lens, batch) < 1.1 * int(lens[shard].sum())
+
+
+def test_the_batch_with_the_longest_row_comes_first_every_epoch():
+    lens = lengths(1000, seed=5)
+    sampler = LengthGroupedSampler(lens, group=32, seed=1)
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        assert lens[order[:32]].max() == lens.max()  # an out-of-memory batch shows in the first step
+        assert sorted(order) == list(range(1000))
+    again = LengthGroupedSampler(lens, group=32, seed=1)
+    again.set_epoch(3)
+    assert list(again) == order  # still a function of (seed, epoch)
+    seconds = []
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        seconds.append(tuple(list(sampler)[32:64]))
+    assert len(set(seconds)) > 1  # the rest stays shuffled
