@@ -83,34 +83,72 @@ def mute_on_failure(logger_class: type, name: str) -> type:
 
 
 def _defaults(config: DictConfig) -> dict[str, Any]:
-    """W&B inside a multirun: one run per job, grouped by sweep, named by the job's overrides."""
-    if not str(config._target_).endswith("WandbLogger") or not in_multirun():
+    """Names a remote logger's config leaves open: W&B and MLflow inside a multirun get one group (W&B) or one
+    experiment (MLflow) per sweep, and a run per job named by its overrides; MLflow's experiment is genre_lab
+    otherwise."""
+    target = str(config._target_)
+    mlflow = target.endswith("MLFlowLogger")
+    if not (target.endswith("WandbLogger") or mlflow):
         return {}
-    hc = HydraConfig.get()
     extra: dict[str, Any] = {}
-    if not config.get("group"):
-        extra["group"] = Path(hc.sweep.dir).as_posix().replace("/", "-")
-    if not config.get("name"):
+    if not in_multirun():
+        if mlflow and not config.get("experiment_name"):
+            extra["experiment_name"] = "genre_lab"
+        return extra
+    hc = HydraConfig.get()
+    group_key, name_key = ("experiment_name", "run_name") if mlflow else ("group", "name")
+    if not config.get(group_key):
+        extra[group_key] = Path(hc.sweep.dir).as_posix().replace("/", "-")
+    if not config.get(name_key):
         # an Optuna trial: named by its number, without the long trial={…} override
         rest = sorted(o for o in hc.overrides.task if not o.startswith("trial="))
         in_trial = len(rest) < len(hc.overrides.task)
-        extra["name"] = (f"trial{hc.sweep.subdir}-{','.join(rest)}" if in_trial
-                         else f"{hc.job.num}-{hc.job.override_dirname}")[:120]
+        extra[name_key] = (f"trial{hc.sweep.subdir}-{','.join(rest)}" if in_trial
+                           else f"{hc.job.num}-{hc.job.override_dirname}")[:120]
     return extra
 
 
 def log_results(loggers: Sequence[Any], metrics: dict[str, float], per_class: list[dict[str, Any]],
                 images: Sequence[Path], prefix: str, finish: bool = False) -> None:
-    """Final figures to every logger; per-class table and plots where the logger takes them (W&B)."""
+    """Final figures to every logger; the per-class table and the plots in each logger's own way: W&B tables
+    and images, MLflow artifacts, TensorBoard text and images."""
     for logger in loggers:
         logger.log_metrics(metrics)
-        if hasattr(logger, "log_table") and per_class:
-            logger.log_table(key=f"{prefix}/per_class", columns=list(per_class[0]),
-                             data=[list(r.values()) for r in per_class])
-        if hasattr(logger, "log_image") and images:
-            logger.log_image(key=f"{prefix}/plots", images=[str(p) for p in images])
+        try:
+            log_tables_and_plots(logger, per_class, images, prefix)
+        except Exception as err:  # a failing service must not fail a finished run (as the muted loggers)
+            log.warning("%s: per-class table and plots not logged (%s: %s)", type(logger).__name__,
+                        type(err).__name__, err)
         if finish:
             finish_logger(logger)
+
+
+def log_tables_and_plots(logger: Any, per_class: list[dict[str, Any]], images: Sequence[Path], prefix: str) -> None:
+    kind = type(logger).__name__
+    columns = list(per_class[0]) if per_class else []
+    if hasattr(logger, "log_table") and per_class:  # W&B
+        logger.log_table(key=f"{prefix}/per_class", columns=columns, data=[list(r.values()) for r in per_class])
+    if hasattr(logger, "log_image") and images:
+        logger.log_image(key=f"{prefix}/plots", images=[str(p) for p in images])
+    if kind == "MLFlowLogger":
+        client, run = logger.experiment, logger.run_id
+        if per_class:
+            lines = [",".join(columns)] + [",".join(str(r[c]) for c in columns) for r in per_class]
+            client.log_text(run, "\n".join(lines) + "\n", f"{prefix}/per_class.csv")
+        for image in images:
+            client.log_artifact(run, str(image), artifact_path=f"{prefix}/plots")
+    if kind == "TensorBoardLogger":
+        import matplotlib.image  # deferred: only TensorBoard runs read the PNGs back
+
+        writer = logger.experiment
+        if per_class:
+            rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+            rows += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in per_class]
+            writer.add_text(f"{prefix}/per_class", "\n".join(rows))
+        for image in images:
+            writer.add_image(f"{prefix}/plots/{Path(image).stem}", matplotlib.image.imread(str(image))[..., :3],
+                             dataformats="HWC")
+        writer.flush()
 
 
 def log_summary(loggers: Sequence[Any], values: dict[str, Any]) -> None:

@@ -105,3 +105,61 @@ def test_wandb_failing_mid_run_is_muted_with_one_warning(tmp_path, four_csv, mon
         _train_with_wandb(tmp_path, four_csv)
     warnings = [r for r in caplog.records if "logger call wandb.log_metrics failed" in r.getMessage()]
     assert len(warnings) == 1 and "wandb backend went away" in warnings[0].getMessage()
+
+
+def test_tensorboard_holds_the_epochs_the_final_figures_the_config_and_the_plots(tmp_path, four_csv):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.conftest import TINY_FAST, genre_lab_here
+
+    run = tmp_path / "run"
+    result = genre_lab_here("train", *TINY_FAST, "logger=tensorboard", f"data.train_csv={four_csv}",
+                            "trainer.max_epochs=2", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "tensors": 0}).Reload()
+    tags = events.Tags()
+    assert len(events.Scalars("val/f1_micro_tuned")) == 2  # one point per epoch
+    final = events.Scalars("final/val/f1_micro")[-1].value
+    assert final == pytest.approx(json.loads((run / "metrics.json").read_text())["val/f1_micro"], abs=1e-6)
+    assert {"val/plots/pr_curves", "val/plots/f1_vs_threshold"} <= set(tags["images"])
+    assert any(t.startswith("val/per_class") for t in tags["tensors"])  # the per-genre table, as text
+    hparams = yaml.safe_load((run / "tensorboard" / "hparams.yaml").read_text())
+    assert hparams["model"]["lr"] == 1e-3 and hparams["config_id"]  # the resolved config
+    assert (run / "csv" / "metrics.csv").is_file()  # the history resume and compare read stays
+
+
+def test_an_mlflow_multirun_is_one_experiment_with_a_run_per_job(tmp_path, four_csv):
+    mlflow = pytest.importorskip("mlflow")
+    from tests.conftest import TINY_FAST, genre_lab_here
+
+    sweep, db = tmp_path / "sweep", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = genre_lab_here("train", "-m", *TINY_FAST, "logger=mlflow", f"logger.mlflow.tracking_uri={db}",
+                            f"logger.mlflow.artifact_location={tmp_path / 'mlartifacts'}",
+                            f"data.train_csv={four_csv}", "trainer.max_epochs=2", "model.lr=1e-3,2e-3",
+                            f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = mlflow.MlflowClient(db)
+    experiment = client.get_experiment_by_name(sweep.as_posix().replace("/", "-"))
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2 and {r.data.params["model/lr"] for r in runs} == {"0.001", "0.002"}
+    for found in runs:
+        assert found.info.status == "FINISHED"
+        assert len(client.get_metric_history(found.info.run_id, "val/f1_micro_tuned")) == 2
+        assert "final/val/f1_micro" in found.data.metrics and found.data.params["config_id"]
+        artifacts = {a.path for a in client.list_artifacts(found.info.run_id, "val/plots")}
+        assert {"val/plots/pr_curves.png", "val/plots/f1_vs_threshold.png"} <= artifacts
+        assert "val/per_class.csv" in {a.path for a in client.list_artifacts(found.info.run_id, "val")}
+
+
+def test_an_unreachable_mlflow_server_is_left_out_and_training_goes_on(tmp_path, four_csv, monkeypatch):
+    pytest.importorskip("mlflow")
+    from tests.conftest import TINY_FAST, genre_lab_here
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    run = tmp_path / "run"
+    result = genre_lab_here("train", *TINY_FAST, "logger=mlflow", "logger.mlflow.tracking_uri=http://127.0.0.1:9",
+                            f"data.train_csv={four_csv}", "trainer.max_epochs=1", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "logger 'mlflow' could not start" in result.stderr + result.stdout
+    assert (run / "metrics.json").is_file() and (run / "csv" / "metrics.csv").is_file()
