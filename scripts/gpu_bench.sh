@@ -4,14 +4,14 @@
 # rows (real length distribution). Prints the fit's wall time and samples/s (also in <run>/timing.json).
 # The notebook took 1,781 s for this on a Colab GPU.
 #
-#   bash scripts/gpu_bench.sh [overrides…]          # on a GPU machine
+#   bash scripts/gpu_bench.sh [overrides…]          # on a GPU machine (GPU_BENCH_ROWS=5400 for a tenth)
 #   bash scripts/gpu_bench.sh --smoke [overrides…]  # a few steps of a tiny model on CPU (the test suite runs this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 SOURCE=${GENRE_LAB_SHARED_DATA:-../shared/data}/tmdb_movies_10genre.csv
 WORK=${GPU_BENCH_DIR:-$(mktemp -d -t gpu_bench.XXXXXX)}
-ROWS=54000
+ROWS=${GPU_BENCH_ROWS:-54000}
 ARGS=()
 if [[ "${1:-}" == "--smoke" ]]; then
     shift
