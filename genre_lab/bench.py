@@ -279,12 +279,13 @@ def tokenization_figures(dm: Any, rows: int) -> Figures:
     texts = dm.train_table.texts
     texts = (texts * -(-rows // len(texts)))[:rows]
     start = time.perf_counter()
-    tokenize(dm.tokenizer, texts, dm.hparams.max_length)
+    tokenize(dm.tokenizer, texts, dm.hparams.max_length, dm.hparams.truncation)
     cold = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as cache:
-        cached_tokenize(dm.train_table, dm.tokenizer, dm.hparams.max_length, cache)
+        cached_tokenize(dm.train_table, dm.tokenizer, dm.hparams.max_length, cache, dm.hparams.truncation)
         start = time.perf_counter()
-        ids: TokenIds = cached_tokenize(dm.train_table, dm.tokenizer, dm.hparams.max_length, cache)
+        ids: TokenIds = cached_tokenize(dm.train_table, dm.tokenizer, dm.hparams.max_length, cache,
+                                        dm.hparams.truncation)
         warm = time.perf_counter() - start
     return {"tokenize_rows": float(rows), "tokenize_rows_s": cold, "token_cache_load_s": warm,
             "mean_tokens": float(ids.lengths.mean())}
@@ -332,7 +333,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
         notebook = Notebook(cfg, dm, Path(workdir))
         results["notebook"]["tokenize_s"] = notebook.tokenize_s
         start = time.perf_counter()
-        tokenize(dm.tokenizer, dm.train_table.texts, dm.hparams.max_length)
+        tokenize(dm.tokenizer, dm.train_table.texts, dm.hparams.max_length, dm.hparams.truncation)
         results["genre_lab"]["tokenize_s"] = time.perf_counter() - start
         eval_rows = min(b.eval_samples, len(dm.splits["val"].rows))
         for name, recipe, batch in (("notebook", notebook, nb_batch), ("genre_lab", GenreLab(cfg, dm), gl_batch)):

@@ -1,10 +1,10 @@
 """`genre-lab predict run_dir=… input_csv=…` (or ``text="…"`` / ``synopsis=… movie_name=…``).
 
 Writes a CSV with the input id, the predicted genres (``|``-joined), one probability column per genre
-and a status. Rows whose first template column (the synopsis by default) is empty are not guessed
-at: they keep their place with status ``empty <column>`` and are listed by line number. Duplicate ids, texts cut at
-``max_length`` and a CSV without rows are warned about; the output never replaces the input or, unless
-``overwrite=true``, an existing file.
+and a status. Texts are cut as the run was trained (its ``max_length`` and ``data.truncation``). Rows whose
+first template column (the synopsis by default) is empty are not guessed at: they keep their place with status
+``empty <column>`` and are listed by line number. Duplicate ids, texts cut at ``max_length`` and a CSV without
+rows are warned about; the output never replaces the input or, unless ``overwrite=true``, an existing file.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from genre_lab.config_dir import config_dir, config_keys
 from genre_lab.data.labels import is_missing
 from genre_lab.data.table import TableSpec, build_text, delimiter_hint, line_numbers, read_csv
-from genre_lab.data.tokens import make_collator, tokenize_flagging_truncation
+from genre_lab.data.tokens import kept_tokens, make_collator, tokenize_flagging_truncation
 from genre_lab.decoding import rule_for_run
 from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
 from genre_lab.inference import predict_probs
@@ -123,8 +123,9 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     names = list(run.model.label_space.names)
     probs = np.full((len(frame), len(names)), np.nan, dtype=np.float32)
     if len(keep):
-        ids, cut = tokenize_flagging_truncation(run.tokenizer, [texts[i] for i in keep], run.max_length)
-        warn_truncated(frame, keep, cut, run.max_length, source)
+        ids, cut = tokenize_flagging_truncation(run.tokenizer, [texts[i] for i in keep], run.max_length,
+                                                run.truncation)
+        warn_truncated(frame, keep, cut, run, source)
         probs[keep] = predict_probs(run.model, ids, make_collator(run.tokenizer), cfg.batch_size,
                                     precision=run.precision(cfg.precision), progress=True)
     decisions = np.zeros_like(probs, dtype=np.int64)
@@ -142,14 +143,15 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     return result
 
 
-def warn_truncated(frame: pd.DataFrame, keep: np.ndarray, cut: np.ndarray, max_length: int, source: str) -> None:
-    """Texts longer than the run's ``max_length``: the model saw only their beginning."""
+def warn_truncated(frame: pd.DataFrame, keep: np.ndarray, cut: np.ndarray, run: Run, source: str) -> None:
+    """Texts longer than the run's ``max_length``: the model saw only part of them (``data.truncation``)."""
     if not cut.any():
         return
     mask = pd.Series(False, index=frame.index)
     mask.iloc[keep[cut]] = True
-    log.warning("%s: %d text(s) longer than max_length=%d tokens, truncated (the model sees only their first %d "
-                "tokens)%s", source, int(cut.sum()), max_length, max_length, where(mask, frame, source))
+    log.warning("%s: %d text(s) longer than max_length=%d tokens, truncated (the model sees only %s)%s", source,
+                int(cut.sum()), run.max_length, kept_tokens(run.truncation, run.max_length),
+                where(mask, frame, source))
 
 
 def show(result: pd.DataFrame, names: list[str], limit: int = 20) -> None:

@@ -92,6 +92,11 @@ class Run:
         return int(self.data_hparams.get("max_length", data_defaults()["max_length"]))
 
     @property
+    def truncation(self) -> str:
+        """Which tokens of a text longer than ``max_length`` the run's model saw (``data.truncation``)."""
+        return str(self.data_hparams.get("truncation", data_defaults()["truncation"]))
+
+    @property
     def tokenizer_source(self) -> str:
         """The run's own saved tokenizer folder when present (no network), else the backbone's name."""
         if self.dir is not None and RunLayout(self.dir).tokenizer.is_dir():

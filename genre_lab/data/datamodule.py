@@ -21,7 +21,7 @@ from genre_lab.data.samplers import EpochShuffleSampler, LengthGroupedSampler, L
 from genre_lab.data.sampling import sample_per_class, sampling_keys, split_keys, stratified_split
 from genre_lab.data.table import MovieTable, TableSpec, check_choice, drop_genres, read_table
 from genre_lab.data.token_cache import cached_tokenize
-from genre_lab.data.tokens import TokenIds, make_collator
+from genre_lab.data.tokens import TokenIds, check_truncation, make_collator
 from genre_lab.errors import GenreLabError, require_int, require_number, require_positive
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ class GenreDataModule(pl.LightningDataModule):
         seed: int = 42,
         shuffle_seed: int | None = None,
         max_length: int = 128,
+        truncation: str = "head",
         pad_to_max_length: bool = False,
         batch_size: int = 32,
         global_batch_size: int | None = None,
@@ -112,6 +113,7 @@ class GenreDataModule(pl.LightningDataModule):
                 require_positive(value, f"data.{key}")
         check_choice("data.unseen_labels", unseen_labels, ("fail", "ignore"))
         check_length_setting(max_length)
+        check_truncation(truncation)
         if not val_csv:
             require_number(val_size, "data.val_size", lambda v: 0 < v < 1, "in (0, 1) (the validation share)",
                            "0.2, or give data.val_csv=<file>")
@@ -227,7 +229,7 @@ class GenreDataModule(pl.LightningDataModule):
         or rank made it (``token_cache_dir``; null: no disk cache)."""
         if table.path not in self._ids:
             self._ids[table.path] = cached_tokenize(
-                table, self.tokenizer, self.hparams.max_length, self.hparams.token_cache_dir
+                table, self.tokenizer, self.hparams.max_length, self.hparams.token_cache_dir, self.hparams.truncation
             )
         return self._ids[table.path]
 
@@ -247,6 +249,10 @@ class GenreDataModule(pl.LightningDataModule):
     @property
     def has_test_labels(self) -> bool:
         return "test" in self.splits and self.splits["test"].dataset.targets is not None
+
+    def rows_with_several_genres(self) -> int:
+        """Rows of the training file with more than one genre (none: single-label data)."""
+        return sum(len(row) > 1 for row in self.train_table.labels)
 
     def label_prior(self) -> list[float]:
         """Share of training rows carrying each genre."""

@@ -1,5 +1,5 @@
 """Token ids cached on disk, keyed by what decides them: the texts (file content through the table spec and
-row policies), the tokenizer and max_length.
+row policies), the tokenizer, max_length and the truncation (which tokens of a long text are kept).
 
 Every job of a sweep and every DDP rank reading the same CSV with the same tokenizer shares one entry:
 the first process to get the lock tokenizes and writes (atomically), the others wait and load it.
@@ -18,7 +18,7 @@ from typing import Any
 from filelock import FileLock
 
 from genre_lab.data.table import MovieTable
-from genre_lab.data.tokens import TokenIds, tokenize, tokenizer_fingerprint
+from genre_lab.data.tokens import TokenIds, kept_tokens, tokenize, tokenizer_fingerprint
 from genre_lab.io import atomic_target
 
 log = logging.getLogger(__name__)
@@ -34,31 +34,32 @@ def texts_digest(texts: list[str]) -> str:
     return digest.hexdigest()
 
 
-def cache_key(table: MovieTable, tokenizer: Any, max_length: int) -> str:
+def cache_key(table: MovieTable, tokenizer: Any, max_length: int, truncation: str = "head") -> str:
     parts = {"format": FORMAT, "texts": texts_digest(table.texts), "tokenizer": tokenizer_fingerprint(tokenizer),
-             "max_length": max_length}
+             "max_length": max_length, "truncation": truncation}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def cached_tokenize(table: MovieTable, tokenizer: Any, max_length: int, cache_dir: str | Path | None) -> TokenIds:
+def cached_tokenize(table: MovieTable, tokenizer: Any, max_length: int, cache_dir: str | Path | None,
+                    truncation: str = "head") -> TokenIds:
     """Token ids of every row of ``table``; from ``cache_dir`` when present there (None: no cache)."""
     if cache_dir is None:
-        return _tokenize_logged(table, tokenizer, max_length)
+        return _tokenize_logged(table, tokenizer, max_length, truncation)
     cache_dir = Path(cache_dir).expanduser()
-    path = cache_dir / f"{table.path.stem}-{cache_key(table, tokenizer, max_length)}.npz"
+    path = cache_dir / f"{table.path.stem}-{cache_key(table, tokenizer, max_length, truncation)}.npz"
     lock = FileLock(str(path) + ".lock")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except OSError as err:  # e.g. a read-only home on a cluster node: slower, not fatal
         log.warning("token cache %s unusable (%s); tokenizing without it", cache_dir, err)
-        return _tokenize_logged(table, tokenizer, max_length)
+        return _tokenize_logged(table, tokenizer, max_length, truncation)
     try:
         ids = _load_entry(path, table) if path.is_file() else None
         if ids is not None:
             log.info("%s: token ids of %d rows loaded from cache %s", table.path.name, len(ids), path)
             return ids
-        ids = _tokenize_logged(table, tokenizer, max_length)
+        ids = _tokenize_logged(table, tokenizer, max_length, truncation)
         _save_entry(path, ids, table)
         return ids
     finally:
@@ -92,11 +93,11 @@ def _load_entry(path: Path, table: MovieTable) -> TokenIds | None:
     return ids
 
 
-def _tokenize_logged(table: MovieTable, tokenizer: Any, max_length: int) -> TokenIds:
+def _tokenize_logged(table: MovieTable, tokenizer: Any, max_length: int, truncation: str) -> TokenIds:
     start = time.perf_counter()
-    ids = tokenize(tokenizer, table.texts, max_length)
+    ids = tokenize(tokenizer, table.texts, max_length, truncation)
     truncated = int((ids.lengths >= max_length).sum())
-    log.info("%s: %d rows tokenized in %.2f s (mean %.1f tokens, %d truncated at max_length=%d)",
+    log.info("%s: %d rows tokenized in %.2f s (mean %.1f tokens, %d truncated at max_length=%d, keeping %s)",
              table.path.name, len(ids), time.perf_counter() - start, ids.lengths.mean() if len(ids) else 0,
-             truncated, max_length)
+             truncated, max_length, kept_tokens(truncation, max_length))
     return ids

@@ -73,28 +73,67 @@ class TokenIds:
             raise ValueError(f"inconsistent token ids: {len(self.flat)} ids, offsets of shape {offsets.shape}")
 
 
-def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> TokenIds:
-    """Truncate at ``max_length``; no padding here (each batch is padded to its own longest row).
+# which tokens of a text longer than max_length the model sees (special tokens are always kept)
+TRUNCATIONS = ("head", "tail", "head+tail")
+KEPT = {"head": "their first {n} tokens", "tail": "their last {n} tokens",
+        "head+tail": "their first quarter and last three quarters of {n} tokens"}
+
+
+def check_truncation(truncation: Any) -> None:
+    if truncation not in TRUNCATIONS:
+        raise GenreLabError(f"data.truncation={truncation!r} must be head (keep a long text's first max_length "
+                            "tokens), tail (its last) or head+tail (its first quarter and last three quarters), "
+                            "e.g. data.truncation=head")
+
+
+def kept_tokens(truncation: str, max_length: int) -> str:
+    """What the model sees of a text cut at ``max_length``, for messages."""
+    return KEPT[truncation].format(n=max_length)
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, truncation: str = "head") -> TokenIds:
+    """Truncate at ``max_length`` (``truncation``: which tokens of a longer text are kept); no padding here (each
+    batch is padded to its own longest row).
 
     Calls the Rust tokenizer directly (a private copy, so the caller's tokenizer keeps its settings):
-    same ids as ``tokenizer(texts, truncation=True, max_length=...)``, without building attention masks
-    and type ids nobody uses — about 25 % faster on 54k synopses.
+    same ids as ``tokenizer(texts, truncation=True, max_length=...)`` (with ``truncation_side="left"`` for
+    ``tail``), without building attention masks and type ids nobody uses — about 25 % faster on 54k synopses.
     """
-    return TokenIds.from_lists([e.ids for e in _encode(tokenizer, texts, max_length)])
+    return tokenize_flagging_truncation(tokenizer, texts, max_length, truncation)[0]
 
 
-def tokenize_flagging_truncation(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[TokenIds, np.ndarray]:
+def tokenize_flagging_truncation(tokenizer: Any, texts: Sequence[str], max_length: int,
+                                 truncation: str = "head") -> tuple[TokenIds, np.ndarray]:
     """``tokenize``, and a boolean mask of the rows that were longer than ``max_length`` and cut."""
-    encodings = _encode(tokenizer, texts, max_length)
-    cut = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(encodings))
-    return TokenIds.from_lists([e.ids for e in encodings]), cut
-
-
-def _encode(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[Any]:
+    check_truncation(truncation)
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     backend.no_padding()
-    backend.enable_truncation(max_length)
-    return backend.encode_batch_fast(list(texts), add_special_tokens=True)
+    if truncation == "head+tail":
+        backend.no_truncation()
+    else:
+        backend.enable_truncation(max_length, direction="left" if truncation == "tail" else "right")
+    encodings = backend.encode_batch_fast(list(texts), add_special_tokens=True)
+    rows = [e.ids for e in encodings]
+    if truncation != "head+tail":
+        cut = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(encodings))
+        return TokenIds.from_lists(rows), cut
+    cut = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)) > max_length
+    for i in np.flatnonzero(cut):
+        rows[i] = head_and_tail(rows[i], encodings[i].special_tokens_mask, max_length)
+    return TokenIds.from_lists(rows), cut
+
+
+def head_and_tail(ids: list[int], special: list[int], max_length: int) -> list[int]:
+    """The first quarter and the last three quarters of the text's token budget, special tokens kept in place.
+
+    Sun et al. 2019, "How to Fine-Tune BERT for Text Classification?" (arXiv:1905.05583): keeping the head and
+    the tail (128 + 382 of 512 tokens) beat head-only and tail-only truncation on long reviews.
+    """
+    text = [i for i, s in enumerate(special) if not s]
+    start, stop = text[0], text[-1] + 1  # the special tokens before and after the text stay
+    budget = max_length - (len(ids) - (stop - start))
+    head = -(-budget // 4)  # 510 -> 128 as in the paper
+    return ids[:start] + ids[start : start + head] + ids[stop - (budget - head) : stop] + ids[stop:]
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

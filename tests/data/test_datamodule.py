@@ -143,3 +143,19 @@ def test_the_data_config_states_the_class_defaults_it_does_not_change():
     differ = {k: (v, defaults[k]) for k, v in listed.items() if k not in on_purpose and v != defaults[k]}
     assert differ == {}
     assert set(defaults) - set(listed) == set()  # every setting is listed
+
+
+def test_truncation_is_a_validated_setting_used_for_every_split():
+    from genre_lab.data.tokens import tokenize
+
+    with pytest.raises(GenreLabError, match=r"data.truncation='end' must be head"):
+        make_dm(truncation="end")
+    dm = make_dm(max_length=16, truncation="tail", token_cache_dir=None)
+    dm.setup("fit")
+    assert dm.hparams.truncation == "tail"  # saved as a hyper-parameter: the checkpoint's data settings hold it
+    for stage in ("train", "val"):
+        split = dm.splits[stage]
+        texts = [split.table.texts[i] for i in split.rows]
+        expected = tokenize(dm.tokenizer, texts, 16, "tail")
+        assert (split.dataset.input_ids.flat == expected.flat).all()
+        assert (expected.flat != tokenize(dm.tokenizer, texts, 16, "head").flat).any()  # the texts are long

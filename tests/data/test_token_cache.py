@@ -6,6 +6,7 @@ import pytest
 from genre_lab.backbones import load_tokenizer
 from genre_lab.data.table import TableSpec, read_table
 from genre_lab.data.token_cache import cache_key, cached_tokenize
+from genre_lab.data.tokens import tokenize
 
 
 def test_second_call_loads_from_cache_and_gives_the_same_ids(tmp_path, small_csv, caplog):
@@ -39,6 +40,17 @@ def test_key_follows_texts_tokenizer_and_length(tmp_path, small_csv):
     other = load_tokenizer("tiny")
     other.backend_tokenizer.normalizer = None  # lowercasing off: other ids, other key
     assert cache_key(table, other, 64) != base
+
+
+def test_key_and_entry_follow_the_truncation(tmp_path, small_csv):
+    tokenizer = load_tokenizer("tiny")
+    table = read_table(small_csv, TableSpec())
+    keys = {t: cache_key(table, tokenizer, 16, t) for t in ("head", "tail", "head+tail")}
+    assert len(set(keys.values())) == 3 and cache_key(table, tokenizer, 16) == keys["head"]
+    head = cached_tokenize(table, tokenizer, 16, tmp_path / "cache")
+    tail = cached_tokenize(table, tokenizer, 16, tmp_path / "cache", "tail")
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    assert list(tail[0]) == list(tokenize(tokenizer, table.texts[:1], 16, "tail")[0]) != list(head[0])
 
 
 def test_unusable_cache_dir_falls_back_to_tokenizing(tmp_path, small_csv, caplog):

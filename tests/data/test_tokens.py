@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from genre_lab.backbones import load_tokenizer
-from genre_lab.data.tokens import TokenIds, make_collator, tokenize
+from genre_lab.data.tokens import TokenIds, head_and_tail, make_collator, tokenize, tokenize_flagging_truncation
+from genre_lab.errors import GenreLabError
 
 ROWS = [[101, 7, 8, 102], [101, 102], [101, 5, 6, 7, 8, 9, 102]]
 
@@ -43,9 +44,44 @@ def test_pad_collator_pads_right_with_mask_labels_and_multiple():
 
 
 def test_tokenizer_without_pad_token_is_a_clear_error():
-    from genre_lab.errors import GenreLabError
-
     tokenizer = load_tokenizer("tiny")
     tokenizer.pad_token = None
     with pytest.raises(GenreLabError, match="no pad token"):
         make_collator(tokenizer)
+
+
+LONG = "a dark castle on a hill where two lovers meet every night until the storm " * 3
+
+
+@pytest.mark.parametrize("truncation", ["head", "tail", "head+tail"])
+def test_truncation_keeps_the_expected_slices_with_special_tokens_in_place(truncation):
+    tokenizer = load_tokenizer("tiny")
+    full = tokenizer(LONG)["input_ids"]
+    cls, body, sep = full[0], full[1:-1], full[-1]
+    assert (cls, sep) == (tokenizer.cls_token_id, tokenizer.sep_token_id) and len(body) > 30
+    budget = 16 - 2
+    kept = {"head": body[:budget], "tail": body[-budget:], "head+tail": body[:4] + body[-10:]}[truncation]
+    ids, cut = tokenize_flagging_truncation(tokenizer, [LONG, "a dark castle"], 16, truncation)
+    assert list(map(int, ids[0])) == [cls, *kept, sep]
+    assert list(map(int, ids[1])) == tokenizer("a dark castle")["input_ids"]  # short texts are never cut
+    assert cut.tolist() == [True, False]
+    assert list(map(int, tokenize(tokenizer, [LONG], 16, truncation)[0])) == [cls, *kept, sep]
+
+
+def test_tail_is_the_tokenizers_left_truncation():
+    tokenizer = load_tokenizer("tiny")
+    tokenizer.truncation_side = "left"
+    assert [list(map(int, r)) for r in tokenize(tokenizer, [LONG, "x"], 12, "tail")] == \
+        tokenizer([LONG, "x"], truncation=True, max_length=12)["input_ids"]
+
+
+def test_head_and_tail_keeps_the_papers_128_and_382_of_512():
+    ids = [101, *range(1000, 2000), 102]
+    special = [1] + [0] * 1000 + [1]
+    kept = head_and_tail(ids, special, 512)
+    assert kept == [101, *range(1000, 1128), *range(2000 - 382, 2000), 102]
+
+
+def test_unknown_truncation_is_a_clear_error():
+    with pytest.raises(GenreLabError, match=r"data.truncation='middle' must be head .*, tail .* or head\+tail"):
+        tokenize(load_tokenizer("tiny"), ["x"], 16, "middle")
