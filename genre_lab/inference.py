@@ -38,9 +38,10 @@ def predict_probs(
     precision: str = "32-true",
     progress: bool = False,
 ) -> np.ndarray:
-    """Sigmoid probabilities ``[len(input_ids), num_labels]`` for unpadded token ids (``data.tokens.tokenize``).
+    """Probabilities ``[len(input_ids), num_labels]`` for unpadded token ids (``data.tokens.tokenize``), as the
+    model's objective defines them (``model.probabilities``: sigmoid for bce, softmax for ce).
 
-    ``collate`` pads a list of ``{"input_ids": …}`` (``data.tokens.make_collator``);
+    ``model`` is a ``GenreClassifier``; ``collate`` pads a list of ``{"input_ids": …}`` (``data.tokens.make_collator``);
     ``precision`` is a Lightning precision string: ``bf16-mixed``/``16-mixed`` run under autocast.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -54,7 +55,7 @@ def predict_probs(
             batch = collate([{"input_ids": input_ids[i]} for i in idx])
             with autocast(device, precision):
                 logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            probs = torch.sigmoid(logits.float()).cpu().numpy()
+            probs = model.probabilities(logits.float()).cpu().numpy()
             if out is None:
                 out = np.empty((len(input_ids), probs.shape[1]), dtype=np.float32)
             out[idx] = probs

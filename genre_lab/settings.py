@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from genre_lab.errors import GenreLabError, require_int
 from genre_lab.figure_names import HEADLINE, PER_CLASS
-from genre_lab.model.module import check_hparams
+from genre_lab.model.module import check_hparams, check_recipe
 
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's limit
-INSTANTIATED = ("data", "model", "decode", "trainer", "tuning")
-HPARAM_KEYS = ("lr", "weight_decay", "warmup_ratio", "dropout")
+INSTANTIATED = ("data", "model", "decode", "trainer", "tuning", "optimizer", "scheduler")
+HPARAM_KEYS = ("lr", "weight_decay", "warmup_ratio", "dropout", "layer_lr_decay", "objective", "label_smoothing",
+               "pooling", "pos_weight")
 # Lightning's ckpt_path shortcuts besides a file
 CKPT_NAMES = ("last", "best", "hpc")
 
@@ -31,6 +32,7 @@ def check_train_settings(cfg: DictConfig) -> None:
     if "_target_" not in cfg.decode:
         raise GenreLabError("decode=checkpoint keeps a trained run's decision rule, for eval and predict; train "
                             "with decode=threshold (the default), top_k or at_least_one")
+    check_recipe(plain(cfg.get("optimizer")), plain(cfg.get("scheduler")))
     for key in INSTANTIATED:
         if cfg.get(key):
             check_keys(cfg[key], key)
@@ -40,6 +42,10 @@ def check_train_settings(cfg: DictConfig) -> None:
     check_start_checkpoint(cfg.get("ckpt_path"))
     if cfg.get("tuning"):  # used after training: a bad value must not cost the whole fit
         hydra.utils.instantiate(cfg.tuning)
+
+
+def plain(node: Any) -> Any:
+    return OmegaConf.to_container(node) if isinstance(node, DictConfig) else node
 
 
 def check_keys(node: DictConfig, key: str) -> None:

@@ -41,6 +41,7 @@ from genre_lab.loggers import (
     restore_history,
 )
 from genre_lab.metrics import score
+from genre_lab.model.module import check_single_label
 from genre_lab.results import publish
 from genre_lab.run import Run
 from genre_lab.run_dir import refuse_reuse
@@ -55,9 +56,13 @@ log = logging.getLogger(__name__)
 
 def build_model(cfg: DictConfig, datamodule: Any, decoder: Decoder | None = None) -> pl.LightningModule:
     labels = datamodule.label_space
+    check_single_label(cfg.model.get("objective", "bce"), datamodule.rows_with_several_genres(),
+                       len(datamodule.train_table), datamodule.hparams.train_csv)
     pos_weight = cfg.model.get("pos_weight")
     if pos_weight == "auto":
         pos_weight = datamodule.pos_weight()
+    # the optimizer/scheduler as plain configs: the module instantiates them, and checkpoints hold no objects
+    recipe = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("optimizer", "scheduler") if cfg.get(k)}
     # Through a partial: Hydra would try to merge the Decoder object into the config.
     return hydra.utils.instantiate(cfg.model, _partial_=True, _convert_="all")(
         label_names=list(labels.names),
@@ -65,6 +70,7 @@ def build_model(cfg: DictConfig, datamodule: Any, decoder: Decoder | None = None
         pos_weight=pos_weight,
         label_prior=datamodule.label_prior(),
         decoder=decoder or hydra.utils.instantiate(cfg.decode),
+        **recipe,
     )
 
 

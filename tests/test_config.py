@@ -5,11 +5,14 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from genre_lab.config_dir import config_dir
-from tests.conftest import compose_train
+from genre_lab.errors import GenreLabError
+from genre_lab.settings import check_train_settings
+from tests.conftest import QUIET, compose_train
 
 GROUPS = ["data", "model", "decode", "tuning", "callbacks", "logger", "trainer", "experiment", "debug",
-          "hparams_search"]
+          "hparams_search", "optimizer", "scheduler"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((config_dir() / g).glob("*.yaml"))]
+RECIPES = [(g, o) for g, o in OPTIONS if g in ("optimizer", "scheduler")]
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
@@ -26,6 +29,7 @@ def test_every_config_composes_and_resolves(group, option, tmp_path):
         assert instantiate(callback) is not None, name
     for name, logger in cfg.logger.items():
         assert instantiate(logger) is not None, name
+    assert callable(instantiate(cfg.optimizer)) and callable(instantiate(cfg.scheduler))  # partials
 
 
 def test_defaults(tmp_path):
@@ -70,3 +74,30 @@ def test_quickstart_is_offline(tmp_path):
     cfg = compose_train(["experiment=quickstart"], tmp_path)
     assert cfg.model.backbone == "minilm"
     assert cfg.data.train_csv.endswith("genre_lab/resources/sample_movies.csv")
+
+
+@pytest.mark.parametrize(("group", "option"), RECIPES, ids=[f"{g}={o}" for g, o in RECIPES])
+def test_every_optimizer_and_scheduler_trains_a_step(group, option, tmp_path):
+    from genre_lab.train import train
+
+    cfg = compose_train(["model=tiny", "data=sample", "debug=fast_dev_run", f"{group}={option}", *QUIET],
+                        tmp_path / "run")
+    assert OmegaConf.to_container(cfg[group]) == OmegaConf.to_container(OmegaConf.load(config_dir() / group /
+                                                                                         f"{option}.yaml"))
+    assert train(cfg)["global_step"] == 1
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("+optimizer.lr=0.1", r"optimizer.lr is supplied by the module \(model.lr\); remove it and set model.lr"),
+    ("+optimizer.betaz=[0.9,0.99]", r"optimizer.betaz is not a setting of torch.optim.AdamW; did you mean "
+                                    r"optimizer.betas\?"),
+    ("+scheduler.num_training_steps=5", r"scheduler.num_training_steps is supplied by the module"),
+    ("model.objective=softmax", r"model.objective='softmax' must be one of bce, ce"),
+    ("model.pooling=max", r"model.pooling='max' must be one of head, mean"),
+    ("model.layer_lr_decay=1.5", r"model.layer_lr_decay=1.5 must be a number in \(0, 1\]"),
+    ("model.label_smoothing=-0.1", r"model.label_smoothing=-0.1 must be a number in \[0, 1\)"),
+])
+def test_recipe_settings_are_checked_before_any_data_is_read(override, message, tmp_path):
+    cfg = compose_train(["data.train_csv=/no/such/file.csv", override], tmp_path)
+    with pytest.raises(GenreLabError, match=message):
+        check_train_settings(cfg)

@@ -54,3 +54,19 @@ def test_relative_positions_have_no_length_limit():
     from transformers import AutoConfig
 
     assert position_limit(AutoConfig.for_model("deberta-v2", position_biased_input=False)) is None
+
+
+def test_mean_pooling_keeps_the_pretrained_encoder_and_rebuilds_from_its_config():
+    import torch
+    from transformers import AutoModel
+
+    model = load_classifier("tiny", ["a", "b", "c"], dropout=0.3, objective="ce", pooling="mean")
+    pretrained = AutoModel.from_pretrained(resolve_backbone("tiny"))
+    for (name, theirs), ours in zip(pretrained.state_dict().items(), model.encoder.state_dict().values(),
+                                    strict=True):
+        assert torch.equal(theirs, ours), name
+    assert model.config.problem_type == "single_label_classification" and model.config.num_labels == 3
+    assert model.dropout.p == 0.3
+    assert load_classifier("tiny", ["a", "b"], pooling="mean").dropout.p == 0.2  # DistilBERT's seq_classif_dropout
+    rebuilt = load_classifier("anything-not-loadable", ["a", "b", "c"], config=model.config.to_dict(), pooling="mean")
+    assert rebuilt.state_dict().keys() == model.state_dict().keys() and rebuilt.dropout.p == 0.3
