@@ -1,9 +1,13 @@
 """`genre-lab export run_dir=… out=DIR`: a standard Hugging Face model folder.
 
-DIR holds the weights and config (id2label/label2id, ``problem_type: multi_label_classification``),
-the tokenizer (``model_max_length`` = the run's max_length) and ``thresholds.json`` (the decision rule: the
-run's own, or as ``decode=`` says, as for eval and predict). ``AutoModelForSequenceClassification.from_pretrained
-(DIR)`` and ``pipeline("text-classification", model=DIR, top_k=None)`` load it with no genre_lab code.
+DIR holds the weights and config (id2label/label2id; ``problem_type`` ``multi_label_classification`` for a bce run,
+``single_label_classification`` for a ce run, so transformers and the HF pipeline apply sigmoid or softmax as
+genre_lab does), the tokenizer (``model_max_length`` = the run's max_length; ``truncation_side=left`` for a
+``data.truncation=tail`` run) and ``thresholds.json`` (the decision rule: the run's own, or as ``decode=`` says, as
+for eval and predict). ``AutoModelForSequenceClassification.from_pretrained(DIR)`` and
+``pipeline("text-classification", model=DIR, top_k=None)`` load it with no genre_lab code. A ``model.pooling=mean``
+model has no standard HF class: DIR also holds its code (``pooling.py``, from genre_lab/model/pooling.py) and
+loads with ``trust_remote_code=True``.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -49,18 +54,10 @@ def export(cfg: DictConfig) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_dir_beside(out)
     try:
-        model = run.model.model
-        model.save_pretrained(tmp)
-        tokenizer = run.tokenizer
-        tokenizer.model_max_length = run.max_length
-        tokenizer.save_pretrained(tmp)
+        run.model.model.save_pretrained(tmp)  # a mean-pooling model also writes its code and auto_map
+        save_tokenizer(run, tmp)
         decoder = rule_for_run(run.model.decoder, cfg.decode).for_genres(len(run.model.label_space))
-        write_json(tmp / "thresholds.json", {
-            "labels": list(run.model.label_space.names),
-            "multi_label": run.model.label_space.multi_label,
-            "decoder": decoder.to_dict(),
-            "note": "apply sigmoid to the logits; a genre is predicted when its probability is above its threshold",
-        })
+        write_json(tmp / "thresholds.json", rule_file(run, decoder.to_dict()))
         honour_umask(tmp)
         if out.exists():
             shutil.rmtree(out)
@@ -69,8 +66,38 @@ def export(cfg: DictConfig) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("exported %s to %s", run.ckpt_path, out)
-    print(f"exported {run.ckpt_path} -> {out}")
+    mean = run.model.hparams.get("pooling") == "mean"
+    custom = " (mean pooling: load it with trust_remote_code=True)" if mean else ""
+    print(f"exported {run.ckpt_path} -> {out}{custom}")
     return out
+
+
+def save_tokenizer(run: Run, folder: Path) -> None:
+    """The run's tokenizer, cutting long texts as the run did where the HF tokenizer can (head, tail)."""
+    tokenizer = run.tokenizer
+    tokenizer.model_max_length = run.max_length
+    tokenizer.truncation_side = "left" if run.truncation == "tail" else "right"
+    tokenizer.init_kwargs["truncation_side"] = tokenizer.truncation_side  # what save_pretrained writes it from
+    if run.truncation == "head+tail":
+        log.warning("the run keeps the head and the tail of long texts (data.truncation=head+tail), which a Hugging "
+                    "Face tokenizer cannot: the exported tokenizer cuts texts longer than %d tokens at the end",
+                    run.max_length)
+    tokenizer.save_pretrained(folder)
+
+
+def rule_file(run: Run, decoder: dict[str, Any]) -> dict[str, Any]:
+    """``thresholds.json``: the genres, the decision rule, and how the model's logits become probabilities."""
+    objective = run.model.hparams.get("objective", "bce")
+    squash = "softmax over the genres" if objective == "ce" else "sigmoid to each logit"
+    return {
+        "labels": list(run.model.label_space.names),
+        "multi_label": run.model.label_space.multi_label,
+        "objective": objective,
+        "truncation": run.truncation,
+        "decoder": decoder,
+        "note": f"apply {squash}; a genre is predicted when its probability is above its threshold "
+                "(or is among the top_k)",
+    }
 
 
 @hydra.main(config_path=str(config_dir()), config_name="export", version_base="1.3")

@@ -82,3 +82,49 @@ def test_export_writes_the_rule_decode_names(trained_run, tmp_path):
     export(compose_cfg("export", [f"run_dir={trained_run}", f"out={tmp_path / 't'}", "decode=threshold",
                                   "decode.threshold=0.3"], tmp_path / "c"))
     assert json.loads((tmp_path / "t" / "thresholds.json").read_text())["decoder"]["threshold"] == 0.3
+
+
+@pytest.fixture(scope="module", params=["head", "mean"])
+def ce_run(request, tmp_path_factory, four_csv):
+    """A short single-label (ce) run that keeps the tail of texts cut at 16 tokens, with each pooling."""
+    from genre_lab.train import train
+    from tests.conftest import QUIET, compose_train
+
+    root = tmp_path_factory.mktemp(f"ce_{request.param}")
+    train(compose_train([
+        "model=tiny", f"data.train_csv={four_csv}", "trainer.max_epochs=2", "model.lr=2e-3", "data.batch_size=16",
+        "trainer.precision=32-true", "model.objective=ce", f"model.pooling={request.param}", "data.max_length=16",
+        "data.truncation=tail", "model.label_smoothing=0.1", *QUIET], root / "run"))
+    return root / "run", request.param
+
+
+def test_export_of_a_ce_run_gives_the_same_softmax_probabilities(ce_run, tmp_path, run_frame):
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    run, pooling = ce_run
+    custom = pooling == "mean"  # no standard HF class: its code travels in the folder
+    out = tmp_path / "hf"
+    export(compose_cfg("export", [f"run_dir={run}", f"out={out}"], tmp_path / "x"))
+    model = AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=custom)
+    assert model.config.problem_type == "single_label_classification"
+    assert (out / "pooling.py").is_file() == custom
+    if custom:
+        with pytest.raises(ValueError, match="trust_remote_code"):  # never a standard head with random weights
+            AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=False)
+    saved = json.loads((out / "thresholds.json").read_text())
+    assert (saved["objective"], saved["truncation"]) == ("ce", "tail") and "softmax" in saved["note"]
+    assert json.loads((out / "tokenizer_config.json").read_text())["truncation_side"] == "left"
+
+    rows = run_frame.sample(12, random_state=2)
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    ours = predict(compose_cfg("predict", [f"run_dir={run}", f"input_csv={tmp_path / 'in.csv'}",
+                                           "precision=32-true"], tmp_path / "p"))
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    probs = ours[[f"prob_{n}" for n in names]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    texts = [build_text(r, "{synopsis} {movie_name}") for r in rows.to_dict("records")]
+    classifier = pipeline("text-classification", model=str(out), top_k=None, device="cpu", trust_remote_code=custom)
+    # the exported tokenizer keeps the tail of these (longer than 16 token) texts, as the run did
+    theirs = [{s["label"]: s["score"] for s in scores} for scores in classifier(texts, truncation=True)]
+    np.testing.assert_allclose([[scores[n] for n in names] for scores in theirs], probs, atol=1e-5)
+
