@@ -76,9 +76,9 @@ def labelled_csv(run: Run, path: str) -> EvalData:
         raise GenreLabError(f"{path}: genre(s) {unknown} are not among the model's genres {list(space.names)}: "
                             f"the checkpoint {run.ckpt_path} was trained on another label space. Evaluate a run "
                             "trained with these genres, or remove those rows.")
-    ids = tokenize(run.tokenizer, table.texts, run.max_length)
+    ids = tokenize(run.tokenizer, table.texts, run.max_length, run.truncation)
     identity = {"csv": str(Path(path).resolve()), "sha256": file_digest(path), "spec": run.spec.__dict__,
-                "max_length": run.max_length}
+                "max_length": run.max_length, "truncation": run.truncation}
     return EvalData(str(path), table.movie_ids, ids, space.encode(table.labels), identity)
 
 

@@ -43,6 +43,28 @@ def test_explore_notebook_on_multilabel_data(tmp_path, multilabel_csv):
     assert "400 rows, 10 genres, 1.34 genres per movie" in text_of(execute("01_explore_data.ipynb", env, tmp_path))
 
 
-def test_compare_notebook_runs_on_a_sweep(tmp_path, grid_sweep):
-    notebook = execute("02_compare_runs.ipynb", {"GENRE_LAB_NB_SWEEP": str(grid_sweep)}, tmp_path)
-    assert "4 runs under" in text_of(notebook)
+def images_of(notebook) -> int:
+    return sum("image/png" in o.get("data", {}) for c in notebook.cells for o in c.get("outputs", []))
+
+
+def test_compare_notebook_opens_a_run_and_a_sweep_where_a_user_has_them(tmp_path, grid_sweep, trained_run):
+    """No paths given: from the project directory (or its notebooks/ folder) it finds the newest run under
+    outputs/train and the newest sweep under multirun/train, and shows their plots inline."""
+    import shutil
+
+    project = tmp_path / "project"
+    run = shutil.copytree(trained_run, project / "outputs" / "train" / "2026-12-01" / "10-00-00")
+    (run / ".hydra").mkdir(exist_ok=True)  # as `genre-lab train` leaves it (the fixture was composed in-process)
+    shutil.copytree(grid_sweep, project / "multirun" / "train" / "2026-12-01" / "11-00-00")
+    (project / "notebooks").mkdir()
+    notebook = execute("02_compare_runs.ipynb", {}, project / "notebooks")
+    text = text_of(notebook)
+    assert "run: " + str(project / "outputs" / "train" / "2026-12-01" / "10-00-00") in text
+    assert f"4 runs under {project / 'multirun' / 'train' / '2026-12-01' / '11-00-00'}" in text
+    assert images_of(notebook) >= 5  # the run's PNG plots, its curve, the sweep's ranking and curves
+
+
+def test_compare_notebook_takes_the_paths_it_is_given(tmp_path, grid_sweep, trained_run):
+    notebook = execute("02_compare_runs.ipynb", {"GENRE_LAB_NB_SWEEP": str(grid_sweep),
+                                                 "GENRE_LAB_NB_RUN": str(trained_run)}, tmp_path)
+    assert "4 runs under" in text_of(notebook) and f"run: {trained_run}" in text_of(notebook)
