@@ -18,7 +18,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from genre_lab.backbones import load_tokenizer
 from genre_lab.data.labels import LabelSpace
 from genre_lab.data.samplers import EpochShuffleSampler, LengthGroupedSampler, LengthSortedSampler
-from genre_lab.data.sampling import sample_per_class, sampling_keys, split_keys, stratified_split
+from genre_lab.data.sampling import (
+    check_split_support,
+    iterative_split,
+    sample_per_class,
+    sampling_keys,
+    split_keys,
+    stratified_split,
+)
 from genre_lab.data.table import MovieTable, TableSpec, check_choice, drop_genres, read_table
 from genre_lab.data.token_cache import cached_tokenize
 from genre_lab.data.tokens import TokenIds, check_truncation, make_collator
@@ -90,6 +97,7 @@ class GenreDataModule(pl.LightningDataModule):
         id_column: str | None = TableSpec.id_column,
         sample: dict[str, Any] | None = None,
         val_size: float = 0.2,
+        split: str = "auto",
         seed: int = 42,
         shuffle_seed: int | None = None,
         max_length: int = 128,
@@ -112,6 +120,7 @@ class GenreDataModule(pl.LightningDataModule):
             if value is not None:
                 require_positive(value, f"data.{key}")
         check_choice("data.unseen_labels", unseen_labels, ("fail", "ignore"))
+        check_choice("data.split", split, ("auto", "iterative", "combination"))
         check_length_setting(max_length)
         check_truncation(truncation)
         if not val_csv:
@@ -184,9 +193,22 @@ class GenreDataModule(pl.LightningDataModule):
             log.info("sampled %d of %d training rows per class (%s)", len(rows), len(labels), sample)
         if self.hparams.val_csv:
             return rows, None
-        keys = split_keys([labels[i] for i in rows], self.hparams.val_size)
-        train, val = stratified_split(keys, self.hparams.val_size, seed=self.hparams.seed)
+        kept = [labels[i] for i in rows]
+        if self.split_method == "iterative":
+            check_split_support(kept)
+            train, val = iterative_split(self.label_space.encode(kept), self.hparams.val_size, seed=self.hparams.seed)
+        else:
+            train, val = stratified_split(split_keys(kept, self.hparams.val_size), self.hparams.val_size,
+                                          seed=self.hparams.seed)
         return rows[train], rows[val]
+
+    @property
+    def split_method(self) -> str:
+        """``data.split``: ``auto`` is iterative stratification for multi-label data (every genre keeps its
+        share), and per-genre strata (``combination``, exact per genre) for single-label data."""
+        if self.hparams.split != "auto":
+            return self.hparams.split
+        return "iterative" if self.hparams.multi_label else "combination"
 
     # -- Lightning hooks -------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:

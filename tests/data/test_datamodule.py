@@ -159,3 +159,28 @@ def test_truncation_is_a_validated_setting_used_for_every_split():
         expected = tokenize(dm.tokenizer, texts, 16, "tail")
         assert (split.dataset.input_ids.flat == expected.flat).all()
         assert (expected.flat != tokenize(dm.tokenizer, texts, 16, "head").flat).any()  # the texts are long
+
+
+def test_multi_label_data_is_split_by_iterative_stratification_unless_asked_otherwise(multilabel_csv):
+    import numpy as np
+    import pytest
+
+    from genre_lab.errors import GenreLabError
+
+    def split(method: str) -> tuple:
+        dm = make_dm(train_csv=str(multilabel_csv), label_column="genres", multi_label=True, split=method)
+        dm.setup("fit")
+        targets = dm.label_space.encode(dm.train_table.labels)
+        val = dm.splits["val"].rows
+        gap = np.abs(targets[val].sum(axis=0) / targets.sum(axis=0) - 0.2)
+        return dm, sorted(val.tolist()), gap
+
+    auto, auto_val, auto_gap = split("auto")
+    assert auto.split_method == "iterative" and len(auto_val) == 80  # exact: 20 % of 400
+    iterative, iterative_val, _ = split("iterative")
+    assert iterative_val == auto_val  # seeded: the same rows
+    old, old_val, _ = split("combination")  # (balance on real data: tests/data/test_sampling.py)
+    assert len(old_val) == 80 and old_val != auto_val and auto_gap.max() < 0.02
+    assert make_dm().split_method == "combination"  # single-label data: per-genre strata, exact per genre
+    with pytest.raises(GenreLabError, match="data.split"):
+        make_dm(split="random")
