@@ -37,6 +37,11 @@ class RunLayout:
         return self.checkpoints / "last.ckpt"
 
     @property
+    def baseline(self) -> Path:
+        """A baseline run's fitted model, decision rule and data settings (skops; genre_lab.baseline)."""
+        return self.checkpoints / "model.skops"
+
+    @property
     def interrupted(self) -> Path:
         return self.checkpoints / "interrupted.ckpt"
 

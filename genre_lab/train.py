@@ -50,6 +50,7 @@ from genre_lab.seed_groups import config_id
 from genre_lab.settings import check_train_settings
 from genre_lab.stored_probs import StoredProbs
 from genre_lab.sweeps.pruning import TrialPruning
+from genre_lab.train_baseline import fit_baseline, fits_texts
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +160,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     decoder = hydra.utils.instantiate(cfg.decode)
     # _convert_="all": plain containers in hyper-parameters keep checkpoints weights_only-loadable.
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-    check_max_length(datamodule.hparams.max_length, cfg.model.backbone)
+    baseline = fits_texts(cfg.model)
+    if not baseline:
+        check_max_length(datamodule.hparams.max_length, cfg.model.backbone)
     # The label space reads and checks the training file: bad data or top_k fail before tokenizing.
     decoder.for_genres(len(datamodule.label_space), "the training data")
+    if baseline:  # the TF-IDF baseline: fitted on the texts, no Lightning (train_baseline.py)
+        return fit_baseline(cfg, datamodule, decoder, out)
     datamodule.setup("fit")
     log.info(datamodule.describe())
     model = build_model(cfg, datamodule, decoder)

@@ -215,6 +215,13 @@ class GenreDataModule(pl.LightningDataModule):
         """Read, sample, split and tokenize every stage's rows — once, whatever stage asks first."""
         if self.splits:
             return
+        for name, (table, rows) in self.stage_rows.items():
+            self.splits[name] = Split(table, rows, self._dataset(table, rows))
+
+    @cached_property
+    def stage_rows(self) -> dict[str, tuple[MovieTable, np.ndarray]]:
+        """Each stage's table and rows: read, checked, sampled and split, not tokenized (what a model that
+        reads texts itself, such as the TF-IDF baseline, trains on)."""
         train_rows, val_rows = self._train_val_rows()
         parts = {"train": (self.train_table, train_rows)}
         if val_rows is None:
@@ -225,8 +232,13 @@ class GenreDataModule(pl.LightningDataModule):
         if self.hparams.test_csv:
             test_table = self._table("test_csv")
             parts["test"] = (test_table, np.arange(len(test_table)))
-        for name, (table, rows) in parts.items():
-            self.splits[name] = Split(table, rows, self._dataset(table, rows))
+        return parts
+
+    def texts_and_targets(self, stage: str) -> tuple[list[str], np.ndarray | None, list[str]]:
+        """A stage's model texts, multi-hot targets (None for an unlabelled test file) and movie ids."""
+        table, rows = self.stage_rows[stage]
+        targets = None if table.labels is None else self.label_space.encode([table.labels[i] for i in rows])
+        return [table.texts[i] for i in rows], targets, [table.movie_ids[i] for i in rows]
 
     @cached_property
     def _read(self) -> dict[str, MovieTable]:
