@@ -20,7 +20,8 @@ RECIPES = [(g, o) for g, o in OPTIONS if g in ("optimizer", "scheduler")]
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_every_config_composes_and_resolves(group, option, tmp_path):
+def test_every_config_composes_and_resolves(group, option, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # instantiating logger=mlflow creates its local store (mlflow.db) here
     cfg = compose_train([f"{group}={option}"], tmp_path)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert resolved["data"]["_target_"] == "genre_lab.data.datamodule.GenreDataModule"
