@@ -11,6 +11,7 @@ arbitrary pickled code; loading refuses a file holding anything else.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,10 @@ class TfidfLogReg:
     def load(cls, path: str | Path) -> TfidfLogReg:
         import skops.io  # deferred: as in save
 
-        untrusted = skops.io.get_untrusted_types(file=path)
+        try:
+            untrusted = skops.io.get_untrusted_types(file=path)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:  # not a skops file at all
+            raise GenreLabError(f"{path}: not a readable genre_lab baseline model ({err})") from None
         if untrusted:
             raise GenreLabError(f"{path} holds types genre_lab does not load ({untrusted[:5]}): it was not written "
                                 "by genre-lab train model=tfidf_lr; refusing to load it")

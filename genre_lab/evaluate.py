@@ -1,7 +1,9 @@
 """`genre-lab eval run_dir=… | ckpt_path=…`: score a trained model on its validation split or a labelled CSV.
 
-Probabilities are cached per (checkpoint, data, precision) in the run's ``eval_cache/``, so a threshold
-sweep (``genre-lab eval -m run_dir=… decode.threshold=0.2,0.3,0.4``) runs the network once.
+Any finished run: a transformer's checkpoint, the TF-IDF baseline's model.skops, an ensemble's ensemble.json
+(its members run and averaged). Probabilities are cached per (model file, data, precision) in the run's
+``eval_cache/``, so a threshold sweep (``genre-lab eval -m run_dir=… decode.threshold=0.2,0.3,0.4``) runs the
+model once.
 Writes ``metrics.json``, ``per_class.csv``, ``decisions.csv`` (per row: true and predicted genres) and
 PNG plots into the eval's output directory.
 """
@@ -23,15 +25,13 @@ from genre_lab import plots
 from genre_lab.config_dir import config_dir
 from genre_lab.data.datamodule import GenreDataModule
 from genre_lab.data.table import read_table
-from genre_lab.data.tokens import TokenIds, make_collator, tokenize
 from genre_lab.decoding import rule_for_run
 from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
-from genre_lab.inference import predict_probs
 from genre_lab.io import atomic_target, file_digest, write_csv
 from genre_lab.loggers import instantiate_loggers
 from genre_lab.metrics import score
 from genre_lab.results import publish
-from genre_lab.run import Run
+from genre_lab.run import FinishedRun, locate
 from genre_lab.run_layout import RunLayout
 
 log = logging.getLogger(__name__)
@@ -39,61 +39,58 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvalData:
-    """Rows to score: movie ids, token ids, multi-hot targets, and what identifies them for the cache."""
+    """Rows to score: movie ids, model texts, multi-hot targets, and what identifies them for the cache."""
 
     name: str
     movie_ids: list[str]
-    input_ids: TokenIds
+    texts: list[str]
     targets: np.ndarray
     identity: dict[str, Any]
+    token_cache_dir: str | None = None  # where a transformer caches these rows' token ids (the validation split)
 
 
-def validation_split(run: Run, token_cache_dir: str | None) -> EvalData:
-    """The run's own validation rows, rebuilt from the data settings stored in its checkpoint.
+def validation_split(run: FinishedRun, token_cache_dir: str | None) -> EvalData:
+    """The run's own validation rows, rebuilt from the data settings stored with its model.
 
-    The token cache is ``token_cache_dir`` (this machine's ``paths.cache_dir``), not the training machine's.
+    Only the rows and texts come from the datamodule: each model cuts and tokenizes them itself (a transformer
+    as it was trained, into ``token_cache_dir``, this machine's ``paths.cache_dir``, not the training machine's).
     """
     hp = run.data_hparams
     if not hp:
-        raise GenreLabError(f"{run.ckpt_path} stores no data settings; pass input_csv=<a labelled CSV>")
-    datamodule = GenreDataModule(**{**hp, "tokenizer": run.tokenizer_source, "token_cache_dir": token_cache_dir})
-    if datamodule.label_space != run.model.label_space:
+        raise GenreLabError(f"{run.model_file} stores no data settings; pass input_csv=<a labelled CSV>")
+    datamodule = GenreDataModule(**{**hp, "tokenizer": hp.get("tokenizer"), "token_cache_dir": None})
+    if datamodule.label_space != run.label_space:
         raise GenreLabError(f"the training data now has genres {list(datamodule.label_space.names)}, the "
-                            f"checkpoint {list(run.model.label_space.names)}: it changed since training")
-    datamodule.setup("validate")
-    val = datamodule.splits["val"].dataset
+                            f"model {list(run.label_space.names)}: it changed since training")
+    texts, targets, movie_ids = datamodule.texts_and_targets("val")
     files = [hp[k] for k in ("train_csv", "val_csv") if hp.get(k)]
     identity = {"split": "val", "data": hp, "files": {f: file_digest(f) for f in files}}
-    return EvalData("validation split", datamodule.splits["val"].movie_ids, val.input_ids, val.targets, identity)
+    return EvalData("validation split", movie_ids, texts, targets, identity, token_cache_dir)
 
 
-def labelled_csv(run: Run, path: str) -> EvalData:
+def labelled_csv(run: FinishedRun, path: str) -> EvalData:
     """Any CSV with the run's text columns and label column."""
     table = read_table(path, run.spec, require_labels=True)
-    space = run.model.label_space
+    space = run.label_space
     table.labels, unknown = space.conform(table.labels)
     if unknown:
         raise GenreLabError(f"{path}: genre(s) {unknown} are not among the model's genres {list(space.names)}: "
-                            f"the checkpoint {run.ckpt_path} was trained on another label space. Evaluate a run "
-                            "trained with these genres, or remove those rows.")
-    ids = tokenize(run.tokenizer, table.texts, run.max_length, run.truncation)
-    identity = {"csv": str(Path(path).resolve()), "sha256": file_digest(path), "spec": run.spec.__dict__,
-                "max_length": run.max_length, "truncation": run.truncation}
-    return EvalData(str(path), table.movie_ids, ids, space.encode(table.labels), identity)
+                            f"{run.model_file} was trained on another label space. Evaluate a run trained with "
+                            "these genres, or remove those rows.")
+    identity = {"csv": str(Path(path).resolve()), "sha256": file_digest(path), "spec": run.spec.__dict__}
+    return EvalData(str(path), table.movie_ids, table.texts, space.encode(table.labels), identity)
 
 
-def cached_probs(run: Run, data: EvalData, cfg: DictConfig) -> tuple[np.ndarray, str]:
-    """Probabilities from the cache when this checkpoint already scored these rows, else computed."""
-    stat = run.ckpt_path.stat()
-    key_src = {"ckpt": [str(run.ckpt_path.resolve()), stat.st_size, stat.st_mtime_ns], "data": data.identity,
-               "precision": run.precision(cfg.precision)}
+def cached_probs(run: FinishedRun, data: EvalData, cfg: DictConfig) -> tuple[np.ndarray, str]:
+    """Probabilities from the cache when this model already scored these rows, else computed."""
+    key_src = {"model": run.cache_identity(cfg.precision), "data": data.identity}
     key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()[:20]
     path = run.cache_dir / f"probs-{key}.npy"
     cached = load_cached(path, len(data.targets)) if cfg.cache else None
     if cached is not None:
         return cached, "cache"
-    probs = predict_probs(run.model, data.input_ids, make_collator(run.tokenizer), cfg.batch_size,
-                          precision=run.precision(cfg.precision), progress=True)
+    probs = run.probabilities(data.texts, cfg.batch_size, cfg.precision, progress=True,
+                              token_cache_dir=data.token_cache_dir)
     if cfg.cache:
         save_cached(path, probs)
     return probs, "computed"
@@ -126,20 +123,19 @@ def save_cached(path: Path, probs: np.ndarray) -> None:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     require_positive(cfg.batch_size, "batch_size")
-    run = Run.locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
+    run = locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
     out = Path(cfg.paths.output_dir)
+    space = run.label_space
     # Settings are checked before any work: a bad value must not leave a cache entry in the run directory.
-    decoder = rule_for_run(run.model.decoder, cfg.decode)
-    decoder.for_genres(len(run.model.label_space))
+    decoder = rule_for_run(run.decoder, cfg.decode)
+    decoder.for_genres(len(space))
     data = labelled_csv(run, cfg.input_csv) if cfg.get("input_csv") else validation_split(run, cfg.token_cache_dir)
     probs, source = cached_probs(run, data, cfg)
-    names = list(run.model.label_space.names)
-    scored = score(probs, data.targets, decoder, names, "eval",
+    scored = score(probs, data.targets, decoder, list(space.names), "eval",
                    hydra.utils.instantiate(cfg.tuning) if cfg.tune else None)
     decoder, decisions, per_class = scored.decoder, scored.decisions, scored.per_class
-    metrics: dict[str, Any] = {**scored.metrics, "checkpoint": str(run.ckpt_path), "data": data.name,
+    metrics: dict[str, Any] = {**scored.metrics, "checkpoint": str(run.model_file), "data": data.name,
                                "rows": len(data.targets), "probabilities": source}
-    space = run.model.label_space
     write_csv(RunLayout(out).decisions, [
         {"id": i, "true": "|".join(t), "predicted": "|".join(p)}
         for i, t, p in zip(data.movie_ids, space.decode(data.targets), space.decode(decisions), strict=True)

@@ -1,9 +1,10 @@
 """`genre-lab predict run_dir=… input_csv=…` (or ``text="…"`` / ``synopsis=… movie_name=…``).
 
 Writes a CSV with the input id, the predicted genres (``|``-joined), one probability column per genre
-and a status. Texts are cut as the run was trained (its ``max_length`` and ``data.truncation``). Rows whose
-first template column (the synopsis by default) is empty are not guessed at: they keep their place with status
-``empty <column>`` and are listed by line number. Duplicate ids, texts cut at ``max_length`` and a CSV without
+and a status, from any finished run (transformer, TF-IDF baseline, ensemble). A transformer's texts are cut as
+the run was trained (its ``max_length`` and ``data.truncation``). Rows whose first template column (the synopsis
+by default) is empty are not guessed at: they keep their place with status ``empty <column>`` and are listed by
+line number. Duplicate ids, texts cut at ``max_length`` and a CSV without
 rows are warned about; the output never replaces the input or, unless ``overwrite=true``, an existing file.
 """
 
@@ -22,13 +23,11 @@ from omegaconf import DictConfig
 from genre_lab.config_dir import config_dir, config_keys
 from genre_lab.data.labels import is_missing
 from genre_lab.data.table import TableSpec, build_text, delimiter_hint, line_numbers, read_csv
-from genre_lab.data.tokens import kept_tokens, make_collator, tokenize_flagging_truncation
 from genre_lab.decoding import rule_for_run
 from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
-from genre_lab.inference import predict_probs
 from genre_lab.io import atomic_write_text
 from genre_lab.report import print_table
-from genre_lab.run import Run
+from genre_lab.run import FinishedRun, locate
 
 log = logging.getLogger(__name__)
 COMMAND_LINE = ("text", "command line")  # sources without a file, hence without line numbers
@@ -63,7 +62,7 @@ def command_line_fields(cfg: DictConfig, spec: TableSpec) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def input_frame(cfg: DictConfig, run: Run) -> tuple[pd.DataFrame, list[str], str]:
+def input_frame(cfg: DictConfig, run: FinishedRun) -> tuple[pd.DataFrame, list[str], str]:
     """Rows to predict, their model texts, and a name for messages."""
     spec = run.spec
     fields = command_line_fields(cfg, spec)
@@ -104,9 +103,10 @@ def warn_about_input(frame: pd.DataFrame, source: str, id_col: str | None) -> No
 def predict(cfg: DictConfig) -> pd.DataFrame:
     require_positive(cfg.batch_size, "batch_size")
     out = output_path(cfg)  # before any work: a refused output must not cost a model load
-    run = Run.locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
-    decoder = rule_for_run(run.model.decoder, cfg.decode)  # bad values fail first
-    decoder.for_genres(len(run.model.label_space))
+    run = locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
+    space = run.label_space
+    decoder = rule_for_run(run.decoder, cfg.decode)  # bad values fail first
+    decoder.for_genres(len(space))
     frame, texts, source = input_frame(cfg, run)
     id_col = run.spec.id_column if run.spec.id_column in frame.columns else None
     warn_about_input(frame, source, id_col)
@@ -120,20 +120,18 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
                     source, int(empty.sum()), first if by_column else "text", empty_status,
                     where(empty, frame, source))
     keep = np.flatnonzero(~empty.to_numpy())
-    names = list(run.model.label_space.names)
+    names = list(space.names)
     probs = np.full((len(frame), len(names)), np.nan, dtype=np.float32)
     if len(keep):
-        ids, cut = tokenize_flagging_truncation(run.tokenizer, [texts[i] for i in keep], run.max_length,
-                                                run.truncation)
-        warn_truncated(frame, keep, cut, run, source)
-        probs[keep] = predict_probs(run.model, ids, make_collator(run.tokenizer), cfg.batch_size,
-                                    precision=run.precision(cfg.precision), progress=True)
+        kept = [texts[i] for i in keep]
+        warn_truncated(frame, keep, run.cut_texts(kept), run, source)
+        probs[keep] = run.probabilities(kept, cfg.batch_size, cfg.precision, progress=True)
     decisions = np.zeros_like(probs, dtype=np.int64)
     if len(keep):
         decisions[keep] = decoder.decide(probs[keep])
     result = pd.DataFrame({
         "id": frame[id_col].to_numpy() if id_col else frame.index.to_numpy(),
-        "genres": ["|".join(g) for g in run.model.label_space.decode(decisions)],
+        "genres": ["|".join(g) for g in space.decode(decisions)],
         **{f"prob_{n}": probs[:, i] for i, n in enumerate(names)},
         "status": np.where(empty.to_numpy(), empty_status, "ok"),
     })
@@ -143,15 +141,13 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     return result
 
 
-def warn_truncated(frame: pd.DataFrame, keep: np.ndarray, cut: np.ndarray, run: Run, source: str) -> None:
+def warn_truncated(frame: pd.DataFrame, keep: np.ndarray, cut: np.ndarray, run: FinishedRun, source: str) -> None:
     """Texts longer than the run's ``max_length``: the model saw only part of them (``data.truncation``)."""
     if not cut.any():
         return
     mask = pd.Series(False, index=frame.index)
     mask.iloc[keep[cut]] = True
-    log.warning("%s: %d text(s) longer than max_length=%d tokens, truncated (the model sees only %s)%s", source,
-                int(cut.sum()), run.max_length, kept_tokens(run.truncation, run.max_length),
-                where(mask, frame, source))
+    log.warning("%s: %d text(s) %s%s", source, int(cut.sum()), run.cut_note, where(mask, frame, source))
 
 
 def show(result: pd.DataFrame, names: list[str], limit: int = 20) -> None:

@@ -157,3 +157,29 @@ def grid_sweep(tmp_path_factory, four_csv) -> Path:
     assert result.returncode == 0, result.stderr[-4000:]
     (root / "sweep" / "stdout.txt").write_text(result.stdout)
     return root / "sweep"
+
+
+@pytest.fixture(scope="session")
+def mixed_sweep(tmp_path_factory, four_csv) -> Path:
+    """A finished multirun over model=tfidf_lr,tiny on four_csv (overrides valid for both): job 0 is the TF-IDF
+    baseline, job 1 the tiny transformer (1 epoch); both scored on the same validation rows."""
+    root = tmp_path_factory.mktemp("mixed")
+    result = genre_lab_here("train", "-m", "model=tfidf_lr,tiny", f"data.train_csv={four_csv}", *TINY_FAST[1:],
+                            "trainer.max_epochs=1", f"hydra.sweep.dir={root / 'sweep'}", cwd=root)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert all((root / "sweep" / job / "metrics.json").is_file() for job in ("0", "1")), result.stdout[-4000:]
+    return root / "sweep"
+
+
+@pytest.fixture
+def val_rows_csv(run_frame, tmp_path) -> Callable[[Path], tuple[Path, list[str]]]:
+    """A run's validation rows (val_probs.npz order) as a CSV of the sample's columns: (its path, the ids)."""
+    from genre_lab.stored_probs import StoredProbs
+
+    def write(run: Path) -> tuple[Path, list[str]]:
+        ids = [str(i) for i in StoredProbs.load(run / "val_probs.npz").movie_ids]
+        path = tmp_path / f"val_rows_{run.name}.csv"
+        run_frame.set_index("id").loc[ids].reset_index().to_csv(path, index=False)
+        return path, ids
+
+    return write

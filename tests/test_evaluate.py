@@ -8,7 +8,9 @@ import pytest
 
 from genre_lab.errors import GenreLabError
 from genre_lab.evaluate import evaluate
+from genre_lab.figure_names import HEADLINE
 from genre_lab.model.module import GenreClassifier
+from genre_lab.stored_probs import StoredProbs
 from tests.conftest import compose_cfg, genre_lab_here
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -136,3 +138,37 @@ def test_decode_is_a_config_group_for_eval_too(trained_run, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     decoder = json.loads((tmp_path / "e" / "metrics.json").read_text())["decoder"]
     assert decoder["top_k"] == 2 and decoder["threshold"] == 0.5 and not decoder["at_least_one"]
+
+
+def stored_probs_of(run, ids):
+    """``run``'s stored validation probabilities, in the order of ``ids``."""
+    stored = StoredProbs.load(run / "val_probs.npz")
+    position = {str(movie): i for i, movie in enumerate(stored.movie_ids)}
+    return stored.probs[[position[movie] for movie in ids]]
+
+
+def test_eval_on_a_baseline_run_reproduces_its_validation_probabilities_and_figures(mixed_sweep, tmp_path,
+                                                                                    val_rows_csv):
+    run = mixed_sweep / "0"  # the TF-IDF baseline
+    shutil.rmtree(run / "eval_cache", ignore_errors=True)
+    trained = json.loads((run / "metrics.json").read_text())
+    metrics = evaluate(eval_cfg(run, tmp_path / "e"))
+    assert metrics["probabilities"] == "computed" and metrics["checkpoint"] == str(run / "checkpoints/model.skops")
+    for name in HEADLINE:
+        assert metrics[f"eval/{name}"] == pytest.approx(trained[f"val/{name}"], abs=1e-6), name
+    assert metrics["decoder"] == trained["decoder"]
+    ids = pd.read_csv(tmp_path / "e" / "decisions.csv", dtype=str, keep_default_na=False).id.tolist()
+    (cached,) = (run / "eval_cache").glob("probs-*.npy")  # what eval scored
+    np.testing.assert_allclose(np.load(cached), stored_probs_of(run, ids), atol=1e-6)
+    for name in ("per_class.csv", "decisions.csv", "pr_curves.png", "confusion_matrix.png"):
+        assert (tmp_path / "e" / name).is_file(), name
+
+    by_file = compose_cfg("eval", [f"ckpt_path={run / 'checkpoints' / 'model.skops'}", "tune=true", "plots=false"],
+                          tmp_path / "t")
+    tuned = evaluate(by_file)
+    assert tuned["probabilities"] == "cache" and tuned["eval/f1_micro"] >= tuned["thresholds"]["scores"]["fixed"]
+    top = evaluate(eval_cfg(run, tmp_path / "k", "decode=top_k", "decode.top_k=1", "plots=false"))
+    assert top["decoder"]["top_k"] == 1 and top["eval/f1_micro"] == pytest.approx(top["eval/top1_accuracy"])
+    csv, _ = val_rows_csv(run)
+    on_csv = evaluate(eval_cfg(run, tmp_path / "c", f"input_csv={csv}", "plots=false"))
+    assert on_csv["rows"] == metrics["rows"] and on_csv["eval/f1_micro"] == pytest.approx(metrics["eval/f1_micro"])

@@ -2,6 +2,7 @@ import logging
 import shutil
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -11,7 +12,8 @@ from genre_lab import predict as predict_module
 from genre_lab.errors import GenreLabError
 from genre_lab.evaluate import evaluate
 from genre_lab.predict import predict
-from genre_lab.run import Run
+from genre_lab.run import locate
+from genre_lab.stored_probs import StoredProbs
 from tests.conftest import compose_cfg
 
 
@@ -38,7 +40,7 @@ def test_predict_on_the_validation_csv_matches_eval_row_for_row(trained_run, tmp
     result = predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={tmp_path / 'val.csv'}"))
     assert result.id.astype(str).tolist() == decisions.id.tolist()
     assert result.genres.fillna("").tolist() == decisions.predicted.tolist()
-    names = Run.locate(str(trained_run)).model.label_space.names
+    names = locate(trained_run).label_space.names
     assert [c for c in result.columns if c.startswith("prob_")] == [f"prob_{n}" for n in names]
     written = pd.read_csv(tmp_path / "p" / "predictions.csv", keep_default_na=False)
     assert len(written) == len(decisions) and (written.status == "ok").all()
@@ -172,7 +174,7 @@ def test_a_csv_without_rows_gives_a_warning_and_a_header_only_file(trained_run, 
         result = predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={tmp_path / 'in.csv'}"))
     assert len(result) == 0 and "no data rows (header only)" in caplog.text
     written = (tmp_path / "p" / "predictions.csv").read_text().splitlines()
-    names = Run.locate(str(trained_run)).model.label_space.names
+    names = locate(trained_run).label_space.names
     assert written == [",".join(["id", "genres", *(f"prob_{n}" for n in names), "status"])]
 
 
@@ -195,3 +197,29 @@ def test_only_a_last_checkpoint_is_used_with_a_warning(trained_run, tmp_path, ca
     with caplog.at_level(logging.WARNING):
         predict(predict_cfg(run, tmp_path / "p", "text=A haunted lighthouse."))
     assert "has no checkpoints/best.ckpt" in caplog.text and str(run / "checkpoints" / "last.ckpt") in caplog.text
+
+
+def test_predict_on_a_baseline_run_gives_its_stored_validation_probabilities(mixed_sweep, tmp_path, val_rows_csv,
+                                                                             monkeypatch, caplog):
+    """The same CSV format, statuses and inputs (CSV, text=, template columns) as for a transformer run."""
+    run = mixed_sweep / "0"  # the TF-IDF baseline
+    csv, ids = val_rows_csv(run)
+    result = predict(predict_cfg(run, tmp_path / "p", f"input_csv={csv}"))
+    stored = StoredProbs.load(run / "val_probs.npz")
+    assert result.id.astype(str).tolist() == ids and (result.status == "ok").all()
+    assert list(result.columns) == ["id", "genres", *(f"prob_{n}" for n in stored.labels), "status"]
+    np.testing.assert_allclose(result[[f"prob_{n}" for n in stored.labels]].to_numpy(), stored.probs, atol=1e-6)
+
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False).head(4)
+    frame.loc[1, "synopsis"] = ""
+    frame.loc[2, "synopsis"] = "ghost " * 300  # no token limit: nothing to warn about
+    frame.to_csv(tmp_path / "four_rows.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        rows = predict(predict_cfg(run, tmp_path / "q", f"input_csv={tmp_path / 'four_rows.csv'}"))
+    assert rows.status.tolist() == ["ok", "empty synopsis", "ok", "ok"] and "line(s) 3" in caplog.text
+    assert "truncated" not in caplog.text
+    one = predict(predict_cfg(run, tmp_path / "t", "text=A haunted lighthouse keeper hears voices."))
+    assert one.status.tolist() == ["ok"]
+    assert run_cli(monkeypatch, "predict", f"run_dir={run}", "synopsis=A ghost, a lighthouse.", "movie_name=Night",
+                   f"hydra.run.dir={tmp_path / 'c'}") == 0
+    assert pd.read_csv(tmp_path / "c" / "predictions.csv").status.tolist() == ["ok"]
