@@ -7,7 +7,7 @@ genre_lab does), the tokenizer (``model_max_length`` = the run's max_length; ``t
 for eval and predict). ``AutoModelForSequenceClassification.from_pretrained(DIR)`` and
 ``pipeline("text-classification", model=DIR, top_k=None)`` load it with no genre_lab code. A ``model.pooling=mean``
 model has no standard HF class: DIR also holds its code (``pooling.py``, from genre_lab/model/pooling.py) and
-loads with ``trust_remote_code=True``.
+loads with ``trust_remote_code=True``. A TF-IDF baseline or an ensemble has no such folder: export refuses it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from genre_lab.config_dir import config_dir
 from genre_lab.decoding import rule_for_run
 from genre_lab.errors import GenreLabError, run_app, user_errors
 from genre_lab.io import honour_umask, temp_dir_beside, write_json
-from genre_lab.run import Run
+from genre_lab.run import BaselineRun, FinishedRun, Run, locate
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,21 @@ def refuse_run_folder(out: Path, run: Run) -> None:
                                 "exported; export replaces out, so choose a folder outside it, e.g. out=exported/")
 
 
+def transformer_run(run: FinishedRun) -> Run:
+    """``run`` itself when it has a Hugging Face model to export; a GenreLabError saying what to do otherwise."""
+    if isinstance(run, Run):
+        return run
+    if isinstance(run, BaselineRun):
+        raise GenreLabError(f"export writes Hugging Face model folders of transformer runs; {run.dir or 'this'} is a "
+                            f"TF-IDF baseline run, whose model is {run.model_file} (a scikit-learn pipeline: load it "
+                            "with skops.io.load, or use the run with genre-lab eval / predict)")
+    raise GenreLabError(f"export writes Hugging Face model folders of transformer runs; {run.model_file} is an "
+                        "ensemble of runs: export its members (listed there with their weights), or use it with "
+                        "genre-lab eval / predict")
+
+
 def export(cfg: DictConfig) -> Path:
-    run = Run.locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
+    run = transformer_run(locate(cfg.get("run_dir"), cfg.get("ckpt_path")))
     if not cfg.get("out"):
         raise GenreLabError("say where to write the model folder: out=<directory>")
     out = Path(cfg.out)

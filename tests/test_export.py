@@ -8,7 +8,7 @@ from genre_lab.data.table import build_text
 from genre_lab.errors import GenreLabError
 from genre_lab.export import export
 from genre_lab.predict import predict
-from tests.conftest import REPO, RUN_GENRES, compose_cfg
+from tests.conftest import REPO, RUN_GENRES, compose_cfg, genre_lab_here
 
 
 def test_export_loads_in_transformers_with_the_same_probabilities(trained_run, tmp_path, run_frame):
@@ -128,3 +128,15 @@ def test_export_of_a_ce_run_gives_the_same_softmax_probabilities(ce_run, tmp_pat
     theirs = [{s["label"]: s["score"] for s in scores} for scores in classifier(texts, truncation=True)]
     np.testing.assert_allclose([[scores[n] for n in names] for scores in theirs], probs, atol=1e-5)
 
+
+
+def test_export_of_a_baseline_run_is_refused_with_where_its_model_is(mixed_sweep, tmp_path):
+    run = mixed_sweep / "0"  # the TF-IDF baseline
+    for model in (f"run_dir={run}", f"ckpt_path={run / 'checkpoints' / 'model.skops'}"):
+        result = genre_lab_here("export", model, f"out={tmp_path / 'hf'}", f"hydra.run.dir={tmp_path / 'x'}",
+                                cwd=tmp_path)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("genre-lab: error: ")]
+        assert result.returncode == 2 and len(errors) == 1, result.stderr[-3000:]
+        for fragment in ("Hugging Face model folders of transformer runs", "model.skops", "skops.io.load"):
+            assert fragment in errors[0], fragment
+        assert not (tmp_path / "hf").exists()
