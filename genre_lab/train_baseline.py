@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genre_lab import plots
 from genre_lab.decoding import Decoder
+from genre_lab.errors import GenreLabError
 from genre_lab.io import write_json
 from genre_lab.loggers import finish_logger, instantiate_loggers
 from genre_lab.metrics import score
@@ -36,6 +37,9 @@ def fits_texts(model_cfg: DictConfig) -> bool:
 
 def fit_baseline(cfg: DictConfig, datamodule: Any, decoder: Decoder, out: Path) -> dict[str, Any]:
     started = time.time()
+    layout = RunLayout(out)
+    if layout.baseline.is_file():  # the run-directory check looks for *.ckpt files only
+        raise GenreLabError(f"{out} already holds a baseline model {layout.baseline}; choose a new hydra.run.dir")
     space = datamodule.label_space
     texts, targets, _ = datamodule.texts_and_targets("train")
     log.info(datamodule.describe())
@@ -46,7 +50,6 @@ def fit_baseline(cfg: DictConfig, datamodule: Any, decoder: Decoder, out: Path) 
     probs = model.predict_proba(val_texts)
     tuner = hydra.utils.instantiate(cfg.tuning) if cfg.get("tuning") else None
     val = score(probs, val_targets, decoder, space.names, "val", tuner)
-    layout = RunLayout(out)
     StoredProbs(np.asarray(val_ids), probs, val_targets, space.names).save(layout.val_probs)
     metrics = dict(val.metrics)
     if datamodule.hparams.test_csv:
