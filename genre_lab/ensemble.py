@@ -1,0 +1,275 @@
+"""`genre-lab ensemble runs=[A,B,…] [weights=[…] | weights=tune]`: a weighted average of finished runs.
+
+The members are any finished runs (transformer, TF-IDF baseline, ensemble) scored on the same validation rows with
+the same genres and text template; anything else is refused. Their stored validation probabilities
+(``val_probs.npz``) are averaged with the weights (equal by default; given weights are normalised to sum 1;
+``weights=tune`` picks them on the validation rows), and thresholds are tuned on the average as training tunes
+them. The ensemble writes a run directory like any run (metrics.json, per_class.csv, val_probs.npz, plots) and
+``ensemble.json``, with which `genre-lab eval` and `predict` run each member and average the same way
+(genre_lab.run.EnsembleRun).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from genre_lab import plots
+from genre_lab.config_dir import config_dir
+from genre_lab.data.labels import LabelSpace
+from genre_lab.decoding import Decoder
+from genre_lab.errors import GenreLabError, is_number, require_number, run_app, user_errors
+from genre_lab.io import write_json
+from genre_lab.loggers import instantiate_loggers
+from genre_lab.metrics import score
+from genre_lab.results import publish
+from genre_lab.run import ENSEMBLE_FILE, FinishedRun, average, locate
+from genre_lab.run_dir import ProtectRunDir, is_first_rank
+from genre_lab.run_layout import RunLayout
+from genre_lab.seed_groups import config_id
+from genre_lab.stored_probs import StoredProbs
+from genre_lab.thresholds import rule_score, threshold_curves
+
+log = logging.getLogger(__name__)
+FORMAT = 1
+GRID_MEMBERS = 3  # weights=tune tries every grid point up to this many members, a coordinate search beyond
+OPTIMISM = ("chosen on the validation rows the ensemble is scored on, so its val/ figures are optimistic (as for "
+            "tuned thresholds); for an unbiased figure run genre-lab eval run_dir=<the ensemble> input_csv=<held-out "
+            "labelled rows>")
+
+
+@dataclass
+class Member:
+    path: Path  # absolute
+    run: FinishedRun
+    stored: StoredProbs
+    figures: dict[str, Any]  # its metrics.json
+
+
+@dataclass
+class Weights:
+    values: np.ndarray | None  # None: to be tuned
+    source: str  # equal | given | tuned
+    note: dict[str, Any]  # what metrics.json says about how they were chosen
+
+
+def member_paths(runs: Any) -> list[Path]:
+    if not isinstance(runs, (list, ListConfig)) or len(runs) < 2:
+        raise GenreLabError(f"runs={OmegaConf.to_container(runs) if isinstance(runs, ListConfig) else runs!r}: an "
+                            "ensemble needs two or more finished run directories, e.g. runs=[outputs/a,outputs/b]")
+    return [Path(str(run)).resolve() for run in runs]
+
+
+def parse_weights(weights: Any, count: int) -> Weights:
+    """``weights=``: null (equal), ``tune``, or one number ≥ 0 per member, not all 0 (normalised to sum 1)."""
+    if weights is None:
+        return Weights(np.full(count, 1.0 / count), "equal", {})
+    if weights == "tune":
+        return Weights(None, "tuned", {})
+    given = OmegaConf.to_container(weights) if isinstance(weights, ListConfig) else weights
+    if not isinstance(given, list) or len(given) != count:
+        example = ",".join(["1"] * count)
+        raise GenreLabError(f"weights={given!r}: give one weight per run ({count}), e.g. weights=[{example}], or "
+                            "weights=tune, or leave it out for equal weights")
+    if not all(is_number(w) and 0 <= w < float("inf") for w in given) or sum(given) <= 0:
+        raise GenreLabError(f"weights={given}: each weight must be a number ≥ 0, and not all of them 0")
+    total = float(sum(given))
+    values = np.asarray(given, dtype=np.float64) / total
+    if abs(total - 1.0) < 1e-9:
+        return Weights(values, "given", {})
+    log.warning("weights=%s sum to %g, not 1: normalised to %s", given, total, [round(float(v), 6) for v in values])
+    return Weights(values, "given", {"weights_given": given, "weights_normalised": True})
+
+
+def grid_steps(step: Any) -> int:
+    """``weight_step`` as the number of steps from 0 to 1 (it must divide 1: the grid's weights sum to 1)."""
+    value = require_number(step, "weight_step", lambda v: 0 < v <= 0.5, "in (0, 0.5] that divides 1", "0.05")
+    steps = round(1 / value)
+    if abs(steps * value - 1) > 1e-9:
+        raise GenreLabError(f"weight_step={step} does not divide 1 (the weights must sum to 1); e.g. 0.05, 0.1, 0.25")
+    return steps
+
+
+def load_member(path: Path) -> Member:
+    if not path.is_dir():
+        raise GenreLabError(f"runs: {path} is not a directory; give finished run directories")
+    layout = RunLayout(path)
+    run = locate(run_dir=path)  # eval and predict of the ensemble will need the member's model
+    figures = json.loads(layout.metrics.read_text()) if layout.metrics.is_file() else {}
+    return Member(path, run, StoredProbs.load(layout.val_probs), figures)
+
+
+def aligned_members(members: Sequence[Member]) -> list[StoredProbs]:
+    """Every member's validation rows in the first member's row order; refused when genres, rows or the text
+    template differ (an average is taken genre by genre, row by row, of the same model input)."""
+    first = members[0]
+    aligned = [first.stored]
+    for member in members[1:]:
+        names = (str(first.path), str(member.path))
+        if member.stored.labels != first.stored.labels:
+            raise GenreLabError(f"cannot ensemble {names[0]} and {names[1]}: their genres differ "
+                                f"({list(first.stored.labels)} vs {list(member.stored.labels)}); an ensemble "
+                                "averages probabilities genre by genre, so its runs need the same genres, in order")
+        try:
+            aligned.append(member.stored.aligned_to(first.stored, names))
+        except GenreLabError as err:
+            raise GenreLabError(f"cannot ensemble: {err}") from None
+        for what, ours, theirs in (("text template (data.text_template)", first.run.spec.text_template,
+                                    member.run.spec.text_template),
+                                   ("data.multi_label", first.run.spec.multi_label, member.run.spec.multi_label)):
+            if ours != theirs:
+                raise GenreLabError(f"cannot ensemble {names[0]} and {names[1]}: their {what} differs ({ours!r} vs "
+                                    f"{theirs!r}); eval and predict give every member the same input")
+    return aligned
+
+
+def weight_score(probs: np.ndarray, targets: np.ndarray, decoder: Decoder, tuner: Any) -> float:
+    """What ``weights=tune`` maximises: ``tuning.metric`` at the best global threshold (the tuner's first step,
+    fast enough for a grid); for a top_k rule, or with ``~tuning`` (micro-F1), the figure of the rule itself."""
+    if tuner is not None and decoder.top_k is None:
+        return float(threshold_curves(probs, targets, tuner.grid)[tuner.metric].max())
+    return rule_score(probs, targets, decoder, tuner.metric if tuner is not None else "f1_micro")
+
+
+def simplex_grid(count: int, steps: int) -> np.ndarray:
+    """Every weight vector of multiples of ``1/steps`` summing to 1, closest to equal weights first (ties go to
+    the most even weights)."""
+    points = np.array([c for c in itertools.product(range(steps + 1), repeat=count) if sum(c) == steps]) / steps
+    return points[np.argsort(np.abs(points - 1.0 / count).sum(axis=1), kind="stable")]
+
+
+def with_share(weights: np.ndarray, i: int, share: float) -> np.ndarray:
+    """``weights`` with member ``i`` at ``share`` and the others scaled to fill the rest."""
+    rest = np.delete(weights, i)
+    rest = rest / rest.sum() * (1 - share) if rest.sum() > 0 else np.full(len(rest), (1 - share) / len(rest))
+    return np.insert(rest, i, share)
+
+
+def coordinate_search(objective: Callable[[np.ndarray], float], count: int, steps: int,
+                      passes: int = 3) -> tuple[np.ndarray, int]:
+    """From equal weights, each member's share in turn over the grid, the others in proportion; until no move
+    helps (at most ``passes`` rounds). Returns the weights and the candidates tried."""
+    weights, tried = np.full(count, 1.0 / count), 1
+    best = objective(weights)
+    for _ in range(passes):
+        moved = False
+        for i, k in itertools.product(range(count), range(steps + 1)):
+            candidate, tried = with_share(weights, i, k / steps), tried + 1
+            value = objective(candidate)
+            if value > best + 1e-12:
+                weights, best, moved = candidate, value, True
+        if not moved:
+            break
+    return weights, tried
+
+
+def tune_weights(stored: Sequence[StoredProbs], decoder: Decoder, tuner: Any, steps: int) -> Weights:
+    targets = stored[0].targets
+    objective = lambda w: weight_score(average([s.probs for s in stored], w), targets, decoder, tuner)  # noqa: E731
+    count = len(stored)
+    if count <= GRID_MEMBERS:
+        grid = simplex_grid(count, steps)
+        scores = [round(objective(w), 9) for w in grid]
+        weights, method, tried = grid[int(np.argmax(scores))], "grid", len(grid)  # argmax: the first best
+    else:
+        weights, tried = coordinate_search(objective, count, steps)
+        method = "coordinate search"
+    metric = "f1_micro" if tuner is None else tuner.metric
+    said = f"{metric} at the best global threshold" if tuner is not None and decoder.top_k is None else \
+        f"{metric} of the rule {decoder.to_dict()}"
+    log.warning("weights=tune chose %s (%s over %d candidates, step %g, maximising %s); %s",
+                [round(float(w), 6) for w in weights], method, tried, 1 / steps, said, OPTIMISM)
+    return Weights(weights, "tuned", {"weights_tuning": {"method": method, "step": 1 / steps, "candidates": tried,
+                                                          "objective": said, "score": objective(weights),
+                                                          "caveat": OPTIMISM}})
+
+
+def refuse_results(out: Path) -> None:
+    """GenreLabError when ``out`` already holds a run's results: an ensemble never writes over them."""
+    layout = RunLayout(out)
+    found = [p.name for p in (layout.metrics, layout.val_probs, out / ENSEMBLE_FILE, layout.checkpoints) if p.exists()]
+    if found:
+        raise GenreLabError(f"{out} already holds a run's results ({', '.join(found)}); an ensemble writes a new run "
+                            "directory: choose a new hydra.run.dir")
+
+
+class ProtectEnsembleDir(ProtectRunDir):
+    """ProtectRunDir for the ensemble, which has no checkpoints and no resume: refuse (and lock) a directory that
+    holds a run's results before Hydra writes its .hydra/ there."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not is_first_rank():
+            return
+        run_dir = Path(config.hydra.run.dir)
+        self._guard(config, run_dir, lambda: refuse_results(run_dir), "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """ProtectRunDir (hydra/default.yaml) checks and locks the sweep directory; a second lock would fail."""
+
+
+def base_decoder(cfg: DictConfig, genres: int) -> Decoder:
+    if "_target_" not in cfg.decode:
+        raise GenreLabError("decode=checkpoint keeps a trained run's rule, for eval and predict; an ensemble tunes "
+                            "its own from decode=threshold (the default), top_k or at_least_one")
+    return hydra.utils.instantiate(cfg.decode).for_genres(genres, "the runs")
+
+
+def ensemble(cfg: DictConfig) -> dict[str, Any]:
+    """Average the runs, tune thresholds, write the ensemble's run directory; returns its metrics."""
+    paths = member_paths(cfg.runs)
+    weights = parse_weights(cfg.weights, len(paths))
+    steps = grid_steps(cfg.weight_step) if weights.values is None else 0
+    tuner = hydra.utils.instantiate(cfg.tuning) if cfg.get("tuning") else None
+    out = Path(cfg.paths.output_dir)
+    refuse_results(out)  # again here: a caller without the CLI (or its callback) has not been checked
+    members = [load_member(path) for path in paths]
+    stored = aligned_members(members)
+    space = LabelSpace(stored[0].labels, bool(members[0].run.spec.multi_label))
+    decoder = base_decoder(cfg, len(space))
+    if weights.values is None:
+        weights = tune_weights(stored, decoder, tuner, steps)
+    probs, targets = average([s.probs for s in stored], weights.values), stored[0].targets
+    scored = score(probs, targets, decoder, space.names, "val", tuner)
+    return write_ensemble(cfg, out, members, weights, space, probs, scored, stored[0].movie_ids)
+
+
+def write_ensemble(cfg: DictConfig, out: Path, members: Sequence[Member], weights: Weights, space: LabelSpace,
+                   probs: np.ndarray, scored: Any, movie_ids: np.ndarray) -> dict[str, Any]:
+    layout, targets = RunLayout(out), members[0].stored.targets
+    definition = out / ENSEMBLE_FILE
+    paths = [str(m.path) for m in members]
+    config = {**OmegaConf.to_container(cfg, resolve=False), "runs": paths}  # type: ignore[dict-item]
+    metrics = {**scored.metrics, "members": paths, "weights": [float(w) for w in weights.values],
+               "weights_source": weights.source, **weights.note, "model": "ensemble", "rows": len(targets),
+               "member_figures": {str(m.path): m.figures.get(cfg.optimized_metric) for m in members},
+               "best_checkpoint": str(definition), "config_id": config_id(config)}
+    StoredProbs(movie_ids, probs, targets, space.names).save(layout.val_probs)
+    write_json(definition, {"format": FORMAT, "members": paths, "weights": metrics["weights"],
+                            "weights_source": weights.source, "decoder": scored.decoder.to_dict(),
+                            "label_space": space.to_dict(), "text_template": members[0].run.spec.text_template})
+    images = plots.write_all(out, probs, targets, scored.decisions, space, scored.decoder) if cfg.plots else []
+    publish(out, metrics, scored.per_class, images, instantiate_loggers(cfg.get("logger")), "val",
+            f"validation (ensemble of {len(members)} runs, weights {[round(w, 3) for w in metrics['weights']]})",
+            log_prefix="final/", finish=True)
+    log.info("ensemble of %s with weights %s; results in %s (eval/predict: run_dir=%s)", paths, metrics["weights"],
+             out, out)
+    return metrics
+
+
+@hydra.main(config_path=str(config_dir()), config_name="ensemble", version_base="1.3")
+@user_errors
+def main(cfg: DictConfig) -> float | None:
+    return ensemble(cfg).get(cfg.optimized_metric)
+
+
+if __name__ == "__main__":
+    run_app(main)
