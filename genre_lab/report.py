@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from genre_lab.figure_names import HEADLINE
@@ -24,8 +25,8 @@ def print_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], title
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(cell(row.get(c), digits) for c in columns))
+    for row in rows:  # escaped: an override such as runs=[/a,/b] is text, not rich markup
+        table.add_row(*(escape(cell(row.get(c), digits)) for c in columns))
     Console(width=width).print(table)
 
 

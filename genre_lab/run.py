@@ -32,7 +32,7 @@ from genre_lab.run_layout import RunLayout
 log = logging.getLogger(__name__)
 # An ensemble run's definition (genre-lab ensemble). Spelled here because run_layout.py is outside this change;
 # it belongs in RunLayout beside the other run files.
-ENSEMBLE_FILE = "ensemble.json"
+ENSEMBLE_FILE = RunLayout(".").ensemble.name
 ENSEMBLE_KEYS = ("members", "weights", "decoder", "label_space")
 
 

@@ -30,7 +30,10 @@ def is_first_rank() -> bool:
 
 
 def existing_checkpoints(run_dir: Path) -> list[str]:
-    return sorted(p.name for p in RunLayout(run_dir).checkpoints.glob("*.ckpt"))
+    """The trained models a directory holds: Lightning checkpoints, a baseline's model, an ensemble's definition."""
+    layout = RunLayout(run_dir)
+    found = [p.name for p in layout.checkpoints.glob("*.ckpt")]
+    return sorted(found + [p.name for p in (layout.baseline, layout.ensemble) if p.is_file()])
 
 
 def refuse_reuse(run_dir: Path, resume: bool) -> None:

@@ -42,6 +42,11 @@ class RunLayout:
         return self.checkpoints / "model.skops"
 
     @property
+    def ensemble(self) -> Path:
+        """An ensemble run's definition: members, weights, decision rule (genre_lab.ensemble)."""
+        return self.root / "ensemble.json"
+
+    @property
     def interrupted(self) -> Path:
         return self.checkpoints / "interrupted.ckpt"
 

@@ -25,7 +25,10 @@ def test_every_config_composes_and_resolves(group, option, tmp_path, monkeypatch
     cfg = compose_train([f"{group}={option}"], tmp_path)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert resolved["data"]["_target_"] == "genre_lab.data.datamodule.GenreDataModule"
-    assert resolved["model"]["_target_"] == "genre_lab.model.module.GenreClassifier"
+    baseline = (group, option) == ("model", "tfidf_lr")  # the TF-IDF baseline: no Lightning module, no tokenizer
+    assert resolved["model"]["_target_"] == ("genre_lab.baseline.TfidfLogReg" if baseline else
+                                             "genre_lab.model.module.GenreClassifier")
+    assert (resolved["data"]["tokenizer"] is None) == baseline
     if option == "checkpoint":  # eval/predict only (tests/test_evaluate.py); train refuses it
         assert "_target_" not in cfg.decode
     else:

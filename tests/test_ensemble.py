@@ -215,8 +215,6 @@ def test_an_ensemble_is_listed_like_any_run_by_compare_and_a_sweep(mixed_ensembl
     assert sorted(summary.overrides) == ["weights=[1,1]", "weights=[3,1]"]
 
 
-@pytest.mark.xfail(strict=True, reason="genre_lab/report.py print_table passes cells to rich as markup: the "
-                   "override runs=[/abs/a,/abs/b] reads as a closing tag (MarkupError); cells need rich.markup.escape")
 def test_compare_shows_an_ensemble_of_absolute_paths(mixed_sweep, tmp_path):
     made = genre_lab_here("ensemble", f"runs=[{mixed_sweep / '0'},{mixed_sweep / '1'}]", "plots=false",
                           f"hydra.run.dir={tmp_path / 'ens'}", cwd=tmp_path)
