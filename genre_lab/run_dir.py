@@ -40,8 +40,9 @@ def refuse_reuse(run_dir: Path, resume: bool) -> None:
     """GenreLabError when ``run_dir`` holds checkpoints and this is not a resume."""
     existing = existing_checkpoints(run_dir)
     if existing and not resume and is_first_rank():
-        raise GenreLabError(f"{run_dir} already holds checkpoints {existing}; resume=true to continue that run, "
-                            "or choose a new hydra.run.dir")
+        continuable = any(name.endswith(".ckpt") for name in existing)  # a baseline or an ensemble is not resumed
+        raise GenreLabError(f"{run_dir} already holds a trained model {existing}; "
+                            f"{'resume=true to continue that run, or ' if continuable else ''}choose a new hydra.run.dir")
 
 
 def earlier_sweep(sweep_dir: Path) -> list[str]:

@@ -18,7 +18,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from genre_lab import plots
 from genre_lab.decoding import Decoder
-from genre_lab.errors import GenreLabError
 from genre_lab.io import write_json
 from genre_lab.loggers import finish_logger, instantiate_loggers
 from genre_lab.metrics import score
@@ -37,9 +36,7 @@ def fits_texts(model_cfg: DictConfig) -> bool:
 
 def fit_baseline(cfg: DictConfig, datamodule: Any, decoder: Decoder, out: Path) -> dict[str, Any]:
     started = time.time()
-    layout = RunLayout(out)
-    if layout.baseline.is_file():  # the run-directory check looks for *.ckpt files only
-        raise GenreLabError(f"{out} already holds a baseline model {layout.baseline}; choose a new hydra.run.dir")
+    layout = RunLayout(out)  # (a directory holding a model was refused before: train.resume_checkpoint)
     space = datamodule.label_space
     texts, targets, _ = datamodule.texts_and_targets("train")
     log.info(datamodule.describe())

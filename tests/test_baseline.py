@@ -42,6 +42,6 @@ def digest(root):
 def test_a_baseline_is_never_trained_over_a_finished_baseline_run(mixed_sweep, four_csv):
     run = mixed_sweep / "0"
     before = digest(run)
-    with pytest.raises(GenreLabError, match="already holds a baseline model"):
+    with pytest.raises(GenreLabError, match=r"already holds a trained model \['model.skops'\]; choose a new"):
         train(compose_train(["model=tfidf_lr", f"data.train_csv={four_csv}", "model.C=1"], run))
     assert digest(run) == before
