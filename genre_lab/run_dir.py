@@ -41,8 +41,8 @@ def refuse_reuse(run_dir: Path, resume: bool) -> None:
     existing = existing_checkpoints(run_dir)
     if existing and not resume and is_first_rank():
         continuable = any(name.endswith(".ckpt") for name in existing)  # a baseline or an ensemble is not resumed
-        raise GenreLabError(f"{run_dir} already holds a trained model {existing}; "
-                            f"{'resume=true to continue that run, or ' if continuable else ''}choose a new hydra.run.dir")
+        hint = "resume=true to continue that run, or " if continuable else ""
+        raise GenreLabError(f"{run_dir} already holds a trained model {existing}; {hint}choose a new hydra.run.dir")
 
 
 def earlier_sweep(sweep_dir: Path) -> list[str]:

@@ -160,7 +160,7 @@ def test_resume_needs_a_last_checkpoint_and_new_runs_never_reuse_a_directory(tmp
 
     with pytest.raises(GenreLabError, match="resume=true but .* does not exist"):
         train(compose_train(["model=tiny", "resume=true"], tmp_path / "fresh"))
-    with pytest.raises(GenreLabError, match="already holds checkpoints"):
+    with pytest.raises(GenreLabError, match="already holds a trained model"):
         train(compose_train(["model=tiny"], trained_run))
     assert os.path.exists(trained_run / "metrics.json")
 

@@ -442,7 +442,7 @@ def test_a_new_run_into_a_finished_runs_directory_is_refused_before_anything_is_
     before = tree_digest(trained_run)  # .hydra/config.yaml and the job log included
     result = run_in_process(["train", "model=tiny", f"data.train_csv={_csv(tmp_path, good_frame)}",
                              f"hydra.run.dir={trained_run}"], capfd, monkeypatch)
-    assert_refused(*result, [f"{trained_run} already holds checkpoints", "resume=true"])
+    assert_refused(*result, [f"{trained_run} already holds a trained model", "resume=true"])
     assert tree_digest(trained_run) == before
 
 
