@@ -1,7 +1,8 @@
 """Runs that differ only in their seed, as one group: mean ± std and a 95 % t-interval of each figure.
 
 A run's ``config_id`` hashes its config as Hydra saved it (interpolations unresolved, so ``${seed}`` and the
-output paths read the same in every job) without the keys that do not change the experiment. It is written
+output paths read the same in every job) without the keys that do not change the experiment (``seed``, the
+``paths`` group, bookkeeping). It is written
 into ``metrics.json`` and the loggers' config (W&B: group by ``config_id``), and read back by ``compare`` and
 the sweep summary.
 """
@@ -16,8 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-# keys that do not make another experiment: the seed itself, and bookkeeping
-NOT_THE_EXPERIMENT = ("seed", "trial", "resume", "show_traceback")
+# keys that do not make another experiment: the seed itself, where files go (paths: output and cache folders),
+# and bookkeeping
+NOT_THE_EXPERIMENT = ("seed", "paths", "trial", "resume", "show_traceback")
 
 
 def config_id(config: Mapping[str, Any]) -> str:

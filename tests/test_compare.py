@@ -43,7 +43,7 @@ def test_a_seed_multirun_is_summarised_as_one_group_and_compared_row_by_row(four
     result = genre_lab_here("train", "-m", *TINY_FAST, f"data.train_csv={four_csv}", "trainer.max_epochs=1",
                             "seed=1,2,3", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    groups = pd.read_csv(sweep / "sweep_seeds.csv")
+    groups = pd.read_csv(sweep / "sweep_seeds.csv", dtype={"config_id": str})
     assert len(groups) == 1 and groups.seeds[0] == 3 and groups.seed_values[0] == "1,2,3"
     runs = pd.read_csv(sweep / "sweep_summary.csv")
     assert groups["val/f1_micro"][0] == pytest.approx(runs["val/f1_micro"].mean())

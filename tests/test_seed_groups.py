@@ -10,8 +10,8 @@ from genre_lab.seed_groups import config_id, interval, seed_groups
 
 
 def test_config_id_ignores_the_seed_and_nothing_else():
-    base = {"seed": 1, "model": {"lr": 1e-4}, "data": {"seed": "${seed}"}, "trial": None}
-    assert config_id(base) == config_id({**base, "seed": 2, "trial": {"number": 3}})
+    base = {"seed": 1, "model": {"lr": 1e-4}, "data": {"seed": "${seed}"}, "trial": None, "paths": {"output_dir": "a"}}
+    assert config_id(base) == config_id({**base, "seed": 2, "trial": {"number": 3}, "paths": {"output_dir": "b"}})
     assert config_id(base) != config_id({**base, "model": {"lr": 2e-4}})
 
 
