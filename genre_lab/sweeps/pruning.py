@@ -45,7 +45,10 @@ class TrialPruning(pl.Callback):
             return
         prune = False
         if trainer.is_global_zero and self.trial is not None:
-            prune = self._report(trainer)
+            # reported every epoch; never pruned after its last one: stopping then saves nothing, and the trial,
+            # having spent its whole budget, is COMPLETE with its value (a candidate for the best, a reference for
+            # the pruner), not PRUNED
+            prune = self._report(trainer) and not self.last_epoch(trainer)
         if trainer.world_size > 1:
             prune = trainer.strategy.broadcast(prune, src=0)
         if prune:
@@ -54,6 +57,11 @@ class TrialPruning(pl.Callback):
         if prune and trainer.is_global_zero:
             log.info("trial %s pruned after epoch %d (%s: best %s)", self.trial_node["number"],
                      trainer.current_epoch, self.metric, self.best)
+
+    @staticmethod
+    def last_epoch(trainer: pl.Trainer) -> bool:
+        max_epochs = getattr(trainer, "max_epochs", None)
+        return max_epochs is not None and max_epochs > 0 and trainer.current_epoch >= max_epochs - 1
 
     def _report(self, trainer: pl.Trainer) -> bool:
         value = trainer.callback_metrics.get(self.metric)

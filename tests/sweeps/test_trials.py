@@ -100,3 +100,18 @@ def test_wandb_summary_gets_the_trial_state():
     logger = WandbLogger()
     log_summary([logger, SimpleNamespace()], {"trial/number": 3, "trial/state": "pruned"})
     assert logger.experiment.summary == {"trial/number": 3, "trial/state": "pruned"}
+
+
+def test_a_trial_is_never_pruned_after_its_last_epoch(tmp_path):
+    """Pruning then saves nothing: the trial spent its budget and is told COMPLETE, with its value reported."""
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    study = optuna.create_study(study_name="q", storage=open_storage(url), direction="maximize")
+    store_pruner(study, {"_target_": "optuna.pruners.ThresholdPruner", "lower": 0.5})
+    number = study.ask().number
+    callback = TrialPruning({"number": number, "study_name": "q", "storage": url}, "val/f1_micro")
+    callback.on_fit_start(trainer(0, 0), None)
+    for epoch, value in enumerate([0.6, 0.2]):  # below the threshold only in the last of 2 epochs
+        fake = SimpleNamespace(**{**vars(trainer(epoch, value)), "max_epochs": 2})
+        callback.on_validation_end(fake, None)
+        assert not fake.should_stop
+    assert not callback.pruned and study.trials[0].intermediate_values == {0: pytest.approx(0.6), 1: pytest.approx(0.2)}
