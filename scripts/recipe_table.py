@@ -2,8 +2,8 @@
 
 For one data config (the seeded 80/20 split of a shared file), in --out/<data>/:
 1. `genre-lab train model=tfidf_lr data=<data>` (deterministic: one run);
-2. `genre-lab train -m experiment=<recipe> seed=1,2,3` (the split is fixed by data.seed; the seed moves
-   initialisation, dropout and batch order);
+2. `genre-lab train experiment=<recipe> seed=k` for k = 1, 2, 3 (as `-m seed=1,2,3` would; the split is fixed
+   by data.seed, the seed moves initialisation, dropout and batch order);
 3. `genre-lab ensemble runs=[tfidf, recipe seed k]` for each seed (equal weights, thresholds tuned as usual).
 Prints, and writes to --out/<data>/table.md, the mean ± std over the seeds of top-1 accuracy, tuned micro-F1 and
 tuned macro-F1 (validation rows; tuned figures are optimistic by construction, for every row alike).
@@ -64,11 +64,12 @@ def main() -> None:
     if not finished(tfidf):
         genre_lab("train", "model=tfidf_lr", f"data={args.data}", f"hydra.run.dir={tfidf}", cwd=root)
     seeds = args.seeds.split(",")
-    jobs = [recipe / str(i) for i in range(len(seeds))]
-    if not all(finished(j) for j in jobs):
-        resume = ["resume=true"] if recipe.exists() else []  # continue an interrupted multirun job by job
-        genre_lab("train", "-m", f"experiment={args.experiment}", f"seed={args.seeds}", *resume,
-                  f"hydra.sweep.dir={recipe}", "callbacks.progress_bar=null", cwd=root)
+    jobs = [recipe / f"seed{seed}" for seed in seeds]
+    for seed, job in zip(seeds, jobs, strict=True):  # one run per seed (what -m seed=1,2,3 runs, one at a time)
+        if not finished(job):
+            resume = ["resume=true"] if RunLayout(job).last.is_file() else []  # an interrupted run continues
+            genre_lab("train", f"experiment={args.experiment}", f"seed={seed}", *resume, f"hydra.run.dir={job}",
+                      "callbacks.progress_bar=null", cwd=root)
     ensembles = [root / f"ensemble_seed{seed}" for seed in seeds]
     for job, ensemble in zip(jobs, ensembles, strict=True):
         if not finished(ensemble):
