@@ -29,8 +29,8 @@ def direct(probs, targets, decisions, draw) -> dict[str, float]:
 def test_the_interval_matches_a_direct_computation_on_the_same_draws():
     a, b = example(0), example(0)
     b = (b[0], b[1], (b[0] > 0.45).astype(np.uint8))  # B: a lower threshold on the same rows
-    table = paired_bootstrap(RowCounts.of(*a), RowCounts.of(*b), resamples=1000, seed=7).set_index("figure")
-    draws = resample_indices(len(a[0]), 1000, 7)
+    table = paired_bootstrap(RowCounts.of(*a), RowCounts.of(*b), resamples=200, seed=7).set_index("figure")
+    draws = resample_indices(len(a[0]), 200, 7)
     for figure in ("f1_micro", "f1_macro", "top1_accuracy"):
         diffs = np.array([direct(*b, d)[figure] - direct(*a, d)[figure] for d in draws])
         low, high = np.percentile(diffs, [2.5, 97.5])
