@@ -208,8 +208,23 @@ class Run:
                 f"{kept_tokens(self.truncation, self.max_length)})")
 
 
+class SavedRule:
+    """Label space and decision rule of a run whose settings are a plain dict (``saved``): baselines, ensembles."""
+
+    saved: dict[str, Any]
+
+    @property
+    def label_space(self) -> LabelSpace:
+        space = self.saved["label_space"]
+        return LabelSpace(tuple(space["names"]), bool(space["multi_label"]))
+
+    @property
+    def decoder(self) -> Decoder:
+        return Decoder(**self.saved["decoder"])
+
+
 @dataclass
-class BaselineRun:
+class BaselineRun(SavedRule):
     """A TF-IDF baseline run (``genre-lab train model=tfidf_lr``): the fitted pipeline and, saved with it, the
     decision rule, the data settings and the label space."""
 
@@ -226,15 +241,6 @@ class BaselineRun:
             raise GenreLabError(f"{self.model_file} holds no run settings (label space, decision rule): it was not "
                                 "written by genre-lab train model=tfidf_lr")
         return self.model.run
-
-    @property
-    def label_space(self) -> LabelSpace:
-        space = self.saved["label_space"]
-        return LabelSpace(tuple(space["names"]), bool(space["multi_label"]))
-
-    @property
-    def decoder(self) -> Decoder:
-        return Decoder(**self.saved["decoder"])
 
     @property
     def data_hparams(self) -> dict[str, Any]:
@@ -265,7 +271,7 @@ class BaselineRun:
 
 
 @dataclass
-class EnsembleRun:
+class EnsembleRun(SavedRule):
     """An ensemble (``genre-lab ensemble``): its members' runs, run one by one and averaged with its weights,
     decided by the rule tuned on the averaged validation probabilities."""
 
@@ -302,15 +308,6 @@ class EnsembleRun:
     @property
     def weights(self) -> list[float]:
         return [float(w) for w in self.saved["weights"]]
-
-    @property
-    def label_space(self) -> LabelSpace:
-        space = self.saved["label_space"]
-        return LabelSpace(tuple(space["names"]), bool(space["multi_label"]))
-
-    @property
-    def decoder(self) -> Decoder:
-        return Decoder(**self.saved["decoder"])
 
     @property
     def data_hparams(self) -> dict[str, Any]:
