@@ -21,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from genre_lab.io import atomic_write_text
 from genre_lab.run_layout import RunLayout
 from genre_lab.seed_groups import interval
 
@@ -44,9 +45,10 @@ def metrics(run: Path) -> dict:
 
 
 def row(name: str, runs: list[Path]) -> str:
+    figures = [metrics(r) for r in runs]
     cells = []
     for _, key in FIGURES:
-        mean, std, _ = interval([metrics(r)[key] for r in runs])
+        mean, std, _ = interval([f[key] for f in figures])
         cells.append(f"{mean:.3f}" if len(runs) == 1 else f"{mean:.3f} ± {std:.3f}")
     return f"| {name} | {len(runs)} | " + " | ".join(cells) + " |"
 
@@ -75,11 +77,11 @@ def main() -> None:
         if not finished(ensemble):
             genre_lab("ensemble", f"runs=[{tfidf},{job}]", f"hydra.run.dir={ensemble}", cwd=root)
     lines = [f"{args.data}: seeded 80/20 split (data.seed 42), validation rows; mean ± std over seeds {args.seeds}",
-             "", "| run | runs | " + " | ".join(name for name, _ in FIGURES) + " |", "|---|---|---|---|---|",
+             "", "| run | runs | " + " | ".join(name for name, _ in FIGURES) + " |", "|---" * (2 + len(FIGURES)) + "|",
              row("TF-IDF + LR (model=tfidf_lr)", [tfidf]), row(f"experiment={args.experiment}", jobs),
              row("ensemble of the two (equal weights)", ensembles)]
     text = "\n".join(lines) + "\n"
-    (root / "table.md").write_text(text)
+    atomic_write_text(root / "table.md", text)
     print(text)
 
 
