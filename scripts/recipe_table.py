@@ -32,8 +32,9 @@ def genre_lab(*args: str, cwd: Path) -> None:
     command = [sys.executable, "-m", "genre_lab", *args]
     print("$ genre-lab", " ".join(args), flush=True)
     done = subprocess.run(command, cwd=cwd)
-    if done.returncode != 0:
-        sys.exit(f"failed (exit {done.returncode}): {' '.join(args)}")
+    if done.returncode != 0:  # genre-lab has printed why; pass its exit code on (2: bad input)
+        print(f"recipe_table: error: step failed (exit {done.returncode}): genre-lab {' '.join(args)}", file=sys.stderr)
+        sys.exit(done.returncode)
 
 
 def finished(run: Path) -> bool:
@@ -60,6 +61,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--out", type=Path, default=Path("recipe_results"))
     args = parser.parse_args()
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file; give a folder (it is created if missing)")
     root = (args.out / args.data).resolve()
     root.mkdir(parents=True, exist_ok=True)
     tfidf, recipe = root / "tfidf_lr", root / "recipe"
