@@ -12,7 +12,6 @@ them. The ensemble writes a run directory like any run (metrics.json, per_class.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -104,7 +103,7 @@ def load_member(path: Path) -> Member:
         raise GenreLabError(f"runs: {path} is not a directory; give finished run directories")
     layout = RunLayout(path)
     run = locate(run_dir=path)  # eval and predict of the ensemble will need the member's model
-    figures = json.loads(layout.metrics.read_text()) if layout.metrics.is_file() else {}
+    figures = layout.read_metrics()
     return Member(path, run, StoredProbs.load(layout.val_probs), figures)
 
 

@@ -10,7 +10,6 @@ percentile interval and the share of resamples where B is ahead. Each run decide
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +85,7 @@ def run_counts(run: Path) -> tuple[StoredProbs, Decoder]:
     layout = RunLayout(run)
     if not layout.metrics.is_file():
         raise GenreLabError(f"{run} is not a finished run (no metrics.json): --paired takes two run directories")
-    decoder = json.loads(layout.metrics.read_text()).get("decoder")
+    decoder = layout.read_metrics().get("decoder")
     return StoredProbs.load(layout.val_probs), Decoder(**decoder) if decoder else Decoder()
 
 

@@ -7,6 +7,7 @@ names cannot drift from what resume and eval look for; their configs set only wh
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,10 @@ class RunLayout:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.json"
+
+    def read_metrics(self) -> dict[str, Any]:
+        """The final figures in ``metrics.json``; ``{}`` while the run has none (not finished, or failed)."""
+        return json.loads(self.metrics.read_text()) if self.metrics.is_file() else {}
 
     @property
     def failed(self) -> Path:

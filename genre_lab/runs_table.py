@@ -41,7 +41,7 @@ def read_run(run: Path) -> dict[str, Any]:
     if "seed" in config:
         row["seed"] = config["seed"]
     if layout.metrics.is_file():
-        metrics = json.loads(layout.metrics.read_text())
+        metrics = layout.read_metrics()
         # runs with one config_id differ only in their seed (genre_lab.seed_groups)
         row["config_id"] = metrics.get("config_id") or (config_id(config) if config else None)
         row["status"] = metrics.get("status", "ok")  # "pruned": an Optuna trial stopped early

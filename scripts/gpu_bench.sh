@@ -30,7 +30,7 @@ fi
 import json, sys
 from genre_lab.run_layout import RunLayout
 run = RunLayout(sys.argv[1])
-t, m = json.loads(run.timing.read_text()), json.loads(run.metrics.read_text())
+t, m = json.loads(run.timing.read_text()), run.read_metrics()
 print(f"gpu_bench: device {t['device']}, precision {t['precision']}")
 print(f"gpu_bench: fit {t['fit_seconds']:.1f} s for {t['train_samples']} training samples "
       f"({t['epochs']} epochs, validation included): {t['train_samples_per_s']:.0f} samples/s; "

@@ -16,7 +16,6 @@ Steps whose run directory already holds metrics.json are not run again (so an in
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -42,7 +41,7 @@ def finished(run: Path) -> bool:
 
 
 def metrics(run: Path) -> dict:
-    return json.loads(RunLayout(run).metrics.read_text())
+    return RunLayout(run).read_metrics()
 
 
 def row(name: str, runs: list[Path]) -> str:

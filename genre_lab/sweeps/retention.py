@@ -9,7 +9,6 @@ machine is never trusted blindly).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -34,14 +33,13 @@ def trial_score(trial: Any, maximize: bool) -> float | None:
 def owned_run_dir(trial: Any) -> Path | None:
     """The trial's run directory if it is here and its metrics.json names this trial."""
     out = trial.user_attrs.get("output_dir")
-    metrics = RunLayout(out).metrics if out else None
-    if metrics is None or not metrics.is_file():
+    if not out:
         return None
     try:
-        number = json.loads(metrics.read_text()).get("trial")
+        number = RunLayout(out).read_metrics().get("trial")
     except (OSError, ValueError):
         return None
-    return metrics.parent if number == trial.number else None
+    return Path(out) if number == trial.number else None
 
 
 def remove_checkpoints(run_dir: Path, why: str) -> int:
