@@ -16,12 +16,15 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("GENRE_LAB_CACHE", tempfile.mkdtemp(prefix="genre_lab_cache_"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Under pytest-xdist (addopts: -n auto) the workers split the cores between them: without this each worker's
-# torch would start one thread per core and the oversubscribed cores run several times slower.
+# Under pytest-xdist (addopts: -n logical) the workers split the cores as the parallel launcher splits them
+# between jobs: without it each worker's torch starts one thread per core and the oversubscribed cores run
+# several times slower. Set before torch is imported, which reads these at start-up.
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
-    _threads = str(max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
-    for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(_variable, _threads)
+    from genre_lab.sweeps.shares import available_cores, plan_shares
+
+    _share = plan_shares(int(os.environ["PYTEST_XDIST_WORKER_COUNT"]), [], available_cores())[0]
+    for _variable, _value in _share.environment().items():
+        os.environ.setdefault(_variable, _value)
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402

@@ -13,8 +13,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
 from genre_lab.errors import GenreLabError
 
 log = logging.getLogger(__name__)
@@ -45,6 +43,8 @@ def visible_gpus() -> list[str]:
     listed = os.environ.get("CUDA_VISIBLE_DEVICES")
     if listed is not None:
         return [g.strip() for g in listed.split(",") if g.strip() and g.strip() != "-1"]
+    import torch  # deferred: tests/conftest.py plans thread shares before torch starts its thread pool
+
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
