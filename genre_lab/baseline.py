@@ -22,13 +22,16 @@ from genre_lab.errors import GenreLabError, is_number, require_int
 from genre_lab.io import atomic_target
 
 
-def check_settings(C: Any, ngram_max: Any, min_df: Any, max_features: Any) -> None:  # noqa: N803 (sklearn's C)
+def check_settings(C: Any, ngram_max: Any, min_df: Any, max_features: Any,  # noqa: N803 (sklearn's C)
+                   prefix: str = "model") -> None:
+    """GenreLabError naming ``<prefix>.<key>`` (the baseline's ``model.*``, the teacher's ``data.teacher.*``)."""
     if not is_number(C) or C <= 0:
-        raise GenreLabError(f"model.C={C!r} must be a number > 0 (inverse regularisation strength), e.g. model.C=4")
-    require_int(ngram_max, "model.ngram_max", 1, 2)
-    require_int(min_df, "model.min_df", 1, 2)
+        raise GenreLabError(f"{prefix}.C={C!r} must be a number > 0 (inverse regularisation strength), "
+                            f"e.g. {prefix}.C=4")
+    require_int(ngram_max, f"{prefix}.ngram_max", 1, 2)
+    require_int(min_df, f"{prefix}.min_df", 1, 2)
     if max_features is not None:
-        require_int(max_features, "model.max_features", 1, 200000)
+        require_int(max_features, f"{prefix}.max_features", 1, 200000)
 
 
 class TfidfLogReg:

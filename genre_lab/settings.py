@@ -21,7 +21,7 @@ from genre_lab.model.module import check_hparams, check_recipe
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's limit
 INSTANTIATED = ("data", "model", "decode", "trainer", "tuning", "optimizer", "scheduler")
 HPARAM_KEYS = ("lr", "weight_decay", "warmup_ratio", "dropout", "layer_lr_decay", "objective", "label_smoothing",
-               "pooling", "pos_weight")
+               "pooling", "pos_weight", "distill_weight")
 # Lightning's ckpt_path shortcuts besides a file
 CKPT_NAMES = ("last", "best", "hpc")
 
@@ -37,11 +37,28 @@ def check_train_settings(cfg: DictConfig) -> None:
         if cfg.get(key):
             check_keys(cfg[key], key)
     check_hparams(**{k: cfg.model[k] for k in HPARAM_KEYS if k in cfg.model})
+    check_distillation(cfg)
     check_epochs(cfg.trainer)
     check_monitor(cfg.get("monitor"))
     check_start_checkpoint(cfg.get("ckpt_path"))
     if cfg.get("tuning"):  # used after training: a bad value must not cost the whole fit
         hydra.utils.instantiate(cfg.tuning)
+
+
+def check_distillation(cfg: DictConfig) -> None:
+    """A teacher and its weight come together, and only for a transformer (the baseline is the teacher)."""
+    teacher, weight = cfg.data.get("teacher"), cfg.model.get("distill_weight") or 0.0
+    if teacher:
+        check_keys(teacher, "data.teacher")
+    if weight and not teacher:
+        raise GenreLabError(f"model.distill_weight={weight} mixes a teacher's probabilities into the targets, but "
+                            "no teacher is set: add data/teacher=tfidf_lr, or set model.distill_weight=0")
+    if teacher and "backbone" not in cfg.model:
+        raise GenreLabError("data/teacher=... distils into a transformer; this model reads the texts itself "
+                            "(the TF-IDF baseline): drop data/teacher")
+    if teacher and not weight:
+        raise GenreLabError("data/teacher=... is set but model.distill_weight=0, so its fits would be wasted: set "
+                            "model.distill_weight (e.g. 0.5) or drop data/teacher")
 
 
 def plain(node: Any) -> Any:

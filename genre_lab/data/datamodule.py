@@ -27,6 +27,7 @@ from genre_lab.data.sampling import (
     stratified_split,
 )
 from genre_lab.data.table import MovieTable, TableSpec, check_choice, drop_genres, read_table
+from genre_lab.data.teacher import TfidfTeacher
 from genre_lab.data.token_cache import cached_tokenize
 from genre_lab.data.tokens import TokenIds, check_truncation, make_collator
 from genre_lab.errors import GenreLabError, require_int, require_number, require_positive
@@ -45,11 +46,12 @@ def check_length_setting(max_length: Any) -> None:
 
 
 class TokenizedDataset(Dataset):
-    """Token ids (unpadded) and, when labelled, multi-hot targets."""
+    """Token ids (unpadded) and, when labelled, multi-hot targets; for distillation, the teacher's soft targets."""
 
-    def __init__(self, input_ids: TokenIds, targets: np.ndarray | None) -> None:
+    def __init__(self, input_ids: TokenIds, targets: np.ndarray | None, teacher: np.ndarray | None = None) -> None:
         self.input_ids = input_ids
         self.targets = targets
+        self.teacher = teacher
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -58,6 +60,8 @@ class TokenizedDataset(Dataset):
         item: dict[str, Any] = {"input_ids": self.input_ids[i]}
         if self.targets is not None:
             item["labels"] = self.targets[i]
+        if self.teacher is not None:
+            item["teacher"] = self.teacher[i]
         return item
 
 
@@ -113,6 +117,7 @@ class GenreDataModule(pl.LightningDataModule):
         empty_text: str = TableSpec.empty_text,
         encoding_errors: str = TableSpec.encoding_errors,
         unseen_labels: str = "fail",
+        teacher: TfidfTeacher | None = None,
     ) -> None:
         super().__init__()
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
@@ -132,7 +137,9 @@ class GenreDataModule(pl.LightningDataModule):
         if label_column is None:
             raise GenreLabError("data.label_column=null: training needs the column holding the genres, "
                                 "e.g. data.label_column=genre")
-        self.save_hyperparameters(logger=False)
+        # the teacher's settings are in the run's config; eval and predict rebuild the data without it
+        self.save_hyperparameters(logger=False, ignore=["teacher"])
+        self.teacher = teacher
         # Absolute paths in the checkpoint: eval/predict may run from another directory.
         for key in ("train_csv", "val_csv", "test_csv"):
             if self.hparams[key]:
@@ -216,7 +223,7 @@ class GenreDataModule(pl.LightningDataModule):
         if self.splits:
             return
         for name, (table, rows) in self.stage_rows.items():
-            self.splits[name] = Split(table, rows, self._dataset(table, rows))
+            self.splits[name] = Split(table, rows, self._dataset(table, rows, teach=name == "train"))
 
     @cached_property
     def stage_rows(self) -> dict[str, tuple[MovieTable, np.ndarray]]:
@@ -273,12 +280,15 @@ class GenreDataModule(pl.LightningDataModule):
             for table in self._tables():
                 self._token_ids(table)
 
-    def _dataset(self, table: MovieTable, rows: np.ndarray) -> TokenizedDataset:
+    def _dataset(self, table: MovieTable, rows: np.ndarray, teach: bool = False) -> TokenizedDataset:
         ids = self._token_ids(table).take(rows)
-        targets = None
+        targets = soft = None
         if table.labels is not None:
             targets = self.label_space.encode([table.labels[i] for i in rows])
-        return TokenizedDataset(ids, targets)
+        if teach and self.teacher is not None:
+            soft = self.teacher.soft_targets([table.texts[i] for i in rows], targets, self.label_space.names,
+                                             self.label_space.multi_label)
+        return TokenizedDataset(ids, targets, soft)
 
     @property
     def has_test_labels(self) -> bool:

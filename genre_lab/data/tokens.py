@@ -143,7 +143,7 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 @dataclass(frozen=True)
 class PadCollator:
-    """Pads a list of ``{"input_ids": ids[, "labels": multi-hot]}`` into tensors.
+    """Pads a list of ``{"input_ids": ids[, "labels": multi-hot][, "teacher": soft targets]}`` into tensors.
 
     Padding on the right to the longest row (or to ``pad_to``, the notebook's way), rounded up to a
     multiple of ``pad_multiple`` (8 suits tensor cores). Plain data, picklable: DataLoader workers
@@ -167,6 +167,8 @@ class PadCollator:
         batch = {"input_ids": input_ids, "attention_mask": mask}
         if "labels" in items[0]:
             batch["labels"] = torch.as_tensor(np.stack([item["labels"] for item in items]), dtype=torch.float32)
+        if "teacher" in items[0]:
+            batch["teacher"] = torch.as_tensor(np.stack([item["teacher"] for item in items]), dtype=torch.float32)
         return batch
 
 

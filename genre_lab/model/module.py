@@ -65,7 +65,7 @@ def check_choice(value: Any, key: str, choices: Sequence[str]) -> None:
 
 def check_hparams(lr: Any = 5e-5, weight_decay: Any = 0.0, warmup_ratio: Any = 0.0, dropout: Any = None,
                   layer_lr_decay: Any = None, objective: Any = "bce", label_smoothing: Any = 0.0,
-                  pooling: Any = "head", pos_weight: Any = None) -> None:
+                  pooling: Any = "head", pos_weight: Any = None, distill_weight: Any = 0.0) -> None:
     """The recipe's settings a run can train with (else a GenreLabError naming the key)."""
     require_number(lr, "model.lr", lambda v: v > 0, "> 0", "5e-5")
     require_number(weight_decay, "model.weight_decay", lambda v: v >= 0, "≥ 0", "0.01")
@@ -78,6 +78,8 @@ def check_hparams(lr: Any = 5e-5, weight_decay: Any = 0.0, warmup_ratio: Any = 0
     check_choice(objective, "model.objective", OBJECTIVES)
     require_number(label_smoothing, "model.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)", "0.1")
     check_choice(pooling, "model.pooling", POOLINGS)
+    require_number(distill_weight, "model.distill_weight", lambda v: 0 <= v <= 1, "in [0, 1] (the teacher's share "
+                   "of each training target; data/teacher=tfidf_lr gives the teacher)", "0.5")
     if objective == "ce" and pos_weight is not None:
         raise GenreLabError(f"model.pos_weight={pos_weight!r} weighs BCE's positive terms; with model.objective=ce "
                             "set model.pos_weight=null")
@@ -188,12 +190,13 @@ class GenreClassifier(pl.LightningModule):
         objective: str = "bce",
         label_smoothing: float = 0.0,
         pooling: str = "head",
+        distill_weight: float = 0.0,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         check_hparams(lr, weight_decay, warmup_ratio, dropout, layer_lr_decay, objective, label_smoothing, pooling,
-                      pos_weight)
+                      pos_weight, distill_weight)
         check_pos_weight(pos_weight, label_names)
         check_recipe(optimizer, scheduler)
         self.save_hyperparameters(ignore=["decoder"])
@@ -231,18 +234,23 @@ class GenreClassifier(pl.LightningModule):
         """Per-genre probabilities for this model's objective (metrics, final figures, eval, predict)."""
         return probabilities(logits, self.hparams.get("objective", "bce"))
 
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """BCE on targets smoothed to y·(1−ε)+ε/2, or cross-entropy with torch's label smoothing ε."""
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor | None = None) -> torch.Tensor:
+        """BCE on targets smoothed to y·(1−ε)+ε/2, or cross-entropy with torch's label smoothing ε; with a
+        ``teacher`` (training batches of a distilled run), on ``(1−w)·targets + w·teacher`` first."""
         smoothing = float(self.hparams.get("label_smoothing") or 0.0)
-        if self.hparams.get("objective") == "ce":
-            # one-hot rows as class probabilities: the same loss as class indices
-            return F.cross_entropy(logits, targets / targets.sum(-1, keepdim=True).clamp(min=1),
-                                   label_smoothing=smoothing)
+        ce = self.hparams.get("objective") == "ce"
+        if ce:  # one-hot rows as class probabilities: the same loss as class indices
+            targets = targets / targets.sum(-1, keepdim=True).clamp(min=1)
+        weight = float(self.hparams.get("distill_weight") or 0.0)
+        if teacher is not None and weight:
+            targets = (1 - weight) * targets + weight * teacher
+        if ce:
+            return F.cross_entropy(logits, targets, label_smoothing=smoothing)
         return self.loss_fn(logits, targets * (1 - smoothing) + smoothing / 2 if smoothing else targets)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
-        loss = self.loss(logits, batch["labels"])
+        loss = self.loss(logits, batch["labels"], batch.get("teacher"))
         probs = self.probabilities(logits.detach().float())
         self.metrics[f"{stage}_metrics"].update(probs, self.decoder(probs), batch["labels"])
         if stage == "val":
