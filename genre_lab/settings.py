@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from genre_lab.errors import GenreLabError, require_int
 from genre_lab.figure_names import HEADLINE, PER_CLASS
 from genre_lab.model.module import check_hparams, check_recipe
 
+log = logging.getLogger(__name__)
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's limit
 INSTANTIATED = ("data", "model", "decode", "trainer", "tuning", "optimizer", "scheduler")
 HPARAM_KEYS = ("lr", "weight_decay", "warmup_ratio", "dropout", "layer_lr_decay", "objective", "label_smoothing",
@@ -46,7 +48,7 @@ def check_train_settings(cfg: DictConfig) -> None:
 
 
 def check_distillation(cfg: DictConfig) -> None:
-    """A teacher and its weight come together, and only for a transformer (the baseline is the teacher)."""
+    """A teacher's weight needs a teacher, and only a transformer has one (the baseline is the teacher)."""
     teacher, weight = cfg.data.get("teacher"), cfg.model.get("distill_weight") or 0.0
     if teacher:
         check_keys(teacher, "data.teacher")
@@ -56,9 +58,8 @@ def check_distillation(cfg: DictConfig) -> None:
     if teacher and "backbone" not in cfg.model:
         raise GenreLabError("data/teacher=... distils into a transformer; this model reads the texts itself "
                             "(the TF-IDF baseline): drop data/teacher")
-    if teacher and not weight:
-        raise GenreLabError("data/teacher=... is set but model.distill_weight=0, so its fits would be wasted: set "
-                            "model.distill_weight (e.g. 0.5) or drop data/teacher")
+    if teacher and not weight:  # not an error: a sweep over model.distill_weight=0,0.5 keeps the teacher set
+        log.warning("data/teacher=... is set but model.distill_weight=0: the teacher's targets are not used")
 
 
 def plain(node: Any) -> Any:

@@ -106,11 +106,24 @@ def test_every_optimizer_and_scheduler_trains_a_step(group, option, tmp_path):
     ("model.pooling=max", r"model.pooling='max' must be one of head, mean"),
     ("model.layer_lr_decay=1.5", r"model.layer_lr_decay=1.5 must be a number in \(0, 1\]"),
     ("model.label_smoothing=-0.1", r"model.label_smoothing=-0.1 must be a number in \[0, 1\)"),
+    ("model.distill_weight=1.5", r"model.distill_weight=1.5 must be a number in \[0, 1\]"),
+    ("model.distill_weight=0.5", r"model.distill_weight=0.5 mixes a teacher's probabilities .* no teacher is set: "
+                                 r"add data/teacher=tfidf_lr"),
+    (["data/teacher=tfidf_lr", "model.distill_weight=0.5", "+data.teacher.fold=3"],
+     r"data.teacher.fold is not a setting of genre_lab.data.teacher.TfidfTeacher; did you mean data.teacher.folds"),
+    (["model=tfidf_lr", "data/teacher=tfidf_lr"], r"data/teacher=... distils into a transformer"),
 ])
 def test_recipe_settings_are_checked_before_any_data_is_read(override, message, tmp_path):
-    cfg = compose_train(["data.train_csv=/no/such/file.csv", override], tmp_path)
+    overrides = override if isinstance(override, list) else [override]
+    cfg = compose_train(["data.train_csv=/no/such/file.csv", *overrides], tmp_path)
     with pytest.raises(GenreLabError, match=message):
         check_train_settings(cfg)
+
+
+def test_a_teacher_with_weight_0_is_a_warning_so_sweeps_can_include_0(tmp_path, caplog):
+    cfg = compose_train(["data.train_csv=/no/such/file.csv", "data/teacher=tfidf_lr"], tmp_path)
+    check_train_settings(cfg)
+    assert "model.distill_weight=0: the teacher's targets are not used" in caplog.text
 
 
 @pytest.mark.parametrize("experiment", ["tmdb_10genre_recipe", "tmdb_multilabel_recipe"])

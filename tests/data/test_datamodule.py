@@ -1,6 +1,7 @@
 from collections import Counter
 
 import pytest
+import torch
 
 from genre_lab.data.datamodule import GenreDataModule
 from genre_lab.errors import GenreLabError
@@ -137,6 +138,7 @@ def test_the_data_config_states_the_class_defaults_it_does_not_change():
     from genre_lab.data.datamodule import data_defaults
 
     listed = OmegaConf.to_container(OmegaConf.load(config_dir() / "data" / "movies.yaml"))
+    assert listed.pop("defaults") == ["_self_", {"teacher": None}]  # the teacher group (data/teacher=…) fills `teacher`
     defaults = data_defaults()
     on_purpose = {"_target_", "train_csv", "tokenizer", "shuffle_seed", "token_cache_dir", "eval_batch_size", "sample"}
     assert set(listed) - on_purpose <= set(defaults)
@@ -184,3 +186,15 @@ def test_multi_label_data_is_split_by_iterative_stratification_unless_asked_othe
     assert make_dm().split_method == "combination"  # single-label data: per-genre strata, exact per genre
     with pytest.raises(GenreLabError, match="data.split"):
         make_dm(split="random")
+
+
+def test_a_teacher_gives_soft_targets_to_training_batches_only():
+    from genre_lab.data.teacher import TfidfTeacher
+
+    dm = make_dm(teacher=TfidfTeacher(folds=3))
+    dm.setup("fit")
+    train = next(iter(dm.train_dataloader()))
+    assert train["teacher"].shape == train["labels"].shape
+    torch.testing.assert_close(train["teacher"].sum(1), torch.ones(len(train["labels"])))
+    assert "teacher" not in next(iter(dm.val_dataloader()))
+    assert "teacher" not in dm.hparams  # eval and predict rebuild the data from these, without fitting it again

@@ -248,3 +248,19 @@ def test_ce_is_refused_on_multi_label_training_data(multilabel_csv, tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("genre-lab: error: ")]
     assert len(errors) == 1 and "model.objective=ce" in errors[0] and "use model.objective=bce" in errors[0]
     assert "134 of 400 rows" in errors[0]
+
+
+@pytest.mark.parametrize("objective", ["bce", "ce"])
+def test_distillation_trains_on_the_mix_of_labels_and_teacher(objective):
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, 1.0]])
+    targets = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    teacher = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]])
+    model = GenreClassifier("tiny", ["a", "b", "c"], objective=objective, distill_weight=0.25)
+    mixed = 0.75 * targets + 0.25 * teacher
+    expected = F.cross_entropy(logits, mixed) if objective == "ce" else \
+        F.binary_cross_entropy_with_logits(logits, mixed)
+    torch.testing.assert_close(model.loss(logits, targets, teacher), expected)
+    torch.testing.assert_close(model.loss(logits, targets), model.loss(logits, targets, None))  # validation
+    assert not torch.isclose(model.loss(logits, targets, teacher), model.loss(logits, targets))
+    plain = GenreClassifier("tiny", ["a", "b", "c"], objective=objective)  # weight 0: the teacher is ignored
+    torch.testing.assert_close(plain.loss(logits, targets, teacher), plain.loss(logits, targets))
