@@ -139,5 +139,6 @@ def test_each_shipped_recipe_composes_and_runs_one_step(experiment, tmp_path, mu
                          *QUIET], tmp_path)
     assert cfg.model.pooling == "mean" and cfg.model.layer_lr_decay < 1 and cfg.trainer.max_epochs == 3
     assert cfg.model.objective == ("bce" if "multilabel" in experiment else "ce")  # softmax for one genre a row
+    assert bool(cfg.data.teacher) == (cfg.model.distill_weight > 0) == ("10genre" in experiment)  # distilled
     metrics = train(cfg)
     assert metrics["global_step"] == 1 and metrics["val/top1_accuracy"] >= 0
