@@ -38,21 +38,16 @@ class TfidfTeacher:
         texts = list(texts)
         if multi_label:
             folds = KFold(self.folds, shuffle=True, random_state=self.seed).split(texts)
-        else:  # each fold keeps the genre shares, so no fold lacks a rare genre
-            classes = targets.argmax(axis=1)
-            folds = StratifiedKFold(self._fold_count(classes), shuffle=True, random_state=self.seed).split(texts,
-                                                                                                           classes)
+        else:  # each fold keeps the genre shares, so no fit lacks a rare genre
+            splitter = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
+            folds = splitter.split(texts, targets.argmax(axis=1))
         soft = np.zeros(targets.shape, dtype=np.float32)
         for fit_rows, held_rows in folds:
             model = TfidfLogReg(label_names, multi_label, seed=self.seed, **self.settings)
             model.fit([texts[i] for i in fit_rows], targets[fit_rows])
             soft[held_rows] = model.predict_proba([texts[i] for i in held_rows])
-        agree = float((soft.argmax(1) == targets.argmax(1)).mean()) if not multi_label else float("nan")
+        agree = float(targets[np.arange(len(soft)), soft.argmax(1)].mean())  # its top genre is a true one
         log.info("teacher: out-of-fold TF-IDF probabilities for %d training rows (%d folds; top-1 %.3f)",
                  len(texts), self.folds, agree)
         return soft
 
-    def _fold_count(self, classes: np.ndarray) -> int:
-        """``folds``, or fewer when the rarest genre has fewer rows (StratifiedKFold's limit), never below 2."""
-        rarest = int(np.bincount(classes).min(initial=self.folds) if len(classes) else self.folds)
-        return max(2, min(self.folds, rarest))
