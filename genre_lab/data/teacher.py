@@ -50,4 +50,3 @@ class TfidfTeacher:
         log.info("teacher: out-of-fold TF-IDF probabilities for %d training rows (%d folds; top-1 %.3f)",
                  len(texts), self.folds, agree)
         return soft
-
