@@ -1,9 +1,10 @@
 """Soft targets for distillation: what the TF-IDF baseline believes about each training row.
 
 The transformer then learns from ``(1 - w)·labels + w·teacher`` (``model.distill_weight`` = w): the baseline's
-word-level evidence, which on short synopses it gets right where a 3-epoch encoder does not yet. The baseline
-scores each row from a fit on the other folds (out of fold): fitted on a row, logistic regression all but
-memorises its label and its "soft" target is the hard one again. The validation rows are never seen by it.
+word-level evidence, which a 3-epoch encoder does not fully pick up (the two err on different movies: their
+ensemble beats both). The baseline scores each row from a fit on the other folds (out of fold): fitted on a
+row, logistic regression all but memorises its label, and its "soft" target is the hard one again. The
+validation rows are never seen by it.
 """
 
 from __future__ import annotations
