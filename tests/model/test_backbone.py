@@ -70,3 +70,16 @@ def test_mean_pooling_keeps_the_pretrained_encoder_and_rebuilds_from_its_config(
     assert load_classifier("tiny", ["a", "b"], pooling="mean").dropout.p == 0.2  # DistilBERT's seq_classif_dropout
     rebuilt = load_classifier("anything-not-loadable", ["a", "b", "c"], config=model.config.to_dict(), pooling="mean")
     assert rebuilt.state_dict().keys() == model.state_dict().keys() and rebuilt.dropout.p == 0.3
+
+
+def test_the_tiny_backbone_is_the_same_in_every_process(tmp_path):
+    """Tests train it in xdist workers and CI sessions: a vocabulary that changed per process changed their figures."""
+    import subprocess
+    import sys
+
+    build = "import sys; from pathlib import Path; from genre_lab.backbones import build_tiny_backbone; " \
+            "build_tiny_backbone(Path(sys.argv[1]))"
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-c", build, str(tmp_path / name)], check=True, capture_output=True)
+    for file in ("tokenizer.json", "model.safetensors", "config.json"):
+        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
