@@ -47,6 +47,11 @@ def check_train_settings(cfg: DictConfig) -> None:
         hydra.utils.instantiate(cfg.tuning)
 
 
+def fits_texts(model_cfg: DictConfig) -> bool:
+    """True for a model config whose class trains on texts itself (``fits_texts``), not as a LightningModule."""
+    return bool(getattr(hydra.utils.get_class(model_cfg._target_), "fits_texts", False))
+
+
 def check_distillation(cfg: DictConfig) -> None:
     """A teacher's weight needs a teacher, and only a transformer has one (the baseline is the teacher)."""
     teacher, weight = cfg.data.get("teacher"), cfg.model.get("distill_weight") or 0.0
@@ -55,7 +60,7 @@ def check_distillation(cfg: DictConfig) -> None:
     if weight and not teacher:
         raise GenreLabError(f"model.distill_weight={weight} mixes a teacher's probabilities into the targets, but "
                             "no teacher is set: add data/teacher=tfidf_lr, or set model.distill_weight=0")
-    if teacher and "backbone" not in cfg.model:
+    if teacher and fits_texts(cfg.model):
         raise GenreLabError("data/teacher=... distils into a transformer; this model reads the texts itself "
                             "(the TF-IDF baseline): drop data/teacher")
     if teacher and not weight:  # not an error: a sweep over model.distill_weight=0,0.5 keeps the teacher set

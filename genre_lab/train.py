@@ -47,10 +47,10 @@ from genre_lab.run import Run
 from genre_lab.run_dir import refuse_reuse
 from genre_lab.run_layout import RunLayout
 from genre_lab.seed_groups import config_id
-from genre_lab.settings import check_train_settings
+from genre_lab.settings import check_train_settings, fits_texts
 from genre_lab.stored_probs import StoredProbs
 from genre_lab.sweeps.pruning import TrialPruning
-from genre_lab.train_baseline import fit_baseline, fits_texts
+from genre_lab.train_baseline import fit_baseline
 
 log = logging.getLogger(__name__)
 

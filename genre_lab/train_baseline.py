@@ -29,11 +29,6 @@ from genre_lab.stored_probs import StoredProbs
 log = logging.getLogger(__name__)
 
 
-def fits_texts(model_cfg: DictConfig) -> bool:
-    """True for a model config whose class trains on texts itself (``fits_texts``), not as a LightningModule."""
-    return bool(getattr(hydra.utils.get_class(model_cfg._target_), "fits_texts", False))
-
-
 def fit_baseline(cfg: DictConfig, datamodule: Any, decoder: Decoder, out: Path) -> dict[str, Any]:
     started = time.time()
     layout = RunLayout(out)  # (a directory holding a model was refused before: train.resume_checkpoint)

@@ -165,10 +165,9 @@ class PadCollator:
             input_ids[row, :n] = torch.as_tensor(np.asarray(item["input_ids"], dtype=np.int64))
             mask[row, :n] = 1
         batch = {"input_ids": input_ids, "attention_mask": mask}
-        if "labels" in items[0]:
-            batch["labels"] = torch.as_tensor(np.stack([item["labels"] for item in items]), dtype=torch.float32)
-        if "teacher" in items[0]:
-            batch["teacher"] = torch.as_tensor(np.stack([item["teacher"] for item in items]), dtype=torch.float32)
+        for key in ("labels", "teacher"):  # per-genre rows, where the dataset has them
+            if key in items[0]:
+                batch[key] = torch.as_tensor(np.stack([item[key] for item in items]), dtype=torch.float32)
         return batch
 
 
