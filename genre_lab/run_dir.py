@@ -2,7 +2,10 @@
 
 The checks run as a Hydra callback before Hydra writes anything into the directory (its ``.hydra/`` config and
 job log would otherwise overwrite the earlier run's), and again in ``train()`` for callers that bypass the CLI:
-- a training run refuses a directory that holds checkpoints (``resume=true`` continues them);
+- no command (train, eval, predict, export, ensemble, bench) runs into a directory that holds an earlier run's
+  record (``RunLayout.record``: its config, checkpoints, figures, predictions); ``resume=true`` continues a
+  training run's ``last.ckpt`` under the settings it started with (genre_lab/resume.py), and its first
+  ``.hydra/`` files are kept: each resume's own go to ``.hydra/resumes/<n>/``;
 - a multirun refuses a sweep directory that holds an earlier sweep (train: unless ``resume=true``);
 - a run (or sweep) holds an exclusive lock on its directory while it runs, so a second one started at the
   same time into the same directory is refused instead of mixing its files with the first one's.
@@ -19,6 +22,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from genre_lab.errors import GenreLabError, exit_with
+from genre_lab.io import atomic_write_text
+from genre_lab.resume import check_resume, finished_already, nothing_to_do
 from genre_lab.run_layout import RunLayout
 
 LOCK_NAME = ".genre_lab.lock"
@@ -36,13 +41,72 @@ def existing_checkpoints(run_dir: Path) -> list[str]:
     return sorted(found + [p.name for p in (layout.baseline, layout.ensemble) if p.is_file()])
 
 
-def refuse_reuse(run_dir: Path, resume: bool) -> None:
-    """GenreLabError when ``run_dir`` holds checkpoints and this is not a resume."""
+def refuse_reuse(run_dir: Path, resume: bool, own_config: bool = False) -> None:
+    """GenreLabError when a training run may not write into ``run_dir``: it holds a trained model and this is not a
+    resume, any other run's record, or (``resume``) no last.ckpt to continue. ``own_config``: inside the job,
+    where this run's Hydra has written ``.hydra/`` already."""
+    if not is_first_rank():
+        return
+    layout = RunLayout(run_dir)
+    if resume:
+        if not layout.last.is_file():
+            raise GenreLabError(f"resume=true but {layout.last} does not exist; point hydra.run.dir at the run to "
+                                "resume")
+        return
     existing = existing_checkpoints(run_dir)
-    if existing and not resume and is_first_rank():
+    if existing:
         continuable = any(name.endswith(".ckpt") for name in existing)  # a baseline or an ensemble is not resumed
         hint = "resume=true to continue that run, or " if continuable else ""
         raise GenreLabError(f"{run_dir} already holds a trained model {existing}; {hint}choose a new hydra.run.dir")
+    refuse_record(run_dir, "train", own_config)
+
+
+def refuse_record(run_dir: Path, command: str, own_config: bool = False) -> None:
+    """GenreLabError when ``run_dir`` holds an earlier run's record (RunLayout.record), which ``command`` would
+    write over. ``own_config``: this job's Hydra wrote ``.hydra/config.yaml``; it does not count."""
+    layout = RunLayout(run_dir)
+    found = [name for name in layout.record() if not (own_config and name == layout.config.relative_to(run_dir)
+                                                       .as_posix())]
+    if found and is_first_rank():
+        raise GenreLabError(f"hydra.run.dir={run_dir} already holds an earlier run's record ({', '.join(found)}); "
+                            f"genre-lab {command} never writes into another run's directory: choose a new "
+                            "hydra.run.dir, or leave it out (each run gets its own under outputs/)")
+
+
+class NothingToDo(Exception):
+    """A resume of a finished run that would train nothing more: the run is left as it is, exit code 0."""
+
+
+def check_resumed_run(config: DictConfig, run_dir: Path) -> None:
+    """Before Hydra writes: refuse a resume that changes the run's settings; NothingToDo for a finished run."""
+    refuse_reuse(run_dir, resume=True)
+    check_resume(config, run_dir, quiet=True)
+    if finished_already(run_dir, config):
+        raise NothingToDo(nothing_to_do(run_dir))
+
+
+HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+
+
+def read_started_record(run_dir: Path) -> dict[str, str]:
+    """A run's first ``.hydra`` files, read before a resume's Hydra writes its own over them."""
+    hydra_dir = RunLayout(run_dir).hydra
+    return {name: (hydra_dir / name).read_text() for name in HYDRA_FILES if (hydra_dir / name).is_file()}
+
+
+def keep_started_record(run_dir: Path, started: dict[str, str]) -> Path:
+    """After Hydra wrote this resume's ``.hydra`` files: move them to ``.hydra/resumes/<n>/`` and put the run's
+    first ones back, so the record says how the run started and each resume is appended to its history."""
+    layout = RunLayout(run_dir)
+    number = 1 + sum(1 for p in layout.resumes.glob("*") if p.is_dir()) if layout.resumes.is_dir() else 1
+    target = layout.resumes / str(number)
+    target.mkdir(parents=True)
+    for name, text in started.items():
+        written = layout.hydra / name
+        if written.is_file():
+            written.replace(target / name)
+        atomic_write_text(written, text)
+    return target
 
 
 def earlier_sweep(sweep_dir: Path) -> list[str]:
@@ -77,10 +141,12 @@ def lock_directory(directory: Path, key: str) -> FileLock:
 
 
 class ProtectRunDir(Callback):
-    """Hydra callback: refuse reuse and lock the directory, before Hydra writes into it."""
+    """Hydra callback: refuse reuse and lock the directory before Hydra writes into it; keep a resumed run's first
+    ``.hydra`` files once Hydra has written the resume's."""
 
     def __init__(self) -> None:
         self.lock: FileLock | None = None
+        self.started: dict[str, dict[str, str]] = {}  # resumed run directory -> its first .hydra files
 
     def __getstate__(self) -> dict[str, Any]:
         # submitit pickles Hydra's callbacks into every job; a FileLock cannot be pickled, and the lock belongs
@@ -88,18 +154,35 @@ class ProtectRunDir(Callback):
         return {**self.__dict__, "lock": None}
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if "resume" not in config or not is_first_rank():  # eval, predict, … write into fresh directories
+        if not is_first_rank():
             return
         try:
             run_dir = Path(config.hydra.run.dir)
         except Exception:  # an interpolation only resolvable inside the job: train() checks again
             return
-        self._guard(config, run_dir, lambda: refuse_reuse(run_dir, bool(config.get("resume"))), "hydra.run.dir")
+        self._guard(config, run_dir, lambda: self._check_run(config, run_dir), "hydra.run.dir")
+
+    def _check_run(self, config: DictConfig, run_dir: Path) -> None:
+        if "resume" not in config:  # eval, predict, export, ensemble, bench: always a new directory
+            refuse_record(run_dir, str(config.get("task_name", "")))
+        elif config.resume:
+            check_resumed_run(config, run_dir)
+            self.started[str(run_dir.resolve())] = read_started_record(run_dir)
+        else:
+            refuse_reuse(run_dir, resume=False)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         resume = bool(config.get("resume")) if "resume" in config else None
         self._guard(config, sweep_dir, lambda: refuse_earlier_sweep(sweep_dir, resume), "hydra.sweep.dir")
+        if resume and sweep_dir.is_dir():  # each job's settings are checked in train(), once composed
+            self.started = {str(job.resolve()): read_started_record(job) for job in sweep_dir.iterdir()
+                            if RunLayout(job).config.is_file()}
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        started = self.started.pop(str(Path(config.hydra.runtime.output_dir).resolve()), None)
+        if started:
+            keep_started_record(Path(config.hydra.runtime.output_dir), started)
 
     def _guard(self, config: DictConfig, directory: Path, check: Any, key: str) -> None:
         try:
@@ -109,7 +192,12 @@ class ProtectRunDir(Callback):
                 check()
             self.lock = lock_directory(directory, key)
             check()  # under the lock: no other run can be writing into it now
+        except NothingToDo as done:
+            self._release()
+            print(f"genre-lab: {done}")
+            raise SystemExit(0) from None
         except GenreLabError as err:
+            self._release()
             if config.get("show_traceback"):
                 raise
             exit_with(err)

@@ -117,6 +117,26 @@ class RunLayout:
         """The job's command-line overrides, as Hydra saved them."""
         return self.hydra / "overrides.yaml"
 
+    @property
+    def resumes(self) -> Path:
+        """Each ``resume=true``'s own Hydra files, ``resumes/<n>/``; ``.hydra/`` keeps the run's first config."""
+        return self.hydra / "resumes"
+
+    @property
+    def predictions(self) -> Path:
+        """predict's output when no ``out=`` is given."""
+        return self.root / "predictions.csv"
+
+    def record(self) -> list[str]:
+        """The files that make this directory an earlier run's record (of any command): what no other run may
+        write over. The Hydra config counts too: it is what compare and resume read back."""
+        marks = [self.config, self.metrics, self.val_probs, self.ensemble, self.decisions, self.predictions,
+                 self.failed, self.per_class]
+        found = [p.relative_to(self.root).as_posix() for p in marks if p.is_file()]
+        if self.checkpoints.is_dir() and any(self.checkpoints.iterdir()):
+            found.append("checkpoints/")
+        return found
+
 
 def best_checkpoint(run_dir: str, monitor: str, mode: str = "max") -> Any:
     """``checkpoints/best.ckpt``: the best epoch by ``monitor``, weights only (no optimizer state)."""

@@ -82,3 +82,46 @@ def test_two_runs_into_one_directory_at_once_the_second_is_refused(tmp_path, fou
     assert first.returncode == 0, err[-3000:]
     assert "model.lr=1e-3" in yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
     assert (run / "metrics.json").is_file() and (run / "checkpoints" / "best.ckpt").is_file()
+
+
+# ---- no command writes into another run's directory (issue 23) ----
+
+@pytest.fixture(scope="module")
+def run_kinds(tmp_path_factory, trained_run, mixed_sweep) -> dict[str, Path]:
+    """One finished directory of each kind a command leaves: training run, baseline, ensemble, eval, predict."""
+    root = tmp_path_factory.mktemp("kinds")
+    made = {
+        "ensemble": ("ensemble", f"runs=[{mixed_sweep / '0'},{mixed_sweep / '1'}]"),
+        "eval": ("eval", f"run_dir={trained_run}"),
+        "predict": ("predict", f"run_dir={trained_run}", "text=a ghost haunts the old house"),
+    }
+    for kind, args in made.items():
+        result = genre_lab_here(*args, f"hydra.run.dir={root / kind}", cwd=root)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return {"train": trained_run, "baseline": mixed_sweep / "0", **{k: root / k for k in made}}
+
+
+COMMANDS = {
+    "train": lambda run, mixed, tmp: ["train", *TINY_FAST, "data=sample", "trainer.max_epochs=1"],
+    "eval": lambda run, mixed, tmp: ["eval", f"run_dir={run}"],
+    "predict": lambda run, mixed, tmp: ["predict", f"run_dir={run}", "text=a ghost haunts the old house"],
+    "export": lambda run, mixed, tmp: ["export", f"run_dir={run}", f"out={tmp / 'exported'}"],
+    "ensemble": lambda run, mixed, tmp: ["ensemble", f"runs=[{mixed / '0'},{mixed / '1'}]"],
+    "bench": lambda run, mixed, tmp: ["bench"],
+}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("kind", ["train", "baseline", "ensemble", "eval", "predict"])
+def test_no_command_writes_into_another_runs_directory(command, kind, run_kinds, trained_run, mixed_sweep,
+                                                       tmp_path):
+    target = run_kinds[kind]
+    before = tree_digest(target)
+    args = COMMANDS[command](trained_run, mixed_sweep, tmp_path)
+    result = genre_lab_here(*args, f"hydra.run.dir={target}", cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout[-2000:], result.stderr[-3000:])
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and f"{target} already holds" in lines[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert tree_digest(target) == before  # not one byte: no .hydra/, no log, no lock file
+    assert not (tmp_path / "exported").exists()
