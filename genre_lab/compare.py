@@ -1,11 +1,13 @@
-"""`genre-lab compare PATH… [--sort METRIC] [--out DIR] [--wandb-dir DIR] [--wandb-project ENTITY/PROJECT]`
-and `genre-lab compare RUN_A RUN_B --paired [--resamples N] [--seed S]`.
+"""`genre-lab compare PATH… [--sort METRIC] [--out DIR [--overwrite]] [--wandb-dir DIR]
+[--wandb-project ENTITY/PROJECT]` and `genre-lab compare RUN_A RUN_B --paired [--resamples N] [--seed S] [--out DIR]`.
 
 A table of finished runs (run directories, or folders holding them such as a sweep), best first, and PNG
 plots of their validation curves; runs that differ only in their seed are also summarised as one group
 (mean ± std, 95 % interval); optionally W&B runs: offline run folders (read from their files) or an online
 project (through the W&B API, needs network and a key). ``--paired``: is B better than A, by a paired
-bootstrap over the validation rows both were scored on (genre_lab.paired).
+bootstrap over the validation rows both were scored on (genre_lab.paired). Runs scored on different validation
+rows are marked (``val_rows``, ``val_set``) and warned about. ``--out`` never replaces an earlier compare's
+results unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ from genre_lab.run_layout import RunLayout
 from genre_lab.runs_table import find_runs, read_run, runs_table, to_markdown
 from genre_lab.seed_groups import seed_groups
 from genre_lab.sweeps import print_frame
+from genre_lab.sweeps.summary import whole_numbers
+
+# what each mode writes into --out (curves_<metric>.png: whichever metric an earlier compare plotted)
+OUTPUTS = {"ranking": ("compare.csv", "compare.md", "compare_seeds.csv", "compare_seeds.md", "curves_*.png"),
+           "paired": ("paired.csv", "paired.md")}
+# failed.json files named when every job failed
+SHOWN_FAILURES = 3
 
 
 def draw_curves(runs: list[Path], metric: str, ax: Any) -> int:
@@ -113,6 +122,7 @@ def compare(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--sort", default="val/f1_micro", help="metric to rank by (default val/f1_micro)")
     parser.add_argument("--curve", default="val/f1_micro", help="per-epoch metric to plot")
     parser.add_argument("--out", type=Path, default=None, help="where to write compare.csv/.md and plots")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier compare's results in --out")
     parser.add_argument("--wandb-dir", type=Path, help="folder holding offline W&B runs")
     parser.add_argument("--wandb-project", help="entity/project of online W&B runs")
     parser.add_argument("--paired", action="store_true",
@@ -120,8 +130,9 @@ def compare(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (≥ 1000; default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws (default 0)")
     args = parser.parse_args(argv)
+    earlier = check_out(args.out, OUTPUTS["paired" if args.paired else "ranking"], args.overwrite)
     if args.paired:
-        return paired(args)
+        return paired(args, earlier)
     if not args.paths and not args.wandb_dir and not args.wandb_project:
         parser.error("give run directories, --wandb-dir or --wandb-project")
     frames = []
@@ -135,23 +146,29 @@ def compare(argv: list[str] | None = None) -> pd.DataFrame:
     if args.wandb_project:
         frames.append(wandb_online_table(args.wandb_project).assign(source="wandb"))
     frame = pd.concat(frames, ignore_index=True)
+    refuse_all_failed(frame)
     if args.sort not in frame.columns:
         metrics = sorted(c for c in frame.columns if "/" in c)
         raise GenreLabError(f"--sort {args.sort}: no run has it; available: {metrics}")
     frame = frame.sort_values(args.sort, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
     frame.insert(0, "rank", range(1, len(frame) + 1))
+    mixed = mixed_rows_warning(frame)
     columns = ["rank", "run", "overrides", "status", args.sort, *[c for c in ("val/f1_macro", "val/top1_accuracy",
-               "test/f1_micro") if c != args.sort], "source"]
-    print_frame(frame, columns, f"{len(frame)} runs ranked by {args.sort}")
-    groups = seed_groups(frame, [args.sort, *columns[5:-1]])
+               "test/f1_micro") if c != args.sort], "val_rows", *(["val_set"] if mixed else []), "source"]
+    shown = whole_numbers(frame, ["val_rows"])
+    print_frame(shown, columns, f"{len(frame)} runs ranked by {args.sort}")
+    if mixed:
+        print(f"genre-lab: warning: {mixed}", file=sys.stderr)
+    groups = seed_groups(frame, [args.sort, *[c for c in columns[5:] if "/" in c]])
     several = groups[groups.seeds > 1] if not groups.empty else groups
     group_columns = seed_group_columns(groups, args.sort)
     if not several.empty:
         print_frame(several, group_columns, f"runs that differ only in their seed: mean, std, ±95% ({args.sort} first)")
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
+        prepare_out(args.out, earlier)
         atomic_write_text(args.out / "compare.csv", frame.to_csv(index=False))
-        atomic_write_text(args.out / "compare.md", to_markdown(frame, columns))
+        note = f"\n**Warning:** {mixed}.\n" if mixed else ""
+        atomic_write_text(args.out / "compare.md", to_markdown(shown, columns) + note)
         if not groups.empty:
             atomic_write_text(args.out / "compare_seeds.csv", groups.to_csv(index=False))
             atomic_write_text(args.out / "compare_seeds.md", to_markdown(groups, group_columns))
@@ -161,12 +178,66 @@ def compare(argv: list[str] | None = None) -> pd.DataFrame:
     return frame
 
 
+def check_out(out: Path | None, outputs: tuple[str, ...], overwrite: bool) -> list[Path]:
+    """Before any work: refuse an ``--out`` that is a file, or a folder holding an earlier compare's results
+    (``outputs``) unless ``--overwrite``; returns those results, replaced when writing."""
+    if out is None:
+        return []
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == out else f"lies inside a file ({existing})"
+        raise GenreLabError(f"--out {out} {where}; compare writes a folder of results there: choose a new --out")
+    earlier = sorted({p for pattern in outputs for p in out.glob(pattern)}) if existing == out else []
+    if earlier and not overwrite:
+        raise GenreLabError(f"--out {out} already holds {', '.join(p.name for p in earlier)} from an earlier "
+                            "compare; choose a new --out, or pass --overwrite to replace them")
+    return earlier
+
+
+def prepare_out(out: Path, earlier: list[Path]) -> None:
+    """``out`` as a folder without the earlier results (--overwrite): none of them outlives this compare, such as
+    the curves of another metric or seed groups this one does not have."""
+    out.mkdir(parents=True, exist_ok=True)
+    for path in earlier:
+        path.unlink(missing_ok=True)
+
+
+def refuse_all_failed(frame: pd.DataFrame) -> None:
+    """Every run found failed: say so, where their failed.json files are and the first error (rather than that
+    no run has the --sort metric)."""
+    if "status" not in frame.columns or not frame.status.eq("failed").all():
+        return
+    files = [str(RunLayout(run).failed) for run in frame.run[:SHOWN_FAILURES]]
+    more = ", …" if len(frame) > SHOWN_FAILURES else ""
+    errors = [str(e).splitlines()[0] for e in frame.get("error", pd.Series(dtype=str)).dropna() if str(e).strip()]
+    first = f"; the first error: {errors[0]}" if errors else ""
+    raise GenreLabError(f"every job failed ({len(frame)} runs), no figures to compare: see their failed.json "
+                        f"({', '.join(files)}{more}){first}")
+
+
+def mixed_rows_warning(frame: pd.DataFrame) -> str | None:
+    """Runs scored on different validation rows (``val_set``; runs without val_probs.npz aside), group by group
+    with their ranks; None when all known runs share their rows."""
+    if "val_set" not in frame.columns or frame.val_set.dropna().nunique() < 2:
+        return None
+    groups = [f"{int(runs.val_rows.iloc[0])} rows (ids {val_set}): {ranked_names(runs)}"
+              for val_set, runs in frame.dropna(subset=["val_set"]).groupby("val_set", sort=False)]
+    return (f"runs scored on different validation rows, their figures are not comparable: {'; '.join(groups)} "
+            "(compare runs trained on the same data, split and sampling: data.val_size, data.seed, …)")
+
+
+def ranked_names(runs: pd.DataFrame) -> str:
+    """``#1 sweep/0, #3 sweep/2``: runs by rank and the last two parts of their paths."""
+    return ", ".join(f"#{rank} {Path(run).parent.name}/{Path(run).name}"
+                     for rank, run in zip(runs["rank"], runs.run, strict=True))
+
+
 def seed_group_columns(groups: pd.DataFrame, metric: str) -> list[str]:
     spread = [c for c in (metric, f"{metric} std", f"{metric} ±95%") if c in groups.columns]
     return ["config_id", "overrides", "seeds", "seed_values", *spread]
 
 
-def paired(args: argparse.Namespace) -> pd.DataFrame:
+def paired(args: argparse.Namespace, earlier: list[Path]) -> pd.DataFrame:
     if len(args.paths) != 2:
         raise GenreLabError(f"--paired compares two run directories A B; got {len(args.paths)}")
     from genre_lab.paired import compare_paired  # deferred: its decoder brings torch; the ranking needs none
@@ -176,7 +247,7 @@ def paired(args: argparse.Namespace) -> pd.DataFrame:
     print_table(table.to_dict("records"), list(table.columns),
                 f"B = {run_b} vs A = {run_a}: paired bootstrap, {args.resamples} resamples, seed {args.seed}")
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
+        prepare_out(args.out, earlier)
         atomic_write_text(args.out / "paired.csv", table.to_csv(index=False))
         atomic_write_text(args.out / "paired.md", to_markdown(table, list(table.columns)))
     return table

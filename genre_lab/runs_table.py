@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from genre_lab.figure_names import HEADLINE
 from genre_lab.run_layout import RunLayout
 from genre_lab.seed_groups import config_id
+from genre_lab.stored_probs import validation_rows
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -49,10 +50,19 @@ def read_run(run: Path) -> dict[str, Any]:
             row.update({f"{stage}/{m}": metrics[f"{stage}/{m}"] for m in HEADLINE if f"{stage}/{m}" in metrics})
         row["epochs"] = metrics.get("epochs")
         row["checkpoint"] = metrics.get("best_checkpoint") or ""
+        # which validation rows the figures are on: runs scored on others are not comparable (compare warns)
+        row["val_rows"], row["val_set"] = validation_rows(layout.val_probs) or (None, None)
     else:
-        failure = json.loads(layout.failed.read_text())
-        row.update({"status": "failed", "error": failure.get("error", "")})
+        row.update({"status": "failed", "error": failure_message(layout)})
     return row
+
+
+def failure_message(layout: RunLayout) -> str:
+    """The error a failed job recorded in its ``failed.json``; empty when the file cannot be read."""
+    try:
+        return str(json.loads(layout.failed.read_text()).get("error", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def saved_config(run: Path) -> dict[str, Any]:

@@ -6,6 +6,9 @@ The rule the run decided with is in its ``metrics.json`` (``decoder``).
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,3 +68,15 @@ class StoredProbs:
             raise GenreLabError(f"{names[0]} and {names[1]} have the same row ids but different genres on them: "
                                 "they were trained on different files")
         return StoredProbs(self.movie_ids[order], self.probs[order], self.targets[order], self.labels)
+
+
+def validation_rows(path: str | Path) -> tuple[int, str] | None:
+    """Which rows a run was scored on: (their number, a digest of the set of movie ids), read from its
+    ``val_probs.npz``; None when there is none or it cannot be read. Figures of runs with different digests are
+    not comparable (compare marks them), even with the same number of rows."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            ids = sorted(map(str, data["movie_ids"]))  # loads this array only, not the probabilities
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):  # a mark, not worth a crash
+        return None
+    return len(ids), hashlib.sha256("\0".join(ids).encode()).hexdigest()[:8]
