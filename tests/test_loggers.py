@@ -124,7 +124,7 @@ def test_tensorboard_holds_the_epochs_the_final_figures_the_config_and_the_plots
     assert {"val/plots/pr_curves", "val/plots/f1_vs_threshold"} <= set(tags["images"])
     assert any(t.startswith("val/per_class") for t in tags["tensors"])  # the per-genre table, as text
     hparams = yaml.safe_load((run / "tensorboard" / "hparams.yaml").read_text())
-    assert hparams["model"]["lr"] == 1e-3 and hparams["config_id"]  # the resolved config
+    assert hparams["model"]["lr"] == 5e-3 and hparams["config_id"]  # the resolved config
     assert (run / "csv" / "metrics.csv").is_file()  # the history resume and compare read stays
 
 
@@ -163,3 +163,131 @@ def test_an_unreachable_mlflow_server_is_left_out_and_training_goes_on(tmp_path,
     assert result.returncode == 0, result.stderr[-3000:]
     assert "logger 'mlflow' could not start" in result.stderr + result.stdout
     assert (run / "metrics.json").is_file() and (run / "csv" / "metrics.csv").is_file()
+
+
+def _refusing_url() -> str:
+    """An http URL on 127.0.0.1 whose port refuses connections (bound, then closed)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_a_refusing_mlflow_server_is_left_out_within_seconds_with_one_warning(tmp_path, monkeypatch, caplog):
+    pytest.importorskip("mlflow")
+    import time
+
+    from genre_lab.loggers import instantiate_loggers
+    from tests.conftest import compose_train
+
+    for variable in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):  # MLflow's defaults: ~4 min
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.chdir(tmp_path)
+    url = _refusing_url()
+    cfg = compose_train(["logger=mlflow", f"logger.mlflow.tracking_uri={url}"], tmp_path / "run")
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger="genre_lab.loggers"):
+        loggers = instantiate_loggers(cfg.logger)
+    assert time.monotonic() - started < 30  # a guard against MLflow's retries, not a benchmark
+    assert [type(lg).__name__ for lg in loggers] == ["CSVLogger"]
+    warnings = [r.getMessage() for r in caplog.records if "'mlflow'" in r.getMessage()]
+    assert len(warnings) == 1 and "could not start" in warnings[0] and url in warnings[0]
+
+
+def test_a_multirun_asks_an_unreachable_server_once(tmp_path, four_csv, monkeypatch):
+    pytest.importorskip("mlflow")
+    from tests.conftest import TINY_FAST, genre_lab_here
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # should a job reach MLflow's client, fail fast
+    url, sweep = _refusing_url(), tmp_path / "sweep"
+    result = genre_lab_here("train", "-m", *TINY_FAST, "logger=mlflow", f"logger.mlflow.tracking_uri={url}",
+                            f"data.train_csv={four_csv}", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+                            "model.lr=1e-3,2e-3", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert output.count("logger 'mlflow' could not start") == 1  # the first job asked the server
+    assert output.count("did not answer an earlier job of this sweep") == 1  # the second did not ask again
+    assert list(sweep.glob(".unreachable-127.0.0.1_*"))
+    for job in ("0", "1"):
+        assert (sweep / job / "metrics.json").is_file() and (sweep / job / "csv" / "metrics.csv").is_file()
+
+
+def test_an_unusable_logger_folder_is_one_error_line_and_exit_2(tmp_path, four_csv):
+    from tests.conftest import TINY_FAST, genre_lab_here
+
+    result = genre_lab_here("train", *TINY_FAST, "logger=tensorboard", "logger.tensorboard.save_dir=/dev/null/x",
+                            f"data.train_csv={four_csv}", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}",
+                            cwd=tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("genre-lab: error: ")]
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr
+    assert "logger.tensorboard.save_dir=/dev/null/x" in lines[0] and "/dev/null is not a folder" in lines[0]
+
+
+@pytest.mark.parametrize("setting", ["logger.mlflow.tracking_uri=sqlite:////dev/null/x/mlflow.db",
+                                     "logger.mlflow.tracking_uri=file:///dev/null/x",
+                                     "logger.mlflow.artifact_location=/dev/null/x"])
+def test_every_local_logger_path_is_checked_before_a_logger_starts(setting, tmp_path, monkeypatch):
+    from genre_lab.errors import GenreLabError
+    from genre_lab.loggers import instantiate_loggers
+    from tests.conftest import compose_train
+
+    monkeypatch.chdir(tmp_path)  # the other MLflow paths' default: beside where genre-lab runs
+    cfg = compose_train(["logger=mlflow", setting], tmp_path / "run")
+    with pytest.raises(GenreLabError, match="/dev/null is not a folder") as raised:
+        instantiate_loggers(cfg.logger)  # not MLflow's traceback, nor a warning and a run without MLflow
+    assert str(raised.value).startswith(setting)
+
+
+@pytest.mark.parametrize(("logger", "in_group"), [("logger=csv", 1), ("logger=tensorboard", 1), ("~logger", 0)])
+def test_a_training_run_has_one_csv_history_whatever_the_loggers(logger, in_group, tmp_path):
+    from pathlib import Path
+
+    from pytorch_lightning.loggers import CSVLogger
+
+    from genre_lab.loggers import instantiate_loggers
+    from tests.conftest import compose_train
+
+    def csv_loggers(loggers):
+        return [lg for lg in loggers if isinstance(lg, CSVLogger)]
+
+    out = tmp_path / "run"
+    group = compose_train([logger], out).get("logger")
+    loggers = instantiate_loggers(group, history_dir=out)  # as train calls it
+    assert len(csv_loggers(loggers)) == 1 and loggers[0] is csv_loggers(loggers)[0]  # never twice
+    assert Path(loggers[0].log_dir) == out / "csv"
+    assert len(csv_loggers(instantiate_loggers(group))) == in_group  # eval, ensemble: only what the group holds
+
+
+def test_wandb_alone_keeps_the_csv_history(tmp_path, four_csv):
+    import pandas as pd
+
+    from genre_lab.train import train
+    from tests.conftest import QUIET, compose_train
+
+    out = tmp_path / "run"  # WANDB_MODE=offline (tests/conftest.py)
+    train(compose_train(["model=tiny", "logger=wandb", f"data.train_csv={four_csv}", "trainer.max_epochs=2",
+                         "trainer.precision=32-true", "data.batch_size=32", *QUIET], out))
+    history = pd.read_csv(out / "csv" / "metrics.csv")
+    assert history["val/f1_micro"].notna().sum() == 2 and "final/val/f1_micro" in history
+    assert list(out.glob("wandb/offline-run-*"))  # and W&B logged too
+
+
+def test_an_online_wandb_server_that_refuses_is_left_out_within_seconds(tmp_path, monkeypatch, caplog):
+    import time
+
+    from genre_lab import loggers
+    from tests.conftest import compose_train
+
+    monkeypatch.setenv("WANDB_BASE_URL", _refusing_url())
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_MODE", "online")
+    cfg = compose_train(["logger=wandb"], tmp_path / "run")
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger="genre_lab.loggers"):
+        assert loggers.instantiate_loggers(cfg.logger) == []  # W&B's own init waits ~90 s before giving up
+    assert time.monotonic() - started < 30
+    assert [r.getMessage() for r in caplog.records if "'wandb' could not start" in r.getMessage()]
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert loggers.service_url(cfg.logger.wandb) is None  # offline: no server to ask
