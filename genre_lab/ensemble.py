@@ -32,7 +32,7 @@ from genre_lab.loggers import instantiate_loggers
 from genre_lab.metrics import score
 from genre_lab.results import publish
 from genre_lab.run import ENSEMBLE_FILE, FinishedRun, average, locate
-from genre_lab.run_dir import ProtectRunDir, is_first_rank
+from genre_lab.run_dir import refuse_record
 from genre_lab.run_layout import RunLayout
 from genre_lab.seed_groups import config_id
 from genre_lab.stored_probs import StoredProbs
@@ -65,7 +65,22 @@ def member_paths(runs: Any) -> list[Path]:
     if not isinstance(runs, (list, ListConfig)) or len(runs) < 2:
         raise GenreLabError(f"runs={OmegaConf.to_container(runs) if isinstance(runs, ListConfig) else runs!r}: an "
                             "ensemble needs two or more finished run directories, e.g. runs=[outputs/a,outputs/b]")
-    return [Path(str(run)).resolve() for run in runs]
+    paths = [Path(str(run)).resolve() for run in runs]  # resolved: A, ./A/ and a link to A are one run
+    refuse_repeats(paths)
+    return paths
+
+
+def refuse_repeats(paths: list[Path]) -> None:
+    """A run listed twice is refused, not warned about: it only multiplies that run's weight, which weights= says
+    openly (and weights=tune would split one run's share between identical copies); one way to weigh a member."""
+    unique = list(dict.fromkeys(paths))
+    if len(unique) == len(paths):
+        return
+    counts = [paths.count(path) for path in unique]
+    repeated = ", ".join(f"{path} ({n} times)" for path, n in zip(unique, counts, strict=True) if n > 1)
+    fix = (f"list each run once, with weights=[{','.join(map(str, counts))}] for this average" if len(unique) > 1
+           else "an ensemble needs two or more different runs")
+    raise GenreLabError(f"runs lists {repeated}: a repeated run only multiplies its weight; {fix}")
 
 
 def parse_weights(weights: Any, count: int) -> Weights:
@@ -192,29 +207,6 @@ def tune_weights(stored: Sequence[StoredProbs], decoder: Decoder, tuner: Any, st
                                                           "caveat": OPTIMISM}})
 
 
-def refuse_results(out: Path) -> None:
-    """GenreLabError when ``out`` already holds a run's results: an ensemble never writes over them."""
-    layout = RunLayout(out)
-    found = [p.name for p in (layout.metrics, layout.val_probs, out / ENSEMBLE_FILE, layout.checkpoints) if p.exists()]
-    if found:
-        raise GenreLabError(f"{out} already holds a run's results ({', '.join(found)}); an ensemble writes a new run "
-                            "directory: choose a new hydra.run.dir")
-
-
-class ProtectEnsembleDir(ProtectRunDir):
-    """ProtectRunDir for the ensemble, which has no checkpoints and no resume: refuse (and lock) a directory that
-    holds a run's results before Hydra writes its .hydra/ there."""
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if not is_first_rank():
-            return
-        run_dir = Path(config.hydra.run.dir)
-        self._guard(config, run_dir, lambda: refuse_results(run_dir), "hydra.run.dir")
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """ProtectRunDir (hydra/default.yaml) checks and locks the sweep directory; a second lock would fail."""
-
-
 def base_decoder(cfg: DictConfig, genres: int) -> Decoder:
     if "_target_" not in cfg.decode:
         raise GenreLabError("decode=checkpoint keeps a trained run's rule, for eval and predict; an ensemble tunes "
@@ -229,7 +221,7 @@ def ensemble(cfg: DictConfig) -> dict[str, Any]:
     steps = grid_steps(cfg.weight_step) if weights.values is None else 0
     tuner = hydra.utils.instantiate(cfg.tuning) if cfg.get("tuning") else None
     out = Path(cfg.paths.output_dir)
-    refuse_results(out)  # again here: a caller without the CLI (or its callback) has not been checked
+    refuse_record(out, "ensemble")  # again: a caller without the CLI has not been checked
     members = [load_member(path) for path in paths]
     stored = aligned_members(members)
     space = LabelSpace(stored[0].labels, bool(members[0].run.spec.multi_label))

@@ -22,9 +22,9 @@ import numpy as np
 from omegaconf import DictConfig
 
 from genre_lab import plots
-from genre_lab.config_dir import config_dir
+from genre_lab.config_dir import config_dir, config_keys
 from genre_lab.data.datamodule import GenreDataModule
-from genre_lab.data.table import read_table
+from genre_lab.data.table import TableSpec, read_table, with_policies
 from genre_lab.decoding import rule_for_run
 from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
 from genre_lab.io import atomic_target, file_digest, write_csv
@@ -49,16 +49,29 @@ class EvalData:
     token_cache_dir: str | None = None  # where a transformer caches these rows' token ids (the validation split)
 
 
-def validation_split(run: FinishedRun, token_cache_dir: str | None) -> EvalData:
-    """The run's own validation rows, rebuilt from the data settings stored with its model.
+ROW_POLICIES = ("empty_text", "encoding_errors")  # eval.yaml's keys for the rows it reads (README, Errors)
+
+
+def refuse_unknown_keys(cfg: DictConfig) -> None:
+    """A key eval does not take (``+data.empty_text=drop``) would be ignored without a word."""
+    unknown = sorted(set(cfg) - config_keys("eval"))
+    if unknown:
+        raise GenreLabError(f"{unknown}: not eval settings. Eval reads the data with the run's own settings; its row "
+                            f"policies are top-level: {'=…, '.join(ROW_POLICIES)}=… (`--cfg job` prints its keys)")
+
+
+def validation_split(run: FinishedRun, spec: TableSpec, token_cache_dir: str | None) -> EvalData:
+    """The run's own validation rows, rebuilt from the data settings stored with its model (and ``spec``'s row
+    policies).
 
     Only the rows and texts come from the datamodule: each model cuts and tokenizes them itself (a transformer
     as it was trained, into ``token_cache_dir``, this machine's ``paths.cache_dir``, not the training machine's).
     """
-    hp = run.data_hparams
-    if not hp:
+    if not run.data_hparams:
         raise GenreLabError(f"{run.model_file} stores no data settings; pass input_csv=<a labelled CSV>")
+    hp = {**run.data_hparams, **{key: getattr(spec, key) for key in ROW_POLICIES}}
     datamodule = GenreDataModule(**{**hp, "tokenizer": hp.get("tokenizer"), "token_cache_dir": None})
+    datamodule.spec = spec  # the same settings, with eval's key names in its messages
     if datamodule.label_space != run.label_space:
         raise GenreLabError(f"the training data now has genres {list(datamodule.label_space.names)}, the "
                             f"model {list(run.label_space.names)}: it changed since training")
@@ -68,16 +81,16 @@ def validation_split(run: FinishedRun, token_cache_dir: str | None) -> EvalData:
     return EvalData("validation split", movie_ids, texts, targets, identity, token_cache_dir)
 
 
-def labelled_csv(run: FinishedRun, path: str) -> EvalData:
-    """Any CSV with the run's text columns and label column."""
-    table = read_table(path, run.spec, require_labels=True)
+def labelled_csv(run: FinishedRun, spec: TableSpec, path: str) -> EvalData:
+    """Any CSV with the run's text columns and label column (``spec``: the run's, with eval's row policies)."""
+    table = read_table(path, spec, require_labels=True)
     space = run.label_space
     table.labels, unknown = space.conform(table.labels)
     if unknown:
         raise GenreLabError(f"{path}: genre(s) {unknown} are not among the model's genres {list(space.names)}: "
                             f"{run.model_file} was trained on another label space. Evaluate a run trained with "
                             "these genres, or remove those rows.")
-    identity = {"csv": str(Path(path).resolve()), "sha256": file_digest(path), "spec": run.spec.__dict__}
+    identity = {"csv": str(Path(path).resolve()), "sha256": file_digest(path), "spec": spec.__dict__}
     return EvalData(str(path), table.movie_ids, table.texts, space.encode(table.labels), identity)
 
 
@@ -123,13 +136,16 @@ def save_cached(path: Path, probs: np.ndarray) -> None:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     require_positive(cfg.batch_size, "batch_size")
+    refuse_unknown_keys(cfg)
     run = locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
     out = Path(cfg.paths.output_dir)
     space = run.label_space
     # Settings are checked before any work: a bad value must not leave a cache entry in the run directory.
     decoder = rule_for_run(run.decoder, cfg.decode)
     decoder.for_genres(len(space))
-    data = labelled_csv(run, cfg.input_csv) if cfg.get("input_csv") else validation_split(run, cfg.token_cache_dir)
+    spec = with_policies(run.spec, {key: cfg.get(key) for key in ROW_POLICIES})
+    data = labelled_csv(run, spec, cfg.input_csv) if cfg.get("input_csv") else \
+        validation_split(run, spec, cfg.token_cache_dir)
     probs, source = cached_probs(run, data, cfg)
     scored = score(probs, data.targets, decoder, list(space.names), "eval",
                    hydra.utils.instantiate(cfg.tuning) if cfg.tune else None)

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import Progress
 
 from genre_lab.data.tokens import TokenIds
+from genre_lab.progress import RowProgress
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -49,8 +49,7 @@ def predict_probs(
     model.eval().to(device)
     out: np.ndarray | None = None
     batches = length_sorted_batches(input_ids.lengths, batch_size)
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("predicting", total=len(input_ids))
+    with RowProgress(len(input_ids), "predicting", enabled=progress) as bar:
         for idx in batches:
             batch = collate([{"input_ids": input_ids[i]} for i in idx])
             with autocast(device, precision):
@@ -59,6 +58,6 @@ def predict_probs(
             if out is None:
                 out = np.empty((len(input_ids), probs.shape[1]), dtype=np.float32)
             out[idx] = probs
-            bar.advance(task, len(idx))
+            bar.advance(len(idx))
     model.train(was_training)
     return out if out is not None else np.empty((0, 0), dtype=np.float32)

@@ -3,9 +3,10 @@
 Writes a CSV with the input id, the predicted genres (``|``-joined), one probability column per genre
 and a status, from any finished run (transformer, TF-IDF baseline, ensemble). A transformer's texts are cut as
 the run was trained (its ``max_length`` and ``data.truncation``). Rows whose first template column (the synopsis
-by default) is empty are not guessed at: they keep their place with status ``empty <column>`` and are listed by
-line number. Duplicate ids, texts cut at ``max_length`` and a CSV without
-rows are warned about; the output never replaces the input or, unless ``overwrite=true``, an existing file.
+by default) is empty are not guessed at: they keep their place with status ``empty <column>`` (``empty_text=keep``)
+or are left out (``empty_text=drop``), and are listed by line number. Duplicate ids, texts cut at ``max_length``
+and a CSV without rows are warned about; the output never replaces the input or, unless ``overwrite=true``, an
+existing file.
 """
 
 from __future__ import annotations
@@ -22,12 +23,21 @@ from omegaconf import DictConfig
 
 from genre_lab.config_dir import config_dir, config_keys
 from genre_lab.data.labels import is_missing
-from genre_lab.data.table import TableSpec, build_text, delimiter_hint, line_numbers, read_csv
+from genre_lab.data.table import (
+    TableSpec,
+    build_text,
+    check_choice,
+    delimiter_hint,
+    line_numbers,
+    read_csv,
+    with_policies,
+)
 from genre_lab.decoding import rule_for_run
 from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
 from genre_lab.io import atomic_write_text
 from genre_lab.report import print_table
 from genre_lab.run import FinishedRun, locate
+from genre_lab.run_layout import RunLayout
 
 log = logging.getLogger(__name__)
 COMMAND_LINE = ("text", "command line")  # sources without a file, hence without line numbers
@@ -35,7 +45,7 @@ COMMAND_LINE = ("text", "command line")  # sources without a file, hence without
 
 def output_path(cfg: DictConfig) -> Path:
     """Where the predictions go: never over the input CSV, never over an existing file unless overwrite=true."""
-    out = Path(cfg.out) if cfg.get("out") else Path(cfg.paths.output_dir) / "predictions.csv"
+    out = Path(cfg.out) if cfg.get("out") else RunLayout(cfg.paths.output_dir).predictions
     source = cfg.get("input_csv")
     if source and same_file(out, Path(source)):
         raise GenreLabError(f"out={out} is the input file input_csv={source}: the predictions would replace it. "
@@ -62,9 +72,9 @@ def command_line_fields(cfg: DictConfig, spec: TableSpec) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def input_frame(cfg: DictConfig, run: FinishedRun) -> tuple[pd.DataFrame, list[str], str]:
-    """Rows to predict, their model texts, and a name for messages."""
-    spec = run.spec
+def input_frame(cfg: DictConfig, spec: TableSpec) -> tuple[pd.DataFrame, list[str], str]:
+    """Rows to predict, their model texts, and a name for messages (``spec``: the run's, with predict's
+    encoding_errors)."""
     fields = command_line_fields(cfg, spec)
     if cfg.get("text"):
         return pd.DataFrame({"id": ["text"]}), [str(cfg.text)], "text"
@@ -74,7 +84,7 @@ def input_frame(cfg: DictConfig, run: FinishedRun) -> tuple[pd.DataFrame, list[s
     if not cfg.get("input_csv"):
         raise GenreLabError("nothing to predict: give input_csv=<file.csv>, text=\"…\" or "
                             f"{'=… '.join(spec.text_columns)}=…")
-    frame = read_csv(cfg.input_csv, spec.encoding_errors)
+    frame = read_csv(cfg.input_csv, spec)
     missing = [c for c in spec.text_columns if c not in frame.columns]
     if missing:
         raise GenreLabError(f"{cfg.input_csv}: missing text column(s) {missing} that the model was trained on "
@@ -100,25 +110,40 @@ def warn_about_input(frame: pd.DataFrame, source: str, id_col: str | None) -> No
                         source, int(repeated.sum()), id_col, values, where(repeated, frame, source))
 
 
+def without_empty(frame: pd.DataFrame, texts: list[str], empty: pd.Series, what: str, policy: str,
+                  source: str) -> tuple[pd.DataFrame, list[str], pd.Series]:
+    """Rows with nothing to predict from, listed by line: kept to get a status (``empty_text=keep``) or left out
+    of the predictions (``drop``); never given genres."""
+    if not empty.any():
+        return frame, texts, empty
+    if policy == "keep":
+        log.warning("%s: %d row(s) with an empty %s, not predicted (status 'empty %s'; empty_text=drop leaves them "
+                    "out)%s", source, int(empty.sum()), what, what, where(empty, frame, source))
+        return frame, texts, empty
+    log.warning("%s: %d row(s) with an empty %s left out of the predictions (empty_text=drop)%s",
+                source, int(empty.sum()), what, where(empty, frame, source))
+    kept = ~empty.to_numpy()
+    return frame[kept], [t for t, k in zip(texts, kept, strict=True) if k], empty[kept]
+
+
 def predict(cfg: DictConfig) -> pd.DataFrame:
     require_positive(cfg.batch_size, "batch_size")
+    check_choice("empty_text", cfg.empty_text, ("keep", "drop"))
     out = output_path(cfg)  # before any work: a refused output must not cost a model load
     run = locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
     space = run.label_space
     decoder = rule_for_run(run.decoder, cfg.decode)  # bad values fail first
     decoder.for_genres(len(space))
-    frame, texts, source = input_frame(cfg, run)
-    id_col = run.spec.id_column if run.spec.id_column in frame.columns else None
+    spec = with_policies(run.spec, {"encoding_errors": cfg.get("encoding_errors")})
+    frame, texts, source = input_frame(cfg, spec)
+    id_col = spec.id_column if spec.id_column in frame.columns else None
     warn_about_input(frame, source, id_col)
-    first = run.spec.text_columns[0]
+    first = spec.text_columns[0]
     by_column = first in frame.columns  # else a raw text= input
     empty = (frame[first].map(is_missing) if by_column else
              pd.Series([not t.strip() for t in texts], index=frame.index)).astype(bool)
-    empty_status = f"empty {first if by_column else 'text'}"
-    if empty.any():
-        log.warning("%s: %d row(s) with an empty %s, not predicted (status '%s')%s",
-                    source, int(empty.sum()), first if by_column else "text", empty_status,
-                    where(empty, frame, source))
+    what = first if by_column else "text"
+    frame, texts, empty = without_empty(frame, texts, empty, what, cfg.empty_text, source)
     keep = np.flatnonzero(~empty.to_numpy())
     names = list(space.names)
     probs = np.full((len(frame), len(names)), np.nan, dtype=np.float32)
@@ -133,7 +158,7 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
         "id": frame[id_col].to_numpy() if id_col else frame.index.to_numpy(),
         "genres": ["|".join(g) for g in space.decode(decisions)],
         **{f"prob_{n}": probs[:, i] for i, n in enumerate(names)},
-        "status": np.where(empty.to_numpy(), empty_status, "ok"),
+        "status": np.where(empty.to_numpy(), f"empty {what}", "ok"),
     })
     atomic_write_text(out, result.to_csv(index=False))
     show(result, names)

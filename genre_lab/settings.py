@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genre_lab.errors import GenreLabError, require_int
 from genre_lab.figure_names import HEADLINE, PER_CLASS
-from genre_lab.model.module import check_hparams, check_recipe
+from genre_lab.model.module import GenreClassifier, check_hparams, check_recipe
 
 log = logging.getLogger(__name__)
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's limit
@@ -26,11 +28,16 @@ HPARAM_KEYS = ("lr", "weight_decay", "warmup_ratio", "dropout", "layer_lr_decay"
                "pooling", "pos_weight", "distill_weight")
 # Lightning's ckpt_path shortcuts besides a file
 CKPT_NAMES = ("last", "best", "hpc")
+# what a transformer's model config can hold (the keys an experiment written for a transformer sets under model)
+TRANSFORMER_KEYS = frozenset(inspect.signature(GenreClassifier).parameters)
+SET_BY_TRAIN = ("label_names", "multi_label", "seed")  # the baseline's arguments that train passes, not the config
 
 
 def check_train_settings(cfg: DictConfig) -> None:
-    """GenreLabError for the first setting a run cannot train with; the data and the backbone are checked later."""
+    """GenreLabError for the first setting a run cannot train with; the data and the backbone are checked later.
+    The one change it makes: a baseline drops the transformer settings it inherited (``strip_transformer_keys``)."""
     require_int(cfg.get("seed"), "seed", 0, 42, maximum=MAX_SEED)
+    strip_transformer_keys(cfg)
     if "_target_" not in cfg.decode:
         raise GenreLabError("decode=checkpoint keeps a trained run's decision rule, for eval and predict; train "
                             "with decode=threshold (the default), top_k or at_least_one")
@@ -50,6 +57,47 @@ def check_train_settings(cfg: DictConfig) -> None:
 def fits_texts(model_cfg: DictConfig) -> bool:
     """True for a model config whose class trains on texts itself (``fits_texts``), not as a LightningModule."""
     return bool(getattr(hydra.utils.get_class(model_cfg._target_), "fits_texts", False))
+
+
+def command_line_keys() -> set[str] | None:
+    """The keys this job's command line (or sweeper) sets; None outside a Hydra app, where the caller composed
+    every key itself."""
+    if not HydraConfig.initialized():
+        return None
+    overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
+    return {override.key_or_group for override in overrides}
+
+
+def baseline_keys(model_cfg: DictConfig) -> tuple[list[str], list[str]]:
+    """The settings a baseline's config can give it, and the transformer settings ``model_cfg`` holds besides."""
+    params = inspect.signature(hydra.utils.get_class(model_cfg._target_)).parameters
+    takes = [name for name in params if name not in SET_BY_TRAIN]
+    return takes, [str(key) for key in model_cfg if key in TRANSFORMER_KEYS and key not in takes]
+
+
+def strip_transformer_keys(cfg: DictConfig) -> None:
+    """The TF-IDF baseline under a config written for a transformer (``experiment=quickstart model=tfidf_lr``):
+    the transformer settings the experiment put under ``model`` (its lr, …) are removed with one info log, so the
+    baseline fits any experiment's data and split. Typed on the command line (``model.lr=1e-3``) they are a
+    mistake, not another model's recipe: refused, naming what the baseline takes. Outside a Hydra app, whose
+    caller composed every key, they are all refused."""
+    if not fits_texts(cfg.model):
+        return
+    target, (takes, foreign) = cfg.model._target_, baseline_keys(cfg.model)
+    typed = command_line_keys()
+    for key in foreign:
+        if typed is None or f"model.{key}" in typed:
+            how = (f"compose with ~model.{key}" if typed is None else
+                   "the ones an experiment sets are left out by themselves")
+            raise GenreLabError(f"model.{key} is a transformer setting; {target} takes {takes}: remove model.{key} "
+                                f"({how})")
+    if not foreign:
+        return
+    log.info("%s ignores the transformer setting(s) %s of the composed config (an experiment's)", target,
+             {f"model.{key}": plain(cfg.model[key]) for key in foreign})
+    with open_dict(cfg.model):
+        for key in foreign:
+            del cfg.model[key]
 
 
 def check_distillation(cfg: DictConfig) -> None:

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from genre_lab.config_dir import config_dir
 from genre_lab.errors import GenreLabError
 from genre_lab.settings import check_train_settings
-from tests.conftest import QUIET, compose_train
+from tests.conftest import QUIET, REPO, compose_train, genre_lab_here
 
 GROUPS = ["data", "model", "decode", "tuning", "callbacks", "logger", "trainer", "experiment", "debug",
           "hparams_search", "optimizer", "scheduler"]
@@ -84,6 +84,39 @@ def test_quickstart_is_offline(tmp_path):
     cfg = compose_train(["experiment=quickstart"], tmp_path)
     assert cfg.model.backbone == "minilm"
     assert cfg.data.train_csv.endswith("genre_lab/resources/sample_movies.csv")
+
+
+def test_quickstart_writes_where_the_readme_and_notebook_02_look(tmp_path):
+    assert compose_train(["experiment=quickstart"], tmp_path).task_name == "train"  # outputs/train/<date>/<time>
+    notebook = (REPO / "notebooks" / "02_compare_runs.ipynb").read_text()
+    assert 'newest(\\"outputs/train\\")' in notebook and "genre-lab train experiment=quickstart" in notebook
+    assert "genre-lab eval run_dir=outputs/train/" in (REPO / "README.md").read_text()
+
+
+def test_the_baseline_trains_under_an_experiment_written_for_a_transformer(tmp_path):
+    result = genre_lab_here("train", "experiment=quickstart", "model=tfidf_lr", f"hydra.run.dir={tmp_path / 'r'}",
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "TfidfLogReg ignores the transformer setting(s) {'model.lr': 0.0002}" in result.stdout
+    assert (tmp_path / "r" / "checkpoints" / "model.skops").is_file()
+
+
+@pytest.mark.parametrize("args", [["+model.lr=1e-3"], ["experiment=quickstart", "model.lr=1e-3"]],
+                         ids=["added", "over_the_experiments"])  # plain model.lr=… Hydra refuses: tfidf_lr has none
+def test_a_transformer_setting_typed_for_the_baseline_is_refused(args, tmp_path):
+    result = genre_lab_here("train", "data=sample", "model=tfidf_lr", *args, f"hydra.run.dir={tmp_path / 'r'}",
+                            cwd=tmp_path)
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2 and line.startswith("genre-lab: error: model.lr is a transformer setting; ")
+    assert "takes ['C', 'ngram_max', 'min_df', 'max_features', 'max_iter']: remove model.lr" in line
+    assert not (tmp_path / "r" / "metrics.json").exists()
+
+
+def test_composed_in_python_the_baseline_says_how_to_leave_an_experiments_settings_out(tmp_path):
+    cfg = compose_train(["experiment=quickstart", "model=tfidf_lr"], tmp_path)  # no command line to tell them by
+    with pytest.raises(GenreLabError, match=r"model.lr is a transformer setting; .*\(compose with ~model.lr\)"):
+        check_train_settings(cfg)
+    check_train_settings(compose_train(["experiment=quickstart", "model=tfidf_lr", "~model.lr"], tmp_path))
 
 
 @pytest.mark.parametrize(("group", "option"), RECIPES, ids=[f"{g}={o}" for g, o in RECIPES])

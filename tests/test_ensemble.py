@@ -56,15 +56,28 @@ def mixed_ensemble(mixed_sweep, tmp_path_factory):
 @pytest.mark.parametrize("job", ["0", "1"])
 def test_an_ensemble_of_a_run_with_itself_has_the_runs_figures(mixed_sweep, tmp_path, job):
     run = mixed_sweep / job
-    trained = json.loads((run / "metrics.json").read_text())
-    metrics = ensemble(ensemble_cfg([run, run], tmp_path / "e", "plots=false"))
+    twin = shutil.copytree(run, tmp_path / "twin", ignore=shutil.ignore_patterns("eval_cache"))  # a run listed
+    trained = json.loads((run / "metrics.json").read_text())  # twice is refused (test_a_run_listed_twice…)
+    metrics = ensemble(ensemble_cfg([run, twin], tmp_path / "e", "plots=false"))
     assert figures(metrics) == figures(trained) and figures(metrics)
     assert metrics["decoder"] == trained["decoder"] and metrics["thresholds"] == trained["thresholds"]
     assert metrics["weights"] == [0.5, 0.5] and metrics["weights_source"] == "equal"
     np.testing.assert_array_equal(StoredProbs.load(tmp_path / "e" / "val_probs.npz").probs,
                                   StoredProbs.load(run / "val_probs.npz").probs)
-    tuned = ensemble(ensemble_cfg([run, run], tmp_path / "t", "weights=tune", "plots=false"))
+    tuned = ensemble(ensemble_cfg([run, twin], tmp_path / "t", "weights=tune", "plots=false"))
     assert tuned["weights"] == [0.5, 0.5]  # every weight gives the same average: ties go to the even weights
+
+
+def test_a_run_listed_twice_is_refused_also_when_spelt_otherwise(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    with pytest.raises(GenreLabError, match=r"runs lists .*/a \(2 times\): a repeated run only multiplies its weight; "
+                                            r"an ensemble needs two or more different runs"):
+        ensemble(ensemble_cfg(["a", "./a/"], tmp_path / "e"))
+    with pytest.raises(GenreLabError, match=r"list each run once, with weights=\[2,1\] for this average"):
+        ensemble(ensemble_cfg(["a", "b", str(tmp_path / "a")], tmp_path / "e"))
+    assert not (tmp_path / "e").exists()
 
 
 def test_the_ensemble_run_directory(mixed_ensemble, mixed_sweep):
@@ -163,7 +176,7 @@ def test_an_ensemble_never_writes_into_a_runs_directory(mixed_ensemble, mixed_sw
         before = digest(target)  # .hydra/ and the job log included
         result = genre_lab_here("ensemble", f"runs=[{mixed_sweep / '0'},{mixed_sweep / '1'}]",
                                 f"hydra.run.dir={target}", cwd=tmp_path)
-        refused(result, f"{target} already holds a run's results", "hydra.run.dir")
+        refused(result, f"{target} already holds an earlier run's results", "hydra.run.dir")
         assert digest(target) == before
     too_few = genre_lab_here("ensemble", f"runs=[{mixed_sweep / '0'}]", f"hydra.run.dir={tmp_path / 'e'}",
                              cwd=tmp_path)

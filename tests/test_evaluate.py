@@ -172,3 +172,41 @@ def test_eval_on_a_baseline_run_reproduces_its_validation_probabilities_and_figu
     csv, _ = val_rows_csv(run)
     on_csv = evaluate(eval_cfg(run, tmp_path / "c", f"input_csv={csv}", "plots=false"))
     assert on_csv["rows"] == metrics["rows"] and on_csv["eval/f1_micro"] == pytest.approx(metrics["eval/f1_micro"])
+
+
+def with_empty_synopses(frame, path):
+    """``frame`` (60 rows) with the synopses of its rows on file lines 3 and 6 emptied, written to ``path``."""
+    frame = frame.sample(60, random_state=0).reset_index(drop=True)
+    frame.loc[[1, 4], "synopsis"] = ""
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_the_empty_synopsis_hint_names_evals_own_key_and_that_key_works(trained_run, tmp_path, run_frame):
+    csv = with_empty_synopses(run_frame, tmp_path / "holes.csv")
+    refused = genre_lab_here("eval", f"run_dir={trained_run}", f"input_csv={csv}", "plots=false",
+                             f"hydra.run.dir={tmp_path / 'e1'}", cwd=tmp_path)
+    line = refused.stderr.strip().splitlines()[-1]
+    assert refused.returncode == 2 and "line(s) 3, 6" in line
+    assert "or set empty_text=drop to skip them" in line and "data.empty_text" not in line
+    done = genre_lab_here("eval", f"run_dir={trained_run}", f"input_csv={csv}", "plots=false", "empty_text=drop",
+                          f"hydra.run.dir={tmp_path / 'e2'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "e2" / "metrics.json").read_text())["rows"] == 58
+
+
+def test_eval_refuses_a_data_key_instead_of_ignoring_it(trained_run, tmp_path):
+    with pytest.raises(GenreLabError, match=r"\['data'\]: not eval settings.*empty_text=…, encoding_errors=…"):
+        evaluate(eval_cfg(trained_run, tmp_path / "e", "+data.empty_text=drop"))
+
+
+def test_eval_reads_non_utf8_bytes_under_its_own_encoding_errors_key(trained_run, tmp_path, run_frame):
+    csv = tmp_path / "latin1.csv"
+    frame = run_frame.head(40).copy()
+    frame.loc[2, "synopsis"] = "Un café noir, une nuit blanche."
+    csv.write_bytes(frame.to_csv(index=False).encode("latin-1", errors="replace"))
+    with pytest.raises(GenreLabError, match=r"UTF-8 byte .* on line\(s\) 4, .*or set encoding_errors=replace\.$"):
+        evaluate(eval_cfg(trained_run, tmp_path / "e", f"input_csv={csv}", "plots=false"))
+    metrics = evaluate(eval_cfg(trained_run, tmp_path / "r", f"input_csv={csv}", "plots=false",
+                                "encoding_errors=replace"))
+    assert metrics["rows"] == 40

@@ -223,3 +223,40 @@ def test_predict_on_a_baseline_run_gives_its_stored_validation_probabilities(mix
     assert run_cli(monkeypatch, "predict", f"run_dir={run}", "synopsis=A ghost, a lighthouse.", "movie_name=Night",
                    f"hydra.run.dir={tmp_path / 'c'}") == 0
     assert pd.read_csv(tmp_path / "c" / "predictions.csv").status.tolist() == ["ok"]
+
+
+def test_empty_text_drop_leaves_empty_rows_out_listed_by_line(trained_run, tmp_path, sample_frame, caplog):
+    frame = sample_frame[sample_frame.genre == "horror"].head(6).reset_index(drop=True)
+    frame.loc[[1, 4], "synopsis"] = ""
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        result = predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={tmp_path / 'in.csv'}",
+                                     "empty_text=drop"))
+    assert result.id.astype(str).tolist() == frame.drop(index=[1, 4]).id.tolist()
+    assert (result.status == "ok").all() and result.genres.ne("").all()
+    assert "2 row(s) with an empty synopsis left out of the predictions (empty_text=drop): line(s) 3, 6" in caplog.text
+    with pytest.raises(GenreLabError, match=r"empty_text='fail' is not one of \['keep', 'drop'\]"):
+        predict(predict_cfg(trained_run, tmp_path / "q", f"input_csv={tmp_path / 'in.csv'}", "empty_text=fail"))
+
+
+def test_predict_reads_non_utf8_bytes_under_its_own_encoding_errors_key(trained_run, tmp_path, sample_frame):
+    frame = sample_frame.head(5).copy()
+    frame.loc[2, "synopsis"] = "Un café noir, une nuit blanche."
+    (tmp_path / "in.csv").write_bytes(frame.to_csv(index=False).encode("latin-1", errors="replace"))
+    with pytest.raises(GenreLabError, match=r"line\(s\) 4\..*or set encoding_errors=replace\.$"):
+        predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={tmp_path / 'in.csv'}"))
+    result = predict(predict_cfg(trained_run, tmp_path / "r", f"input_csv={tmp_path / 'in.csv'}",
+                                 "encoding_errors=replace"))
+    assert len(result) == 5 and (result.status == "ok").all()
+
+
+def test_predict_logs_its_progress_when_stdout_is_not_a_terminal(trained_run, tmp_path, sample_frame, caplog,
+                                                                  monkeypatch):
+    monkeypatch.setattr("genre_lab.progress.INTERVAL_S", 0.0)  # a line after every batch
+    sample_frame.head(40).to_csv(tmp_path / "in.csv", index=False)
+    assert not sys.stdout.isatty()  # pytest captures it, as a log file would
+    with caplog.at_level(logging.INFO, logger="genre_lab.progress"):
+        predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={tmp_path / 'in.csv'}", "batch_size=8"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "genre_lab.progress"]
+    assert lines[0].startswith("predicting: 8/40 rows (20%), ") and "rows/s, ETA " in lines[0]
+    assert len(lines) == 5 and lines[-1].startswith("predicting: 40 rows in ")

@@ -16,7 +16,7 @@ import string
 import zipfile
 import zlib
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +49,13 @@ class TableSpec:
     empty_text: str = "fail"
     # bytes that are not UTF-8: "fail" names the lines, "replace" decodes them as U+FFFD with a warning
     encoding_errors: str = "fail"
+    # how messages name the two policies above, so their hint is a key the running command takes: "data." in
+    # train; eval and predict take them top-level ("")
+    policy_prefix: str = field(default="data.", compare=False)
 
     def __post_init__(self) -> None:
-        check_choice("data.empty_text", self.empty_text, ("fail", "drop"))
-        check_choice("data.encoding_errors", self.encoding_errors, ("fail", "replace"))
+        check_choice(self.policy_key("empty_text"), self.empty_text, ("fail", "drop"))
+        check_choice(self.policy_key("encoding_errors"), self.encoding_errors, ("fail", "replace"))
         if not isinstance(self.text_template, str):
             raise GenreLabError(f"data.text_template={self.text_template!r} must be a text with column names in "
                                 "braces, e.g. '{synopsis} {movie_name}'")
@@ -68,6 +71,16 @@ class TableSpec:
     @property
     def text_columns(self) -> list[str]:
         return template_fields(self.text_template)
+
+    def policy_key(self, name: str) -> str:
+        """The setting that holds row policy ``name`` in the running command (``data.empty_text`` in train)."""
+        return f"{self.policy_prefix}{name}"
+
+
+def with_policies(spec: TableSpec, policies: Mapping[str, Any]) -> TableSpec:
+    """``spec`` under the row policies of eval or predict, which take them as top-level keys (a None value keeps
+    ``spec``'s, the run's own); messages then name those keys."""
+    return replace(spec, **{key: value for key, value in policies.items() if value is not None}, policy_prefix="")
 
 
 @dataclass
@@ -163,9 +176,9 @@ def shorten(lines: list[int], limit: int = 10) -> str:
     return shown + (f", … ({len(lines)} rows)" if len(lines) > limit else "")
 
 
-def read_csv(path: str | Path, encoding_errors: str = "fail") -> pd.DataFrame:
-    """Read a CSV (or .csv.gz/.bz2/.xz/.zip) as strings; missing or unreadable file, bad bytes or unparsable
-    content -> GenreLabError."""
+def read_csv(path: str | Path, spec: TableSpec) -> pd.DataFrame:
+    """Read a CSV (or .csv.gz/.bz2/.xz/.zip) as strings; missing or unreadable file, bad bytes (``spec``'s
+    encoding_errors policy) or unparsable content -> GenreLabError."""
     path = Path(path)
     if path.is_dir():
         found = sorted(p.name for p in path.glob("*.csv*"))[:5]
@@ -173,7 +186,7 @@ def read_csv(path: str | Path, encoding_errors: str = "fail") -> pd.DataFrame:
                             + (f", e.g. {path / found[0]} (CSV files there: {found})" if found else ""))
     if not path.is_file():
         raise GenreLabError(f"data file not found: {path}. {DOWNLOAD_HINT}")
-    text = decode(path, encoding_errors)
+    text = decode(path, spec.encoding_errors, spec.policy_key("encoding_errors"))
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
     except pd.errors.EmptyDataError:
@@ -221,8 +234,9 @@ def unzip_one(data: bytes) -> bytes:
 DECOMPRESS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress, ".zip": unzip_one}
 
 
-def decode(path: Path, errors: str = "fail") -> str:
-    """The file as UTF-8 text (a BOM is dropped); invalid bytes fail naming their lines, or are replaced."""
+def decode(path: Path, errors: str, key: str) -> str:
+    """The file as UTF-8 text (a BOM is dropped); invalid bytes fail naming their lines, or are replaced
+    (``key``: the setting that chose ``errors``, named in the messages)."""
     data = read_bytes(path)
     try:
         return data.decode("utf-8-sig")
@@ -232,12 +246,11 @@ def decode(path: Path, errors: str = "fail") -> str:
                                 "Export it as a UTF-8 CSV.") from None
         lines = shorten(bad_utf8_lines(data))
         if errors == "replace":
-            log.warning("%s: invalid UTF-8 bytes replaced by U+FFFD (data.encoding_errors=replace) on line(s) %s",
-                        path, lines)
+            log.warning("%s: invalid UTF-8 bytes replaced by U+FFFD (%s=replace) on line(s) %s", path, key, lines)
             return data.decode("utf-8-sig", errors="replace")
         raise GenreLabError(
             f"{path}: invalid UTF-8 byte {data[err.start:err.start + 1]!r} on line(s) {lines}. Re-save the "
-            "file as UTF-8 (e.g. from Latin-1: iconv -f latin1 -t utf-8), or set data.encoding_errors=replace."
+            f"file as UTF-8 (e.g. from Latin-1: iconv -f latin1 -t utf-8), or set {key}=replace."
         ) from None
 
 
@@ -277,7 +290,7 @@ def require_columns(frame: pd.DataFrame, needed: list[str], path: str | Path, fi
 def read_table(path: str | Path, spec: TableSpec, require_labels: bool = True) -> MovieTable:
     """Read and validate one CSV according to ``spec``."""
     path = Path(path)
-    frame = read_csv(path, spec.encoding_errors)
+    frame = read_csv(path, spec)
     needed = list(spec.text_columns)
     has_labels = spec.label_column is not None and spec.label_column in frame.columns
     if require_labels and spec.label_column is not None:
@@ -296,18 +309,18 @@ def read_table(path: str | Path, spec: TableSpec, require_labels: bool = True) -
 
 
 def without_empty_text(frame: pd.DataFrame, path: Path, spec: TableSpec) -> pd.DataFrame:
-    """Rows with an empty (or ``nan``) synopsis: an error listing them, or dropped (``data.empty_text=drop``)."""
+    """Rows with an empty (or ``nan``) synopsis: an error listing them, or dropped (``empty_text=drop``)."""
     first = spec.text_columns[0]
     empty = frame[first].map(is_missing)
     if not empty.any():
         return frame
     if spec.empty_text == "fail":
         raise GenreLabError(f"{path}: empty {first!r} on line(s) {line_numbers(empty, frame)}. Fill or remove "
-                            "those rows, or set data.empty_text=drop to skip them.")
+                            f"those rows, or set {spec.policy_key('empty_text')}=drop to skip them.")
     if empty.all():
         raise GenreLabError(f"{path}: every row has an empty {first!r}; nothing left to use")
-    log.warning("%s: dropped %d row(s) with an empty %r (data.empty_text=drop): line(s) %s",
-                path, int(empty.sum()), first, line_numbers(empty, frame))
+    log.warning("%s: dropped %d row(s) with an empty %r (%s=drop): line(s) %s",
+                path, int(empty.sum()), first, spec.policy_key("empty_text"), line_numbers(empty, frame))
     return frame[~empty]  # the index keeps each row's file line
 
 
