@@ -3,7 +3,7 @@
 The checks run as a Hydra callback before Hydra writes anything into the directory (its ``.hydra/`` config and
 job log would otherwise overwrite the earlier run's), and again in ``train()`` for callers that bypass the CLI:
 - no command (train, eval, predict, export, ensemble, bench) runs into a directory that holds an earlier run's
-  record (``RunLayout.record``: its config, checkpoints, figures, predictions); ``resume=true`` continues a
+  results (``RunLayout.record``: checkpoints, figures, predictions); ``resume=true`` continues a
   training run's ``last.ckpt`` under the settings it started with (genre_lab/resume.py), and its first
   ``.hydra/`` files are kept: each resume's own go to ``.hydra/resumes/<n>/``;
 - a multirun refuses a sweep directory that holds an earlier sweep (train: unless ``resume=true``);
@@ -41,10 +41,9 @@ def existing_checkpoints(run_dir: Path) -> list[str]:
     return sorted(found + [p.name for p in (layout.baseline, layout.ensemble) if p.is_file()])
 
 
-def refuse_reuse(run_dir: Path, resume: bool, own_config: bool = False) -> None:
+def refuse_reuse(run_dir: Path, resume: bool) -> None:
     """GenreLabError when a training run may not write into ``run_dir``: it holds a trained model and this is not a
-    resume, any other run's record, or (``resume``) no last.ckpt to continue. ``own_config``: inside the job,
-    where this run's Hydra has written ``.hydra/`` already."""
+    resume, any other run's results, or (``resume``) no last.ckpt to continue."""
     if not is_first_rank():
         return
     layout = RunLayout(run_dir)
@@ -58,17 +57,15 @@ def refuse_reuse(run_dir: Path, resume: bool, own_config: bool = False) -> None:
         continuable = any(name.endswith(".ckpt") for name in existing)  # a baseline or an ensemble is not resumed
         hint = "resume=true to continue that run, or " if continuable else ""
         raise GenreLabError(f"{run_dir} already holds a trained model {existing}; {hint}choose a new hydra.run.dir")
-    refuse_record(run_dir, "train", own_config)
+    refuse_record(run_dir, "train")
 
 
-def refuse_record(run_dir: Path, command: str, own_config: bool = False) -> None:
-    """GenreLabError when ``run_dir`` holds an earlier run's record (RunLayout.record), which ``command`` would
-    write over. ``own_config``: this job's Hydra wrote ``.hydra/config.yaml``; it does not count."""
-    layout = RunLayout(run_dir)
-    found = [name for name in layout.record() if not (own_config and name == layout.config.relative_to(run_dir)
-                                                       .as_posix())]
+def refuse_record(run_dir: Path, command: str) -> None:
+    """GenreLabError when ``run_dir`` holds an earlier run's results (RunLayout.record), which ``command`` would
+    write over or mix with its own."""
+    found = RunLayout(run_dir).record()
     if found and is_first_rank():
-        raise GenreLabError(f"hydra.run.dir={run_dir} already holds an earlier run's record ({', '.join(found)}); "
+        raise GenreLabError(f"hydra.run.dir={run_dir} already holds an earlier run's results ({', '.join(found)}); "
                             f"genre-lab {command} never writes into another run's directory: choose a new "
                             "hydra.run.dir, or leave it out (each run gets its own under outputs/)")
 

@@ -128,10 +128,10 @@ class RunLayout:
         return self.root / "predictions.csv"
 
     def record(self) -> list[str]:
-        """The files that make this directory an earlier run's record (of any command): what no other run may
-        write over. The Hydra config counts too: it is what compare and resume read back."""
-        marks = [self.config, self.metrics, self.val_probs, self.ensemble, self.decisions, self.predictions,
-                 self.failed, self.per_class]
+        """The files that make this directory an earlier run's results (of any command): what no other run may
+        write over. A directory holding only ``.hydra/`` (and a log) is an attempt that failed before writing any:
+        it may be used again."""
+        marks = [self.metrics, self.val_probs, self.ensemble, self.decisions, self.predictions, self.per_class]
         found = [p.relative_to(self.root).as_posix() for p in marks if p.is_file()]
         if self.checkpoints.is_dir() and any(self.checkpoints.iterdir()):
             found.append("checkpoints/")

@@ -43,8 +43,9 @@ from genre_lab.loggers import (
 from genre_lab.metrics import score
 from genre_lab.model.module import check_single_label
 from genre_lab.results import publish
+from genre_lab.resume import budgets, check_resume, finished_already, nothing_to_do
 from genre_lab.run import Run
-from genre_lab.run_dir import refuse_reuse
+from genre_lab.run_dir import NothingToDo, refuse_reuse
 from genre_lab.run_layout import RunLayout
 from genre_lab.seed_groups import config_id
 from genre_lab.settings import check_train_settings, fits_texts
@@ -116,7 +117,10 @@ def final_metrics(cfg: DictConfig, model: Any, datamodule: Any, ckpt: str | None
     probs, targets = probs_and_targets("val")
     StoredProbs(np.asarray(datamodule.splits["val"].movie_ids), probs, targets, names).save(RunLayout(out).val_probs)
     tuner = hydra.utils.instantiate(cfg.tuning) if cfg.get("tuning") else None
-    val = score(probs, targets, model.decoder, names, "val", tuner)
+    # the fixed rule is the configured one (decode.*), never a rule tuned earlier and stored in best.ckpt (a
+    # resumed run whose best epoch predates the resume would otherwise take its tuned rule as "fixed")
+    fixed = hydra.utils.instantiate(cfg.decode)
+    val = score(probs, targets, fixed, names, "val", tuner)
     if tuner is not None and ckpt:
         store_decoder(ckpt, val.metrics["decoder"])
     metrics = dict(val.metrics)
@@ -134,12 +138,15 @@ def run_config_id(cfg: DictConfig) -> str:
 
 
 def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:
-    """``resume=true`` -> this run directory's last.ckpt; refuses to train over an existing run otherwise."""
-    last = RunLayout(out).last
+    """``resume=true`` -> this run directory's last.ckpt, when the settings are those it started with (changes
+    that may differ on a resume are logged); refuses to train over an existing run otherwise. NothingToDo for a
+    finished run with no more epochs to train."""
     if cfg.get("resume"):
-        if not last.is_file():
-            raise GenreLabError(f"resume=true but {last} does not exist; point hydra.run.dir at the run to resume")
-        return str(last)
+        refuse_reuse(out, resume=True)
+        check_resume(cfg, out)
+        if finished_already(out, cfg):
+            raise NothingToDo(nothing_to_do(out))
+        return str(RunLayout(out).last)
     refuse_reuse(out, resume=False)
     return cfg.get("ckpt_path")
 
@@ -155,7 +162,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_train_settings(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
-    ckpt_path = resume_checkpoint(cfg, out)
+    try:
+        ckpt_path = resume_checkpoint(cfg, out)
+    except NothingToDo as done:
+        log.info("%s", done)
+        return RunLayout(out).read_metrics()
     install_rank_command()
     decoder = hydra.utils.instantiate(cfg.decode)
     # _convert_="all": plain containers in hyper-parameters keep checkpoints weights_only-loadable.
@@ -170,7 +181,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.setup("fit")
     log.info(datamodule.describe())
     model = build_model(cfg, datamodule, decoder)
-    loggers = instantiate_loggers(cfg.get("logger"))
+    loggers = instantiate_loggers(cfg.get("logger"), history_dir=out)  # csv/metrics.csv, whatever the loggers
     # an Optuna trial (set by our sweeper): report the per-epoch metric every validation epoch, stop when pruned
     pruning = TrialPruning(cfg.trial, cfg.monitor) if cfg.get("trial") else None
     trainer = build_trainer(cfg, loggers, [pruning] if pruning else [])
@@ -227,7 +238,7 @@ def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, datamodule: Any
     datamodule.tokenizer.save_pretrained(layout.tokenizer)  # the run directory is self-contained
     metrics, per_class, images = final_metrics(cfg, model, datamodule, ckpt, out)
     metrics.update({"best_checkpoint": ckpt, "epochs": trainer.current_epoch, "global_step": trainer.global_step,
-                    "config_id": run_config_id(cfg)})
+                    "config_id": run_config_id(cfg), "budget": budgets(cfg)})
     if pruning is not None:
         metrics["trial"] = int(cfg.trial.number)
         if pruning.pruned:

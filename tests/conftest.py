@@ -67,8 +67,9 @@ def trained_run(tmp_path_factory, run_frame) -> Path:
     root = tmp_path_factory.mktemp("trained")
     run_frame.to_csv(root / "four.csv", index=False)
     train(compose_train([
-        "model=tiny", f"data.train_csv={root / 'four.csv'}", "trainer.max_epochs=20", "model.lr=2e-3",
-        "data.batch_size=16", "trainer.precision=32-true", *QUIET], root / "run"))
+        # the architecture's own head (tiny defaults to mean pooling): its export loads in plain transformers
+        "model=tiny", "model.pooling=head", f"data.train_csv={root / 'four.csv'}", "trainer.max_epochs=20",
+        "model.lr=2e-3", "data.batch_size=16", "trainer.precision=32-true", *QUIET], root / "run"))
     return root / "run"
 
 
