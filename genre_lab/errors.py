@@ -123,10 +123,18 @@ def in_multirun() -> bool:
 
 
 def record_failure(output_dir: str | Path, err: BaseException) -> None:
-    write_json(RunLayout(output_dir).failed, {
+    write_json(failure_file(RunLayout(output_dir)), {
         "status": "failed", "error": f"{type(err).__name__}: {err}",
         "traceback": "".join(traceback.format_exception(err)),
     })
+
+
+def failure_file(layout: RunLayout) -> Path:
+    """Where a failed job's ``failed.json`` goes: its directory, unless that holds a finished run's results and the
+    job was a resume of it (a refused or crashed resume): then the resume's own ``.hydra/resumes/<n>/``, so the
+    run still reads as the run it was and its history says what the resume met."""
+    resumes = sorted((p for p in layout.resumes.glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
+    return resumes[-1] / layout.failed.name if resumes and layout.record() else layout.failed
 
 
 def find_user_error(err: BaseException | None) -> GenreLabError | None:

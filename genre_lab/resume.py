@@ -30,6 +30,9 @@ RESUMABLE = (
     "trainer.log_every_n_steps", "callbacks.progress_bar",
     "data.num_workers", "data.token_cache_dir", "data.eval_batch_size",
 )
+# groups whose entries a resume may add or remove whole (a callback that watches, stops or kills the run), but not
+# change: callbacks.model_checkpoint.monitor changed is refused, +callbacks.my_probe=… accepted
+WHOLE_ENTRIES = ("callbacks",)
 # budgets a resume may raise, never lower (-1 or absent: no limit)
 BUDGETS = ("trainer.max_epochs", "trainer.max_steps")
 ABSENT = "(absent)"
@@ -75,11 +78,21 @@ def diff_configs(started: dict[str, Any], resumed: dict[str, Any]) -> ResumeChan
         pair = (old.get(key, ABSENT), new.get(key, ABSENT))
         if pair[0] == pair[1]:
             continue
-        if covered(key, RESUMABLE) or (key in BUDGETS and budget(pair[1]) >= budget(pair[0])):
+        if (covered(key, RESUMABLE) or (key in BUDGETS and budget(pair[1]) >= budget(pair[0]))
+                or whole_entry(key, old, new)):
             accepted[key] = pair
         else:
             refused[key] = pair
     return ResumeChanges(accepted, refused)
+
+
+def whole_entry(key: str, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """True for a key of an entry of ``WHOLE_ENTRIES`` that only one of the two configs has at all."""
+    parts = key.split(".")
+    if len(parts) < 2 or parts[0] not in WHOLE_ENTRIES:
+        return False
+    entry = f"{parts[0]}.{parts[1]}"
+    return not (any(covered(k, (entry,)) for k in old) and any(covered(k, (entry,)) for k in new))
 
 
 def started_config(run_dir: Path) -> dict[str, Any]:

@@ -123,6 +123,34 @@ def test_which_settings_a_resume_may_change(key, old, new, accepted):
     assert (key in changes.accepted) is accepted and (key in changes.refused) is (not accepted)
 
 
+def test_a_callback_added_or_removed_whole_is_accepted_but_not_one_changed():
+    first = {"callbacks": {"ckpt": {"monitor": "val/f1"}, "kill": {"epoch": 2}}}
+    assert not diff_configs(first, {"callbacks": {"ckpt": {"monitor": "val/f1"}}}).refused
+    assert not diff_configs(first, {"callbacks": {**first["callbacks"], "probe": {"x": 1}}}).refused
+    changed = diff_configs(first, {"callbacks": {"ckpt": {"monitor": "val/loss"}, "kill": {"epoch": 2}}})
+    assert list(changed.refused) == ["callbacks.ckpt.monitor"]
+
+
 def test_a_logger_group_added_on_resume_is_accepted():
     changes = diff_configs({"logger": {"csv": {"a": 1}}}, {"logger": {"csv": {"a": 1}, "wandb": {"project": "x"}}})
     assert list(changes.accepted) == ["logger.wandb.project"] and not changes.refused
+
+
+def test_a_resumed_sweep_keeps_each_jobs_first_config_and_a_refused_job_its_results(tmp_path, four_csv):
+    args = [*TINY_FAST, f"data.train_csv={four_csv}", "model.lr=1e-3,3e-3", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    assert genre_lab_here("train", "-m", *args, "trainer.max_epochs=1", cwd=tmp_path).returncode == 0
+    job = tmp_path / "sweep" / "0"
+    first = (job / ".hydra" / "config.yaml").read_bytes()
+    more = genre_lab_here("train", "-m", *args, "trainer.max_epochs=2", "resume=true", cwd=tmp_path)
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert (job / ".hydra" / "config.yaml").read_bytes() == first
+    assert yaml.safe_load((job / ".hydra" / "resumes" / "1" / "config.yaml").read_text())["trainer"]["max_epochs"] == 2
+    results = {name: (job / name).read_bytes() for name in ("metrics.json", "val_probs.npz", "per_class.csv")}
+    refused = genre_lab_here("train", "-m", *args, "trainer.max_epochs=3", "data.batch_size=64", "resume=true",
+                             cwd=tmp_path)
+    assert refused.returncode == 0  # a sweep goes on past a failed job
+    assert {name: (job / name).read_bytes() for name in results} == results
+    assert not (job / "failed.json").exists()  # the run still reads as the finished run it is
+    failure = yaml.safe_load((job / ".hydra" / "resumes" / "2" / "failed.json").read_text())
+    assert "data.batch_size: 16 -> 64" in failure["error"]
+    assert (job / ".hydra" / "config.yaml").read_bytes() == first
