@@ -6,8 +6,8 @@ import importlib
 import re
 import sys
 
-from genre_lab.config_dir import config_keys, hydra_literal
-from genre_lab.errors import run_app
+from genre_lab.config_dir import config_dir, config_keys, hydra_literal
+from genre_lab.errors import GenreLabError, exit_with, run_app
 
 COMMANDS = {
     "train": ("genre_lab.train", "fine-tune a backbone on a movie CSV"),
@@ -45,6 +45,16 @@ def literal_free_text(argv: list[str], known: frozenset[str]) -> list[str]:
     return out
 
 
+def refuse_null_groups(overrides: list[str]) -> None:
+    """``logger=null`` on the command line: Hydra answers a config group set to null with a traceback; say how a
+    group is left out instead."""
+    for arg in overrides:
+        match = OVERRIDE.fullmatch(arg)
+        if match and match[3] in ("null", "None") and (config_dir() / match[2]).is_dir():
+            exit_with(GenreLabError(f"{arg}: a config group cannot be set to null; leave it out with ~{match[2]}, or "
+                                    f"choose one of its options ({match[2]}=<name>, `--help` lists them)"))
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -54,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         print(f"genre-lab: error: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
+    refuse_null_groups(rest)
     module = importlib.import_module(COMMANDS[command][0])
     if command == "predict":
         rest = literal_free_text(rest, config_keys("predict"))

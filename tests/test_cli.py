@@ -100,3 +100,11 @@ def test_every_imported_package_is_declared_in_pyproject():
     undeclared = {m: owners.get(m) for m in third_party
                   if not {d.lower().replace("_", "-") for d in owners.get(m, [])} & declared}
     assert undeclared == {}
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_a_config_group_set_to_null_is_one_line_naming_the_way_to_leave_it_out(command, tmp_path):
+    result = genre_lab_here(command, "logger=null", cwd=tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("genre-lab: error: ")]
+    assert result.returncode == 2 and len(lines) == 1 and "~logger" in lines[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "outputs").exists()
