@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genre_lab.errors import GenreLabError, require_int
 from genre_lab.figure_names import HEADLINE, PER_CLASS
+from genre_lab.loggers import check_logger_paths
 from genre_lab.model.module import GenreClassifier, check_hparams, check_recipe
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def check_train_settings(cfg: DictConfig) -> None:
     check_epochs(cfg.trainer)
     check_monitor(cfg.get("monitor"))
     check_start_checkpoint(cfg.get("ckpt_path"))
+    check_logger_paths(cfg.get("logger"))  # before the data is read: a logger folder no run could write
     if cfg.get("tuning"):  # used after training: a bad value must not cost the whole fit
         hydra.utils.instantiate(cfg.tuning)
 
