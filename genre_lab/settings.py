@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genre_lab.errors import GenreLabError, require_int
 from genre_lab.figure_names import HEADLINE, PER_CLASS
-from genre_lab.loggers import check_logger_paths
+from genre_lab.logger_checks import check_logger_paths
 from genre_lab.model.module import GenreClassifier, check_hparams, check_recipe
 
 log = logging.getLogger(__name__)

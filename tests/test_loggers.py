@@ -277,7 +277,7 @@ def test_wandb_alone_keeps_the_csv_history(tmp_path, four_csv):
 def test_an_online_wandb_server_that_refuses_is_left_out_within_seconds(tmp_path, monkeypatch, caplog):
     import time
 
-    from genre_lab import loggers
+    from genre_lab import logger_checks, loggers
     from tests.conftest import compose_train
 
     monkeypatch.setenv("WANDB_BASE_URL", _refusing_url())
@@ -290,4 +290,4 @@ def test_an_online_wandb_server_that_refuses_is_left_out_within_seconds(tmp_path
     assert time.monotonic() - started < 30
     assert [r.getMessage() for r in caplog.records if "'wandb' could not start" in r.getMessage()]
     monkeypatch.setenv("WANDB_MODE", "offline")
-    assert loggers.service_url(cfg.logger.wandb) is None  # offline: no server to ask
+    assert logger_checks.service_url(cfg.logger.wandb) is None  # offline: no server to ask
