@@ -31,13 +31,13 @@ from torch.utils.data import Dataset
 from genre_lab.config_dir import config_dir
 from genre_lab.data.token_cache import cached_tokenize
 from genre_lab.data.tokens import TokenIds, make_collator, tokenize
-from genre_lab.decoding import Decoder
 from genre_lab.errors import GenreLabError, run_app, user_errors
-from genre_lab.inference import predict_probs
 from genre_lab.io import write_json
-from genre_lab.metrics import score
 from genre_lab.model.backbone import load_classifier
-from genre_lab.report import print_table
+from genre_lab.model.inference import predict_probs
+from genre_lab.scoring.decoding import Decoder
+from genre_lab.scoring.metrics import score
+from genre_lab.scoring.report import print_table
 from genre_lab.train import build_model
 
 log = logging.getLogger(__name__)

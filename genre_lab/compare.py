@@ -5,7 +5,7 @@ A table of finished runs (run directories, or folders holding them such as a swe
 plots of their validation curves; runs that differ only in their seed are also summarised as one group
 (mean ± std, 95 % interval); optionally W&B runs: offline run folders (read from their files) or an online
 project (through the W&B API, needs network and a key). ``--paired``: is B better than A, by a paired
-bootstrap over the validation rows both were scored on (genre_lab.paired). Runs scored on different validation
+bootstrap over the validation rows both were scored on (genre_lab.scoring.paired). Runs scored on different validation
 rows are marked (``val_rows``, ``val_set``) and warned about. ``--out`` never replaces an earlier compare's
 results unless ``--overwrite``.
 """
@@ -22,10 +22,10 @@ import pandas as pd
 
 from genre_lab.errors import GenreLabError, exit_with
 from genre_lab.io import atomic_write_text
-from genre_lab.report import print_table
-from genre_lab.run_layout import RunLayout
-from genre_lab.runs_table import find_runs, read_run, runs_table, to_markdown
-from genre_lab.seed_groups import seed_groups
+from genre_lab.runs.layout import RunLayout
+from genre_lab.runs.table import find_runs, read_run, runs_table, to_markdown
+from genre_lab.scoring.report import print_table
+from genre_lab.scoring.seed_groups import seed_groups
 from genre_lab.sweeps import print_frame
 from genre_lab.sweeps.summary import whole_numbers
 
@@ -240,7 +240,7 @@ def seed_group_columns(groups: pd.DataFrame, metric: str) -> list[str]:
 def paired(args: argparse.Namespace, earlier: list[Path]) -> pd.DataFrame:
     if len(args.paths) != 2:
         raise GenreLabError(f"--paired compares two run directories A B; got {len(args.paths)}")
-    from genre_lab.paired import compare_paired  # deferred: its decoder brings torch; the ranking needs none
+    from genre_lab.runs.paired import compare_paired  # deferred: its decoder brings torch; the ranking needs none
 
     run_a, run_b = args.paths
     table = compare_paired(run_a, run_b, args.resamples, args.seed)

@@ -51,7 +51,7 @@ def hydra_literal(value: str) -> str:
 
 
 def _auto_precision() -> str:
-    from genre_lab.hardware import default_precision  # deferred: torch, not needed to compose
+    from genre_lab.framework.hardware import default_precision  # deferred: torch, not needed to compose
 
     return default_precision()
 

@@ -6,7 +6,7 @@ the same genres and text template; anything else is refused. Their stored valida
 ``weights=tune`` picks them on the validation rows), and thresholds are tuned on the average as training tunes
 them. The ensemble writes a run directory like any run (metrics.json, per_class.csv, val_probs.npz, plots) and
 ``ensemble.json``, with which `genre-lab eval` and `predict` run each member and average the same way
-(genre_lab.run.EnsembleRun).
+(genre_lab.runs.finished.EnsembleRun).
 """
 
 from __future__ import annotations
@@ -22,21 +22,21 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from genre_lab import plots
 from genre_lab.config_dir import config_dir
 from genre_lab.data.labels import LabelSpace
-from genre_lab.decoding import Decoder
 from genre_lab.errors import GenreLabError, is_number, require_number, run_app, user_errors
+from genre_lab.framework.loggers import instantiate_loggers
 from genre_lab.io import write_json
-from genre_lab.loggers import instantiate_loggers
-from genre_lab.metrics import score
-from genre_lab.results import publish
-from genre_lab.run import ENSEMBLE_FILE, FinishedRun, average, locate
-from genre_lab.run_dir import refuse_record
-from genre_lab.run_layout import RunLayout
-from genre_lab.seed_groups import config_id
-from genre_lab.stored_probs import StoredProbs
-from genre_lab.thresholds import rule_score, threshold_curves
+from genre_lab.runs.finished import ENSEMBLE_FILE, FinishedRun, average, locate
+from genre_lab.runs.guard import refuse_record
+from genre_lab.runs.layout import RunLayout
+from genre_lab.runs.stored_probs import StoredProbs
+from genre_lab.scoring import plots
+from genre_lab.scoring.decoding import Decoder
+from genre_lab.scoring.metrics import score
+from genre_lab.scoring.results import publish
+from genre_lab.scoring.seed_groups import config_id
+from genre_lab.scoring.thresholds import rule_score, threshold_curves
 
 log = logging.getLogger(__name__)
 FORMAT = 1

@@ -31,7 +31,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from genre_lab.io import write_json
-from genre_lab.run_layout import RunLayout
+from genre_lab.runs.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def run_app(app: Callable[[], Any]) -> None:
 
 
 # Settings earlier versions had, and what replaced them: typed today, they get this instead of "Could not override".
-LAYOUT_FIXED = ("checkpoint and log folders and file names are fixed by genre_lab/run_layout.py, where resume, "
+LAYOUT_FIXED = ("checkpoint and log folders and file names are fixed by genre_lab/runs/layout.py, where resume, "
                 "eval, predict, export and compare look for them; move a whole run with hydra.run.dir=…")
 REPLACED = {
     "data_csv": "eval reads input_csv=<a labelled CSV> (the one name for the CSV to read, as in predict)",

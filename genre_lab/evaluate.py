@@ -21,18 +21,18 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from genre_lab import plots
 from genre_lab.config_dir import config_dir, config_keys
 from genre_lab.data.datamodule import GenreDataModule
 from genre_lab.data.table import TableSpec, read_table, with_policies
-from genre_lab.decoding import rule_for_run
 from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
+from genre_lab.framework.loggers import instantiate_loggers
 from genre_lab.io import atomic_target, file_digest, write_csv
-from genre_lab.loggers import instantiate_loggers
-from genre_lab.metrics import score
-from genre_lab.results import publish
-from genre_lab.run import FinishedRun, locate
-from genre_lab.run_layout import RunLayout
+from genre_lab.runs.finished import FinishedRun, locate
+from genre_lab.runs.layout import RunLayout
+from genre_lab.scoring import plots
+from genre_lab.scoring.decoding import rule_for_run
+from genre_lab.scoring.metrics import score
+from genre_lab.scoring.results import publish
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ import hydra
 from omegaconf import DictConfig
 
 from genre_lab.config_dir import config_dir
-from genre_lab.decoding import rule_for_run
 from genre_lab.errors import GenreLabError, run_app, user_errors
 from genre_lab.io import honour_umask, temp_dir_beside, write_json
-from genre_lab.run import BaselineRun, FinishedRun, Run, locate
+from genre_lab.runs.finished import BaselineRun, FinishedRun, Run, locate
+from genre_lab.scoring.decoding import rule_for_run
 
 log = logging.getLogger(__name__)
 

@@ -32,12 +32,12 @@ from genre_lab.data.table import (
     read_csv,
     with_policies,
 )
-from genre_lab.decoding import rule_for_run
 from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
 from genre_lab.io import atomic_write_text
-from genre_lab.report import print_table
-from genre_lab.run import FinishedRun, locate
-from genre_lab.run_layout import RunLayout
+from genre_lab.runs.finished import FinishedRun, locate
+from genre_lab.runs.layout import RunLayout
+from genre_lab.scoring.decoding import rule_for_run
+from genre_lab.scoring.report import print_table
 
 log = logging.getLogger(__name__)
 COMMAND_LINE = ("text", "command line")  # sources without a file, hence without line numbers

@@ -18,9 +18,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genre_lab.errors import GenreLabError, require_int
-from genre_lab.figure_names import HEADLINE, PER_CLASS
-from genre_lab.logger_checks import check_logger_paths
+from genre_lab.framework.logger_checks import check_logger_paths
 from genre_lab.model.module import GenreClassifier, check_hparams, check_recipe
+from genre_lab.scoring.figure_names import HEADLINE, PER_CLASS
 
 log = logging.getLogger(__name__)
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's limit

@@ -23,33 +23,33 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from genre_lab import plots
 from genre_lab.backbones import check_max_length
-from genre_lab.checkpoint import store_decoder
 from genre_lab.config_dir import config_dir
 from genre_lab.data.tokens import make_collator
-from genre_lab.decoding import Decoder
-from genre_lab.distributed import install_rank_command, job_scope, rank_zero_console
 from genre_lab.errors import GenreLabError, run_app, user_errors
-from genre_lab.inference import predict_probs
-from genre_lab.io import write_json
-from genre_lab.loggers import (
+from genre_lab.framework.distributed import install_rank_command, job_scope, rank_zero_console
+from genre_lab.framework.loggers import (
     finish_logger,
     instantiate_all,
     instantiate_loggers,
     log_summary,
     restore_history,
 )
-from genre_lab.metrics import score
+from genre_lab.io import write_json
+from genre_lab.model.inference import predict_probs
 from genre_lab.model.module import check_single_label
-from genre_lab.results import publish
-from genre_lab.resume import budgets, check_resume, finished_already, nothing_to_do
-from genre_lab.run import Run
-from genre_lab.run_dir import NothingToDo, refuse_reuse
-from genre_lab.run_layout import RunLayout
-from genre_lab.seed_groups import config_id
+from genre_lab.runs.checkpoint import store_decoder
+from genre_lab.runs.finished import Run
+from genre_lab.runs.guard import NothingToDo, refuse_reuse
+from genre_lab.runs.layout import RunLayout
+from genre_lab.runs.resume import budgets, check_resume, finished_already, nothing_to_do
+from genre_lab.runs.stored_probs import StoredProbs
+from genre_lab.scoring import plots
+from genre_lab.scoring.decoding import Decoder
+from genre_lab.scoring.metrics import score
+from genre_lab.scoring.results import publish
+from genre_lab.scoring.seed_groups import config_id
 from genre_lab.settings import check_train_settings, fits_texts
-from genre_lab.stored_probs import StoredProbs
 from genre_lab.sweeps.pruning import TrialPruning
 from genre_lab.train_baseline import fit_baseline
 
@@ -133,7 +133,7 @@ def final_metrics(cfg: DictConfig, model: Any, datamodule: Any, ckpt: str | None
 
 
 def run_config_id(cfg: DictConfig) -> str:
-    """The same for runs that differ only in their seed (genre_lab.seed_groups)."""
+    """The same for runs that differ only in their seed (genre_lab.scoring.seed_groups)."""
     return config_id(OmegaConf.to_container(cfg, resolve=False))  # type: ignore[arg-type]
 
 

@@ -16,15 +16,15 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from genre_lab import plots
-from genre_lab.decoding import Decoder
+from genre_lab.framework.loggers import finish_logger, instantiate_loggers
 from genre_lab.io import write_json
-from genre_lab.loggers import finish_logger, instantiate_loggers
-from genre_lab.metrics import score
-from genre_lab.results import publish
-from genre_lab.run_layout import RunLayout
-from genre_lab.seed_groups import config_id
-from genre_lab.stored_probs import StoredProbs
+from genre_lab.runs.layout import RunLayout
+from genre_lab.runs.stored_probs import StoredProbs
+from genre_lab.scoring import plots
+from genre_lab.scoring.decoding import Decoder
+from genre_lab.scoring.metrics import score
+from genre_lab.scoring.results import publish
+from genre_lab.scoring.seed_groups import config_id
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ fi
     paths.cache_dir="$WORK/cache" hydra.run.dir="$WORK/run" '~callbacks.progress_bar' "${ARGS[@]}" "$@"
 "$PYTHON" - "$WORK/run" <<'PY'
 import json, sys
-from genre_lab.run_layout import RunLayout
+from genre_lab.runs.layout import RunLayout
 run = RunLayout(sys.argv[1])
 t, m = json.loads(run.timing.read_text()), run.read_metrics()
 print(f"gpu_bench: device {t['device']}, precision {t['precision']}")

@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 from genre_lab.io import atomic_write_text
-from genre_lab.run_layout import RunLayout
-from genre_lab.seed_groups import interval
+from genre_lab.runs.layout import RunLayout
+from genre_lab.scoring.seed_groups import interval
 
 FIGURES = (("top-1", "val/top1_accuracy"), ("micro-F1 (tuned)", "val/f1_micro"), ("macro-F1 (tuned)", "val/f1_macro"))
 

@@ -184,7 +184,7 @@ def mixed_sweep(tmp_path_factory, four_csv) -> Path:
 @pytest.fixture
 def val_rows_csv(run_frame, tmp_path) -> Callable[[Path], tuple[Path, list[str]]]:
     """A run's validation rows (val_probs.npz order) as a CSV of the sample's columns: (its path, the ids)."""
-    from genre_lab.stored_probs import StoredProbs
+    from genre_lab.runs.stored_probs import StoredProbs
 
     def write(run: Path) -> tuple[Path, list[str]]:
         ids = [str(i) for i in StoredProbs.load(run / "val_probs.npz").movie_ids]

@@ -39,7 +39,7 @@ def test_a_seed_multirun_is_summarised_as_one_group_and_compared_row_by_row(four
     """The documented way to get mean ± std: -m seed=1,2,3; the runs share the split, so --paired works."""
     import numpy as np
 
-    from genre_lab.stored_probs import StoredProbs
+    from genre_lab.runs.stored_probs import StoredProbs
 
     sweep = tmp_path / "sweep"
     result = genre_lab_here("train", "-m", *TINY_FAST, f"data.train_csv={four_csv}", "trainer.max_epochs=1",
@@ -136,7 +136,7 @@ def test_compare_marks_runs_scored_on_different_validation_rows(four_csv, grid_s
 def test_validation_rows_are_the_row_count_and_the_set_of_movie_ids(tmp_path):
     import numpy as np
 
-    from genre_lab.stored_probs import StoredProbs, validation_rows
+    from genre_lab.runs.stored_probs import StoredProbs, validation_rows
 
     def stored(ids: list[str]) -> Path:
         rows = np.zeros((len(ids), 2))

@@ -26,7 +26,7 @@ def test_every_config_composes_and_resolves(group, option, tmp_path, monkeypatch
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert resolved["data"]["_target_"] == "genre_lab.data.datamodule.GenreDataModule"
     baseline = (group, option) == ("model", "tfidf_lr")  # the TF-IDF baseline: no Lightning module, no tokenizer
-    assert resolved["model"]["_target_"] == ("genre_lab.baseline.TfidfLogReg" if baseline else
+    assert resolved["model"]["_target_"] == ("genre_lab.model.baseline.TfidfLogReg" if baseline else
                                              "genre_lab.model.module.GenreClassifier")
     assert (resolved["data"]["tokenizer"] is None) == baseline
     if option == "checkpoint":  # eval/predict only (tests/test_evaluate.py); train refuses it
@@ -143,7 +143,7 @@ def test_every_optimizer_and_scheduler_trains_a_step(group, option, tmp_path):
     ("model.distill_weight=0.5", r"model.distill_weight=0.5 mixes a teacher's probabilities .* no teacher is set: "
                                  r"add data/teacher=tfidf_lr"),
     (["data/teacher=tfidf_lr", "model.distill_weight=0.5", "+data.teacher.fold=3"],
-     r"data.teacher.fold is not a setting of genre_lab.data.teacher.TfidfTeacher; did you mean data.teacher.folds"),
+     r"data.teacher.fold is not a setting of genre_lab.model.teacher.TfidfTeacher; did you mean data.teacher.folds"),
     (["model=tfidf_lr", "data/teacher=tfidf_lr"], r"data/teacher=... distils into a transformer"),
 ])
 def test_recipe_settings_are_checked_before_any_data_is_read(override, message, tmp_path):

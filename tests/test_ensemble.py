@@ -9,15 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_lab.decoding import Decoder
 from genre_lab.ensemble import coordinate_search, ensemble, simplex_grid, weight_score
 from genre_lab.errors import GenreLabError
 from genre_lab.evaluate import evaluate
-from genre_lab.figure_names import HEADLINE
 from genre_lab.predict import predict
-from genre_lab.run import average
-from genre_lab.stored_probs import StoredProbs
-from genre_lab.thresholds import ThresholdTuner
+from genre_lab.runs.finished import average
+from genre_lab.runs.stored_probs import StoredProbs
+from genre_lab.scoring.decoding import Decoder
+from genre_lab.scoring.figure_names import HEADLINE
+from genre_lab.scoring.thresholds import ThresholdTuner
 from genre_lab.train import train
 from tests.conftest import compose_cfg, compose_train, genre_lab_here
 

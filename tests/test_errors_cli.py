@@ -510,8 +510,8 @@ def test_bad_sweeper_and_launcher_settings_exit_2_with_one_line(setting, tmp_pat
 
 @pytest.mark.parametrize(("args", "named"), [
     (["eval", "run_dir=x", "data_csv=y.csv"], "input_csv="),
-    (["train", "callbacks.model_checkpoint.dirpath=/tmp/x"], "genre_lab/run_layout.py"),
-    (["train", "callbacks.model_checkpoint.save_top_k=3"], "genre_lab/run_layout.py"),
+    (["train", "callbacks.model_checkpoint.dirpath=/tmp/x"], "genre_lab/runs/layout.py"),
+    (["train", "callbacks.model_checkpoint.save_top_k=3"], "genre_lab/runs/layout.py"),
     (["train", "logger.csv.name=mine"], "hydra.run.dir="),
 ])
 def test_a_setting_that_was_replaced_names_its_replacement(args, named, tmp_path, capfd, monkeypatch):

@@ -8,9 +8,9 @@ import pytest
 
 from genre_lab.errors import GenreLabError
 from genre_lab.evaluate import evaluate
-from genre_lab.figure_names import HEADLINE
 from genre_lab.model.module import GenreClassifier
-from genre_lab.stored_probs import StoredProbs
+from genre_lab.runs.stored_probs import StoredProbs
+from genre_lab.scoring.figure_names import HEADLINE
 from tests.conftest import compose_cfg, genre_lab_here
 
 PNG = b"\x89PNG\r\n\x1a\n"

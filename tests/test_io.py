@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import genre_lab.checkpoint
-from genre_lab.checkpoint import AtomicCheckpointIO, store_decoder
+import genre_lab.runs.checkpoint
 from genre_lab.io import write_json
-from genre_lab.run import Run
+from genre_lab.runs.checkpoint import AtomicCheckpointIO, store_decoder
+from genre_lab.runs.finished import Run
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_checkpoint_save_dying_mid_write_keeps_the_old_checkpoint(ckpt, monkeypa
         Path(target).write_bytes(before[:1000])  # half a file, then the disk is full
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(genre_lab.checkpoint.torch, "save", disk_full)
+    monkeypatch.setattr(genre_lab.runs.checkpoint.torch, "save", disk_full)
     with pytest.raises(OSError):
         AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, ckpt)
     monkeypatch.undo()

@@ -12,8 +12,8 @@ from genre_lab import predict as predict_module
 from genre_lab.errors import GenreLabError
 from genre_lab.evaluate import evaluate
 from genre_lab.predict import predict
-from genre_lab.run import locate
-from genre_lab.stored_probs import StoredProbs
+from genre_lab.runs.finished import locate
+from genre_lab.runs.stored_probs import StoredProbs
 from tests.conftest import compose_cfg
 
 
@@ -252,11 +252,11 @@ def test_predict_reads_non_utf8_bytes_under_its_own_encoding_errors_key(trained_
 
 def test_predict_logs_its_progress_when_stdout_is_not_a_terminal(trained_run, tmp_path, sample_frame, caplog,
                                                                   monkeypatch):
-    monkeypatch.setattr("genre_lab.progress.INTERVAL_S", 0.0)  # a line after every batch
+    monkeypatch.setattr("genre_lab.framework.progress.INTERVAL_S", 0.0)  # a line after every batch
     sample_frame.head(40).to_csv(tmp_path / "in.csv", index=False)
     assert not sys.stdout.isatty()  # pytest captures it, as a log file would
-    with caplog.at_level(logging.INFO, logger="genre_lab.progress"):
+    with caplog.at_level(logging.INFO, logger="genre_lab.framework.progress"):
         predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={tmp_path / 'in.csv'}", "batch_size=8"))
-    lines = [r.getMessage() for r in caplog.records if r.name == "genre_lab.progress"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "genre_lab.framework.progress"]
     assert lines[0].startswith("predicting: 8/40 rows (20%), ") and "rows/s, ETA " in lines[0]
     assert len(lines) == 5 and lines[-1].startswith("predicting: 40 rows in ")

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pytorch_lightning as pl
@@ -27,7 +27,6 @@ from genre_lab.data.sampling import (
     stratified_split,
 )
 from genre_lab.data.table import MovieTable, TableSpec, check_choice, drop_genres, read_table
-from genre_lab.data.teacher import TfidfTeacher
 from genre_lab.data.token_cache import cached_tokenize
 from genre_lab.data.tokens import TokenIds, check_truncation, make_collator
 from genre_lab.errors import GenreLabError, require_int, require_number, require_positive
@@ -43,6 +42,13 @@ def check_length_setting(max_length: Any) -> None:
                             "e.g. data.max_length=128")
     if max_length < 8:
         raise GenreLabError(f"data.max_length={max_length} is too short (at least 8 tokens); use e.g. 128")
+
+
+class Teacher(Protocol):
+    """What the datamodule asks of a distillation teacher (genre_lab.model.teacher: a model, so data/ only names
+    the call it makes): soft targets for the training rows, each from a fit that left the row out."""
+
+    def soft_targets(self, texts: Any, targets: np.ndarray, label_names: Any, multi_label: bool) -> np.ndarray: ...
 
 
 class TokenizedDataset(Dataset):
@@ -117,7 +123,7 @@ class GenreDataModule(pl.LightningDataModule):
         empty_text: str = TableSpec.empty_text,
         encoding_errors: str = TableSpec.encoding_errors,
         unseen_labels: str = "fail",
-        teacher: TfidfTeacher | None = None,
+        teacher: Teacher | None = None,
     ) -> None:
         super().__init__()
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),

@@ -17,10 +17,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from genre_lab.data.labels import LabelSpace
-from genre_lab.decoding import Decoder
 from genre_lab.errors import GenreLabError, is_number, require_number
-from genre_lab.metrics import BestThresholdF1, GenreMetrics, flatten
 from genre_lab.model.backbone import load_classifier
+from genre_lab.scoring.decoding import Decoder
+from genre_lab.scoring.metrics import BestThresholdF1, GenreMetrics, flatten
 
 STAGES = ("train", "val", "test")
 OBJECTIVES = ("bce", "ce")

@@ -12,5 +12,5 @@ def __getattr__(name: str) -> object:
     # names earlier versions exported here: say what replaced them
     if name == "print_table":
         raise AttributeError("genre_lab.sweeps.print_table(frame, columns, title) is now genre_lab.sweeps.print_frame; "
-                             "genre_lab.report.print_table prints rows of dicts")
+                             "genre_lab.scoring.report.print_table prints rows of dicts")
     raise AttributeError(f"module 'genre_lab.sweeps' has no attribute {name!r}")

@@ -11,7 +11,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from optuna import TrialPruned
 from optuna.trial import TrialState
 
-from genre_lab.compat import job_value
+from genre_lab.framework.compat import job_value
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from genre_lab.run_layout import RunLayout
+from genre_lab.runs.layout import RunLayout
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from genre_lab.io import atomic_write_text
-from genre_lab.report import print_table
-from genre_lab.runs_table import find_runs, runs_table, to_markdown
-from genre_lab.seed_groups import seed_groups
+from genre_lab.runs.table import find_runs, runs_table, to_markdown
+from genre_lab.scoring.report import print_table
+from genre_lab.scoring.seed_groups import seed_groups
 
 log = logging.getLogger(__name__)
 # summarised over seeds besides the sweep's metric (sweep_seeds.csv)

@@ -111,7 +111,7 @@ def collect(job: Any, overrides: list[str]) -> JobReturn:
     try:
         return job.results()[0]
     except Exception as err:  # submitit's UncompletedJobError / FailedJobError carry the job's stderr tail
-        from genre_lab.compat import failed_job  # deferred: see the module docstring
+        from genre_lab.framework.compat import failed_job  # deferred: see the module docstring
 
         log.error("job %s (%s) ended without a result: %s", job.job_id, " ".join(overrides), err)
         return failed_job(overrides, err)

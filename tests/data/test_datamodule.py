@@ -189,7 +189,7 @@ def test_multi_label_data_is_split_by_iterative_stratification_unless_asked_othe
 
 
 def test_a_teacher_gives_soft_targets_to_training_batches_only():
-    from genre_lab.data.teacher import TfidfTeacher
+    from genre_lab.model.teacher import TfidfTeacher
 
     dm = make_dm(teacher=TfidfTeacher(folds=3))
     dm.setup("fit")

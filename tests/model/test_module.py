@@ -7,10 +7,10 @@ from omegaconf import OmegaConf
 from torch.nn import functional as F
 
 from genre_lab.config_dir import config_dir
-from genre_lab.decoding import Decoder
 from genre_lab.errors import GenreLabError
 from genre_lab.model.module import EMBEDDINGS, GenreClassifier, encoder_position, parameter_groups
 from genre_lab.model.pooling import masked_mean
+from genre_lab.scoring.decoding import Decoder
 from tests.conftest import QUIET, genre_lab_here
 
 
@@ -208,7 +208,7 @@ def test_each_scheduler_config_gets_the_warmup_and_step_counts(name, at_step_4):
 def test_a_mean_pooling_ce_checkpoint_with_its_recipe_loads_weights_only(tmp_path):
     import pytorch_lightning as pl
 
-    from genre_lab.run import Run
+    from genre_lab.runs.finished import Run
 
     module = GenreClassifier("tiny", ["drama", "horror", "scifi"], objective="ce", pooling="mean",
                              layer_lr_decay=0.8, scheduler=scheduler_config("cosine"),

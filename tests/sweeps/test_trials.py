@@ -8,7 +8,7 @@ import pytest
 import torch
 from hydra.core.utils import JobReturn, JobStatus
 
-from genre_lab.loggers import log_summary
+from genre_lab.framework.loggers import log_summary
 from genre_lab.sweeps.optuna_sweeper import derive_seed
 from genre_lab.sweeps.outcome import job_outcome
 from genre_lab.sweeps.pruning import TrialPruning
