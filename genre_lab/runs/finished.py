@@ -30,8 +30,7 @@ from genre_lab.runs.layout import RunLayout
 from genre_lab.scoring.decoding import Decoder
 
 log = logging.getLogger(__name__)
-# An ensemble run's definition (genre-lab ensemble). Spelled here because run_layout.py is outside this change;
-# it belongs in RunLayout beside the other run files.
+# an ensemble run's definition file (genre-lab ensemble), as RunLayout names it
 ENSEMBLE_FILE = RunLayout(".").ensemble.name
 ENSEMBLE_KEYS = ("members", "weights", "decoder", "label_space")
 
