@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,8 +28,10 @@ Builder = Callable[[Path, Path, pd.DataFrame], tuple[list[str], list[str]]]
 
 
 def run_in_process(args: list[str], capfd, monkeypatch) -> tuple[int, str, str]:
-    """`genre-lab <args>` in this process: (exit code, stdout, stderr)."""
+    """`genre-lab <args>` in this process, from a fresh folder (a command that gets as far as Hydra's run directory
+    must not leave outputs/ in the checkout): (exit code, stdout, stderr)."""
     monkeypatch.setattr(sys, "argv", list(sys.argv))  # cli.main sets it for Hydra; restored afterwards
+    monkeypatch.chdir(tempfile.mkdtemp(prefix="genre_lab_cli_"))
     capfd.readouterr()
     code = 0
     try:
