@@ -16,7 +16,7 @@ import numbers
 import re
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -66,6 +66,13 @@ def require_number(value: Any, key: str, ok: Callable[[float], bool], rule: str,
     if not is_number(value) or math.isinf(value) or not ok(float(value)):
         raise GenreLabError(f"{key}={value!r} must be a number {rule}, e.g. {key}={example}")
     return float(value)
+
+
+def require_choice(value: Any, key: str, choices: Sequence[str]) -> Any:
+    """``value`` when it is one of ``choices``, or a GenreLabError naming ``key``, the choices and an example."""
+    if value not in choices:
+        raise GenreLabError(f"{key}={value!r} must be one of {', '.join(choices)}, e.g. {key}={choices[0]}")
+    return value
 
 
 def exit_with(err: GenreLabError) -> NoReturn:

@@ -26,13 +26,12 @@ from genre_lab.data.labels import is_missing
 from genre_lab.data.table import (
     TableSpec,
     build_text,
-    check_choice,
     delimiter_hint,
     line_numbers,
     read_csv,
     with_policies,
 )
-from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
+from genre_lab.errors import GenreLabError, require_choice, require_positive, run_app, user_errors
 from genre_lab.io import atomic_write_text
 from genre_lab.runs.finished import FinishedRun, locate
 from genre_lab.runs.layout import RunLayout
@@ -128,7 +127,7 @@ def without_empty(frame: pd.DataFrame, texts: list[str], empty: pd.Series, what:
 
 def predict(cfg: DictConfig) -> pd.DataFrame:
     require_positive(cfg.batch_size, "batch_size")
-    check_choice("empty_text", cfg.empty_text, ("keep", "drop"))
+    require_choice(cfg.empty_text, "empty_text", ("keep", "drop"))
     out = output_path(cfg)  # before any work: a refused output must not cost a model load
     run = locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
     space = run.label_space

@@ -25,8 +25,8 @@ from genre_lab.scoring.figure_names import HEADLINE, PER_CLASS
 log = logging.getLogger(__name__)
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's limit
 INSTANTIATED = ("data", "model", "decode", "trainer", "tuning", "optimizer", "scheduler")
-HPARAM_KEYS = ("lr", "weight_decay", "warmup_ratio", "dropout", "layer_lr_decay", "objective", "label_smoothing",
-               "pooling", "pos_weight", "distill_weight")
+# the recipe keys check_hparams checks: its own signature, so the two cannot drift
+HPARAM_KEYS = tuple(inspect.signature(check_hparams).parameters)
 # Lightning's ckpt_path shortcuts besides a file
 CKPT_NAMES = ("last", "best", "hpc")
 # what a transformer's model config can hold (the keys an experiment written for a transformer sets under model)

@@ -125,7 +125,7 @@ def invalid_utf8(tmp, run_dir, frame):
 
 
 def bad_policy_value(tmp, run_dir, frame):
-    return [f"data.train_csv={_csv(tmp, frame)}", "data.empty_text=skip"], ["data.empty_text='skip'", "'drop'"]
+    return [f"data.train_csv={_csv(tmp, frame)}", "data.empty_text=skip"], ["data.empty_text='skip'", "fail, drop"]
 
 
 def sample_frac_out_of_range(tmp, run_dir, frame):

@@ -26,10 +26,10 @@ from genre_lab.data.sampling import (
     split_keys,
     stratified_split,
 )
-from genre_lab.data.table import MovieTable, TableSpec, check_choice, drop_genres, read_table
+from genre_lab.data.table import MovieTable, TableSpec, drop_genres, read_table
 from genre_lab.data.token_cache import cached_tokenize
 from genre_lab.data.tokens import TokenIds, check_truncation, make_collator
-from genre_lab.errors import GenreLabError, require_int, require_number, require_positive
+from genre_lab.errors import GenreLabError, require_choice, require_int, require_number, require_positive
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,8 @@ class GenreDataModule(pl.LightningDataModule):
                            ("global_batch_size", global_batch_size)):
             if value is not None:
                 require_positive(value, f"data.{key}")
-        check_choice("data.unseen_labels", unseen_labels, ("fail", "ignore"))
-        check_choice("data.split", split, ("auto", "iterative", "combination"))
+        require_choice(unseen_labels, "data.unseen_labels", ("fail", "ignore"))
+        require_choice(split, "data.split", ("auto", "iterative", "combination"))
         check_length_setting(max_length)
         check_truncation(truncation)
         if not val_csv:
@@ -370,9 +370,6 @@ class GenreDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
     def describe(self) -> str:
         sizes = ", ".join(f"{k}={len(v.rows)}" for k, v in self.splits.items())

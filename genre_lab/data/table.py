@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from genre_lab.data.labels import is_missing, parse_label_cell, unify_spellings
-from genre_lab.errors import GenreLabError
+from genre_lab.errors import GenreLabError, require_choice
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ class TableSpec:
     policy_prefix: str = field(default="data.", compare=False)
 
     def __post_init__(self) -> None:
-        check_choice(self.policy_key("empty_text"), self.empty_text, ("fail", "drop"))
-        check_choice(self.policy_key("encoding_errors"), self.encoding_errors, ("fail", "replace"))
+        require_choice(self.empty_text, self.policy_key("empty_text"), ("fail", "drop"))
+        require_choice(self.encoding_errors, self.policy_key("encoding_errors"), ("fail", "replace"))
         if not isinstance(self.text_template, str):
             raise GenreLabError(f"data.text_template={self.text_template!r} must be a text with column names in "
                                 "braces, e.g. '{synopsis} {movie_name}'")
@@ -104,11 +104,6 @@ class MovieTable:
         labels = self.labels if labels is None else labels
         return MovieTable(self.path, self.frame[keep], [t for t, k in zip(self.texts, keep, strict=True) if k],
                           None if labels is None else [r for r, k in zip(labels, keep, strict=True) if k])
-
-
-def check_choice(key: str, value: Any, choices: Collection[str]) -> None:
-    if value not in choices:
-        raise GenreLabError(f"{key}={value!r} is not one of {list(choices)}")
 
 
 def template_fields(template: str) -> list[str]:

@@ -17,12 +17,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from genre_lab.data.labels import LabelSpace
-from genre_lab.errors import GenreLabError, is_number, require_number
+from genre_lab.errors import GenreLabError, is_number, require_choice, require_number
 from genre_lab.model.backbone import load_classifier
 from genre_lab.scoring.decoding import Decoder
 from genre_lab.scoring.metrics import BestThresholdF1, GenreMetrics, flatten
 
-STAGES = ("train", "val", "test")
+STAGES = ("train", "val")  # a test split is scored after fit, on the final rule (train.final_metrics)
 OBJECTIVES = ("bce", "ce")
 POOLINGS = ("head", "mean")
 # Plain configs, not objects, in the hyper-parameters: checkpoints stay weights_only-loadable.
@@ -58,11 +58,6 @@ def probabilities(logits: torch.Tensor, objective: str = "bce") -> torch.Tensor:
     return torch.softmax(logits, dim=-1) if objective == "ce" else torch.sigmoid(logits)
 
 
-def check_choice(value: Any, key: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise GenreLabError(f"{key}={value!r} must be one of {', '.join(choices)}, e.g. {key}={choices[0]}")
-
-
 def check_hparams(lr: Any = 5e-5, weight_decay: Any = 0.0, warmup_ratio: Any = 0.0, dropout: Any = None,
                   layer_lr_decay: Any = None, objective: Any = "bce", label_smoothing: Any = 0.0,
                   pooling: Any = "head", pos_weight: Any = None, distill_weight: Any = 0.0) -> None:
@@ -75,9 +70,9 @@ def check_hparams(lr: Any = 5e-5, weight_decay: Any = 0.0, warmup_ratio: Any = 0
     if layer_lr_decay is not None:
         require_number(layer_lr_decay, "model.layer_lr_decay", lambda v: 0 < v <= 1,
                        "in (0, 1] or null (off)", "0.8")
-    check_choice(objective, "model.objective", OBJECTIVES)
+    require_choice(objective, "model.objective", OBJECTIVES)
     require_number(label_smoothing, "model.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)", "0.1")
-    check_choice(pooling, "model.pooling", POOLINGS)
+    require_choice(pooling, "model.pooling", POOLINGS)
     require_number(distill_weight, "model.distill_weight", lambda v: 0 <= v <= 1, "in [0, 1] (the teacher's share "
                    "of each training target; data/teacher=tfidf_lr gives the teacher)", "0.5")
     if objective == "ce" and pos_weight is not None:
@@ -266,9 +261,6 @@ class GenreClassifier(pl.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
-
     def _epoch_end(self, stage: str) -> None:
         results = self.metrics[f"{stage}_metrics"].compute()
         self.metrics[f"{stage}_metrics"].reset()
@@ -285,9 +277,6 @@ class GenreClassifier(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._epoch_end("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._epoch_end("test")
 
     def configure_optimizers(self) -> dict[str, Any]:
         """The configured optimizer over ``parameter_groups`` and the configured schedule, stepped every step."""
