@@ -140,7 +140,7 @@ def failure_file(layout: RunLayout) -> Path:
     """Where a failed job's ``failed.json`` goes: its directory, unless that holds a finished run's results and the
     job was a resume of it (a refused or crashed resume): then the resume's own ``.hydra/resumes/<n>/``, so the
     run still reads as the run it was and its history says what the resume met."""
-    resumes = sorted((p for p in layout.resumes.glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
+    resumes = layout.resume_dirs()
     return resumes[-1] / layout.failed.name if resumes and layout.record() else layout.failed
 
 

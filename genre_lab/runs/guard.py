@@ -95,8 +95,8 @@ def keep_started_record(run_dir: Path, started: dict[str, str]) -> Path:
     """After Hydra wrote this resume's ``.hydra`` files: move them to ``.hydra/resumes/<n>/`` and put the run's
     first ones back, so the record says how the run started and each resume is appended to its history."""
     layout = RunLayout(run_dir)
-    number = 1 + sum(1 for p in layout.resumes.glob("*") if p.is_dir()) if layout.resumes.is_dir() else 1
-    target = layout.resumes / str(number)
+    earlier = layout.resume_dirs()
+    target = layout.resumes / str(int(earlier[-1].name) + 1 if earlier else 1)
     target.mkdir(parents=True)
     for name, text in started.items():
         written = layout.hydra / name

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 # the file Lightning's CSVLogger writes in its log directory
 HISTORY_FILE = "metrics.csv"
 
@@ -117,10 +119,22 @@ class RunLayout:
         """The job's command-line overrides, as Hydra saved them."""
         return self.hydra / "overrides.yaml"
 
+    def read_config(self) -> dict[str, Any]:
+        """The job's config as Hydra saved it (interpolations unresolved; a resumed run's first one); ``{}`` when
+        there is none."""
+        if not self.config.is_file():
+            return {}
+        return OmegaConf.to_container(OmegaConf.load(self.config), resolve=False)  # type: ignore[return-value]
+
     @property
     def resumes(self) -> Path:
         """Each ``resume=true``'s own Hydra files, ``resumes/<n>/``; ``.hydra/`` keeps the run's first config."""
         return self.hydra / "resumes"
+
+    def resume_dirs(self) -> list[Path]:
+        """``.hydra/resumes/1``, ``2``, …: the run's resumes, oldest first."""
+        found = [p for p in self.resumes.glob("*") if p.is_dir() and p.name.isdigit()]
+        return sorted(found, key=lambda p: int(p.name))
 
     @property
     def predictions(self) -> Path:

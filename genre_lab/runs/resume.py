@@ -3,7 +3,8 @@
 A resumed run's composed config is compared with the config the run was started with (its ``.hydra/config.yaml``,
 which a resume never replaces: each resume's own ``.hydra`` files go to ``.hydra/resumes/<n>/``). Settings that
 change where or on what the run goes on are accepted and each is named in the log: a larger epoch or step budget,
-loggers, devices and strategy, paths, data-loader workers, console and bookkeeping keys. Any other difference
+loggers, devices and strategy, paths, data-loader workers, callbacks added or removed whole, genre_lab classes
+that moved module, console and bookkeeping keys. Any other difference
 (batch size, learning rate, data, model, precision, …) would make the record lie about how most steps ran, and
 is refused, naming the keys and both values. A finished run resumed with nothing more to do is left as it is.
 """
@@ -104,11 +105,11 @@ def whole_entry(key: str, old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 def started_config(run_dir: Path) -> dict[str, Any]:
     """The config a run was started with, as Hydra saved it; GenreLabError when the run has none."""
-    path = RunLayout(run_dir).config
-    if not path.is_file():
-        raise GenreLabError(f"resume=true but {path} does not exist: {run_dir} holds no run started by genre-lab "
-                            "train whose settings could be checked; point hydra.run.dir at the run to resume")
-    return plain(OmegaConf.load(path))  # type: ignore[arg-type]
+    layout = RunLayout(run_dir)
+    if not layout.config.is_file():
+        raise GenreLabError(f"resume=true but {layout.config} does not exist: {run_dir} holds no run started by "
+                            "genre-lab train whose settings could be checked; point hydra.run.dir at the run to resume")
+    return layout.read_config()
 
 
 def check_resume(cfg: DictConfig, run_dir: Path, quiet: bool = False) -> ResumeChanges:
@@ -120,8 +121,9 @@ def check_resume(cfg: DictConfig, run_dir: Path, quiet: bool = False) -> ResumeC
         raise GenreLabError(
             f"resume=true with other settings than {run_dir} was trained with ({listed}). A resumed run must go on "
             f"as it started, or its record would be wrong for the steps already taken; a resume may raise "
-            f"{' / '.join(BUDGETS)} and change loggers, devices, strategy, paths and workers. Drop those overrides, "
-            "or start a new run (a new hydra.run.dir, ckpt_path=<its last.ckpt> to start from its weights)")
+            f"{' / '.join(BUDGETS)}, change loggers, devices, strategy, paths and workers, and add or remove "
+            "callbacks. Drop those overrides, or start a new run (a new hydra.run.dir, ckpt_path=<its last.ckpt> to "
+            "start from its weights)")
     if changes.accepted and not quiet:
         log.info("resume of %s with these changes: %s", run_dir, "; ".join(describe(changes.accepted)))
     return changes

@@ -9,7 +9,6 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from omegaconf import OmegaConf
 
 from genre_lab.runs.layout import RunLayout
 from genre_lab.runs.stored_probs import validation_rows
@@ -35,7 +34,7 @@ def read_run(run: Path) -> dict[str, Any]:
     # hydra.* and the Optuna sweeper's trial={…} are bookkeeping; the trial number gets its own column
     shown = [o for o in overrides or [] if "hydra." not in o and not o.startswith("trial=")]
     row: dict[str, Any] = {"run": str(run), "overrides": " ".join(shown)}
-    config = saved_config(run)
+    config = layout.read_config()
     trial = config.get("trial")
     if isinstance(trial, dict) and "number" in trial:
         row["trial"] = int(trial["number"])
@@ -63,14 +62,6 @@ def failure_message(layout: RunLayout) -> str:
         return str(json.loads(layout.failed.read_text()).get("error", ""))
     except (OSError, ValueError, AttributeError):
         return ""
-
-
-def saved_config(run: Path) -> dict[str, Any]:
-    """The job's config as Hydra saved it (interpolations unresolved); empty when there is none."""
-    path = RunLayout(run).config
-    if not path.is_file():
-        return {}
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # type: ignore[return-value]
 
 
 def runs_table(runs: Sequence[Path], sort_by: str = "val/f1_micro") -> pd.DataFrame:
