@@ -80,6 +80,12 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
     return atomic_write_text(path, buffer.getvalue())
 
 
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """The same file or folder, also through symlinks, relative paths or hard links (either may not exist yet)."""
+    a, b = Path(a), Path(b)
+    return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+
+
 def file_digest(path: str | Path) -> str:
     """sha256 of a file's bytes, read in blocks."""
     digest = hashlib.sha256()

@@ -12,7 +12,6 @@ existing file.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from genre_lab.data.table import (
     with_policies,
 )
 from genre_lab.errors import GenreLabError, require_choice, require_positive, run_app, user_errors
-from genre_lab.io import atomic_write_text
+from genre_lab.io import atomic_write_text, same_file
 from genre_lab.runs.finished import FinishedRun, locate
 from genre_lab.runs.layout import RunLayout
 from genre_lab.scoring.decoding import rule_for_run
@@ -54,11 +53,6 @@ def output_path(cfg: DictConfig) -> Path:
     if out.exists() and not cfg.get("overwrite"):
         raise GenreLabError(f"out={out} already exists; choose another file or pass overwrite=true to replace it")
     return out
-
-
-def same_file(a: Path, b: Path) -> bool:
-    """The same file, also through symlinks, relative paths or hard links."""
-    return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
 
 
 def command_line_fields(cfg: DictConfig, spec: TableSpec) -> dict[str, Any]:

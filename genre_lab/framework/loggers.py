@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import functools
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from genre_lab.errors import in_multirun
 from genre_lab.framework.logger_checks import check_logger_paths, service_reachable, service_url, without_credentials
+from genre_lab.io import same_file
 from genre_lab.runs.layout import HISTORY_FILE, RunLayout, csv_logger
 
 log = logging.getLogger(__name__)
@@ -65,11 +65,7 @@ def instantiate_loggers(group: DictConfig | None, history_dir: str | Path | None
 
 
 def _writes_history(logger: Any, run_dir: str | Path) -> bool:
-    return isinstance(logger, CSVLogger) and _same_path(logger.log_dir, RunLayout(run_dir).csv_logs)
-
-
-def _same_path(a: str | Path, b: str | Path) -> bool:
-    return os.path.normpath(os.path.abspath(a)) == os.path.normpath(os.path.abspath(b))
+    return isinstance(logger, CSVLogger) and same_file(logger.log_dir, RunLayout(run_dir).csv_logs)
 
 
 def mute_on_failure(logger_class: type, name: str) -> type:
