@@ -23,11 +23,8 @@ import pandas as pd
 from genre_lab.errors import GenreLabError, exit_with
 from genre_lab.io import atomic_write_text
 from genre_lab.runs.layout import RunLayout
-from genre_lab.runs.table import find_runs, read_run, runs_table, to_markdown
+from genre_lab.runs.table import find_runs, read_run, runs_table, show_runs, to_markdown
 from genre_lab.scoring.report import print_table
-from genre_lab.scoring.seed_groups import seed_groups
-from genre_lab.sweeps import print_frame
-from genre_lab.sweeps.summary import whole_numbers
 
 # what each mode writes into --out (curves_<metric>.png: whichever metric an earlier compare plotted)
 OUTPUTS = {"ranking": ("compare.csv", "compare.md", "compare_seeds.csv", "compare_seeds.md", "curves_*.png"),
@@ -135,6 +132,11 @@ def compare(argv: list[str] | None = None) -> pd.DataFrame:
         return paired(args, earlier)
     if not args.paths and not args.wandb_dir and not args.wandb_project:
         parser.error("give run directories, --wandb-dir or --wandb-project")
+    return ranking(args, earlier)
+
+
+def ranking(args: argparse.Namespace, earlier: list[Path]) -> pd.DataFrame:
+    """Every run found, best first by ``--sort``, with the seed groups; written to ``--out`` when given."""
     frames = []
     runs = find_runs(args.paths) if args.paths else []
     if args.paths and not runs:
@@ -155,23 +157,18 @@ def compare(argv: list[str] | None = None) -> pd.DataFrame:
     mixed = mixed_rows_warning(frame)
     columns = ["rank", "run", "overrides", "status", args.sort, *[c for c in ("val/f1_macro", "val/top1_accuracy",
                "test/f1_micro") if c != args.sort], "val_rows", *(["val_set"] if mixed else []), "source"]
-    shown = whole_numbers(frame, ["val_rows"])
-    print_frame(shown, columns, f"{len(frame)} runs ranked by {args.sort}")
+    view = show_runs(frame, columns, f"{len(frame)} runs ranked by {args.sort}", args.sort,
+                     [c for c in columns[5:] if "/" in c], counts=["val_rows"])
     if mixed:
         print(f"genre-lab: warning: {mixed}", file=sys.stderr)
-    groups = seed_groups(frame, [args.sort, *[c for c in columns[5:] if "/" in c]])
-    several = groups[groups.seeds > 1] if not groups.empty else groups
-    group_columns = seed_group_columns(groups, args.sort)
-    if not several.empty:
-        print_frame(several, group_columns, f"runs that differ only in their seed: mean, std, ±95% ({args.sort} first)")
     if args.out:
         prepare_out(args.out, earlier)
         atomic_write_text(args.out / "compare.csv", frame.to_csv(index=False))
         note = f"\n**Warning:** {mixed}.\n" if mixed else ""
-        atomic_write_text(args.out / "compare.md", to_markdown(shown, columns) + note)
-        if not groups.empty:
-            atomic_write_text(args.out / "compare_seeds.csv", groups.to_csv(index=False))
-            atomic_write_text(args.out / "compare_seeds.md", to_markdown(groups, group_columns))
+        atomic_write_text(args.out / "compare.md", view.markdown + note)
+        if not view.groups.empty:
+            atomic_write_text(args.out / "compare_seeds.csv", view.groups.to_csv(index=False))
+            atomic_write_text(args.out / "compare_seeds.md", view.groups_markdown)
         plot = validation_curves(runs, args.curve, args.out)
         if plot:
             print(f"curves: {plot}")
@@ -230,11 +227,6 @@ def ranked_names(runs: pd.DataFrame) -> str:
     """``#1 sweep/0, #3 sweep/2``: runs by rank and the last two parts of their paths."""
     return ", ".join(f"#{rank} {Path(run).parent.name}/{Path(run).name}"
                      for rank, run in zip(runs["rank"], runs.run, strict=True))
-
-
-def seed_group_columns(groups: pd.DataFrame, metric: str) -> list[str]:
-    spread = [c for c in (metric, f"{metric} std", f"{metric} ±95%") if c in groups.columns]
-    return ["config_id", "overrides", "seeds", "seed_values", *spread]
 
 
 def paired(args: argparse.Namespace, earlier: list[Path]) -> pd.DataFrame:

@@ -25,16 +25,15 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from genre_lab.config_dir import config_dir
 from genre_lab.data.labels import LabelSpace
 from genre_lab.errors import GenreLabError, is_number, require_number, run_app, user_errors
-from genre_lab.framework.loggers import instantiate_loggers
+from genre_lab.framework.loggers import instantiate_loggers, log_config
 from genre_lab.io import write_json
 from genre_lab.runs.finished import ENSEMBLE_FILE, FinishedRun, average, locate
 from genre_lab.runs.guard import refuse_record
 from genre_lab.runs.layout import RunLayout
+from genre_lab.runs.results import Report, build_tuner, finish
 from genre_lab.runs.stored_probs import StoredProbs
-from genre_lab.scoring import plots
 from genre_lab.scoring.decoding import Decoder
-from genre_lab.scoring.metrics import score
-from genre_lab.scoring.results import publish
+from genre_lab.scoring.metrics import Score
 from genre_lab.scoring.seed_groups import config_id
 from genre_lab.scoring.thresholds import rule_score, threshold_curves
 
@@ -219,7 +218,7 @@ def ensemble(cfg: DictConfig) -> dict[str, Any]:
     paths = member_paths(cfg.runs)
     weights = parse_weights(cfg.weights, len(paths))
     steps = grid_steps(cfg.weight_step) if weights.values is None else 0
-    tuner = hydra.utils.instantiate(cfg.tuning) if cfg.get("tuning") else None
+    tuner = build_tuner(cfg)
     out = Path(cfg.paths.output_dir)
     refuse_record(out, "ensemble")  # again: a caller without the CLI has not been checked
     members = [load_member(path) for path in paths]
@@ -228,29 +227,31 @@ def ensemble(cfg: DictConfig) -> dict[str, Any]:
     decoder = base_decoder(cfg, len(space))
     if weights.values is None:
         weights = tune_weights(stored, decoder, tuner, steps)
-    probs, targets = average([s.probs for s in stored], weights.values), stored[0].targets
-    scored = score(probs, targets, decoder, space.names, "val", tuner)
-    return write_ensemble(cfg, out, members, weights, space, probs, scored, stored[0].movie_ids)
+    first = stored[0]
+    rows = StoredProbs(first.movie_ids, average([s.probs for s in stored], weights.values), first.targets, space.names)
+    return write_ensemble(cfg, out, members, weights, space, rows, decoder, tuner)
 
 
 def write_ensemble(cfg: DictConfig, out: Path, members: Sequence[Member], weights: Weights, space: LabelSpace,
-                   probs: np.ndarray, scored: Any, movie_ids: np.ndarray) -> dict[str, Any]:
-    layout, targets = RunLayout(out), members[0].stored.targets
+                   rows: StoredProbs, decoder: Decoder, tuner: Any) -> dict[str, Any]:
     definition = out / ENSEMBLE_FILE
     paths = [str(m.path) for m in members]
     config = {**OmegaConf.to_container(cfg, resolve=False), "runs": paths}  # type: ignore[dict-item]
-    metrics = {**scored.metrics, "members": paths, "weights": [float(w) for w in weights.values],
-               "weights_source": weights.source, **weights.note, "model": "ensemble", "rows": len(targets),
-               "member_figures": {str(m.path): m.figures.get(cfg.optimized_metric) for m in members},
-               "best_checkpoint": str(definition), "config_id": config_id(config)}
-    StoredProbs(movie_ids, probs, targets, space.names).save(layout.val_probs)
-    write_json(definition, {"format": FORMAT, "members": paths, "weights": metrics["weights"],
-                            "weights_source": weights.source, "decoder": scored.decoder.to_dict(),
-                            "label_space": space.to_dict(), "text_template": members[0].run.spec.text_template})
-    images = plots.write_all(out, probs, targets, scored.decisions, space, scored.decoder) if cfg.plots else []
-    publish(out, metrics, scored.per_class, images, instantiate_loggers(cfg.get("logger")), "val",
-            f"validation (ensemble of {len(members)} runs, weights {[round(w, 3) for w in metrics['weights']]})",
-            log_prefix="final/", finish=True)
+    facts = {"members": paths, "weights": [float(w) for w in weights.values], "weights_source": weights.source,
+             **weights.note, "model": "ensemble", "rows": len(rows.targets),
+             "member_figures": {str(m.path): m.figures.get(cfg.optimized_metric) for m in members},
+             "best_checkpoint": str(definition), "config_id": config_id(config)}
+
+    def keep(scored: Score) -> None:  # eval and predict run the members and decide with the tuned rule
+        write_json(definition, {"format": FORMAT, "members": paths, "weights": facts["weights"],
+                                "weights_source": weights.source, "decoder": scored.decoder.to_dict(),
+                                "label_space": space.to_dict(), "text_template": members[0].run.spec.text_template})
+
+    loggers = instantiate_loggers(cfg.get("logger"))
+    log_config(loggers, cfg, facts["config_id"])
+    title = f"validation (ensemble of {len(members)} runs, weights {[round(w, 3) for w in facts['weights']]})"
+    report = Report(out, "val", title, loggers, log_prefix="final/", plots=cfg.plots, finish_loggers=True)
+    metrics, _ = finish(rows, space, decoder, tuner, report, facts, keep=keep)
     log.info("ensemble of %s with weights %s; results in %s (eval/predict: run_dir=%s)", paths, metrics["weights"],
              out, out)
     return metrics

@@ -22,17 +22,18 @@ import numpy as np
 from omegaconf import DictConfig
 
 from genre_lab.config_dir import config_dir, config_keys
-from genre_lab.data.datamodule import GenreDataModule
+from genre_lab.data.datamodule import data_defaults
+from genre_lab.data.movie_data import MovieData
 from genre_lab.data.table import TableSpec, read_table, with_policies
 from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
 from genre_lab.framework.loggers import instantiate_loggers
 from genre_lab.io import atomic_target, file_digest, write_csv
 from genre_lab.runs.finished import FinishedRun, locate
 from genre_lab.runs.layout import RunLayout
-from genre_lab.scoring import plots
+from genre_lab.runs.results import Report, build_tuner, finish
+from genre_lab.runs.stored_probs import StoredProbs
 from genre_lab.scoring.decoding import rule_for_run
-from genre_lab.scoring.metrics import score
-from genre_lab.scoring.results import publish
+from genre_lab.scoring.metrics import Score
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +65,19 @@ def validation_split(run: FinishedRun, spec: TableSpec, token_cache_dir: str | N
     """The run's own validation rows, rebuilt from the data settings stored with its model (and ``spec``'s row
     policies).
 
-    Only the rows and texts come from the datamodule: each model cuts and tokenizes them itself (a transformer
-    as it was trained, into ``token_cache_dir``, this machine's ``paths.cache_dir``, not the training machine's).
+    Only the rows and texts come from the data (``MovieData``, no tokenizer): each model cuts and tokenizes them
+    itself (a transformer as it was trained, into ``token_cache_dir``, this machine's ``paths.cache_dir``, not the
+    training machine's).
     """
     if not run.data_hparams:
         raise GenreLabError(f"{run.model_file} stores no data settings; pass input_csv=<a labelled CSV>")
     hp = {**run.data_hparams, **{key: getattr(spec, key) for key in ROW_POLICIES}}
-    datamodule = GenreDataModule(**{**hp, "tokenizer": hp.get("tokenizer"), "token_cache_dir": None})
-    datamodule.spec = spec  # the same settings, with eval's key names in its messages
-    if datamodule.label_space != run.label_space:
-        raise GenreLabError(f"the training data now has genres {list(datamodule.label_space.names)}, the "
+    data = MovieData({**data_defaults(), **hp, "token_cache_dir": None})
+    data.spec = spec  # the same settings, with eval's key names in its messages
+    if data.label_space != run.label_space:
+        raise GenreLabError(f"the training data now has genres {list(data.label_space.names)}, the "
                             f"model {list(run.label_space.names)}: it changed since training")
-    texts, targets, movie_ids = datamodule.texts_and_targets("val")
+    texts, targets, movie_ids = data.texts_and_targets("val")
     files = [hp[k] for k in ("train_csv", "val_csv") if hp.get(k)]
     identity = {"split": "val", "data": hp, "files": {f: file_digest(f) for f in files}}
     return EvalData("validation split", movie_ids, texts, targets, identity, token_cache_dir)
@@ -147,19 +149,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     data = labelled_csv(run, spec, cfg.input_csv) if cfg.get("input_csv") else \
         validation_split(run, spec, cfg.token_cache_dir)
     probs, source = cached_probs(run, data, cfg)
-    scored = score(probs, data.targets, decoder, list(space.names), "eval",
-                   hydra.utils.instantiate(cfg.tuning) if cfg.tune else None)
-    decoder, decisions, per_class = scored.decoder, scored.decisions, scored.per_class
-    metrics: dict[str, Any] = {**scored.metrics, "checkpoint": str(run.model_file), "data": data.name,
-                               "rows": len(data.targets), "probabilities": source}
-    write_csv(RunLayout(out).decisions, [
-        {"id": i, "true": "|".join(t), "predicted": "|".join(p)}
-        for i, t, p in zip(data.movie_ids, space.decode(data.targets), space.decode(decisions), strict=True)
-    ])
-    images = plots.write_all(out, probs, data.targets, decisions, space, decoder) if cfg.plots else []
-    publish(out, metrics, per_class, images, instantiate_loggers(cfg.get("logger")), "eval",
-            f"eval on {data.name} ({len(data.targets)} rows)", finish=True)
-    log.info("decision rule %s; results in %s", decoder.to_dict(), out)
+    facts = {"checkpoint": str(run.model_file), "data": data.name, "rows": len(data.targets), "probabilities": source}
+
+    def keep(scored: Score) -> None:  # per row: the true and the predicted genres
+        write_csv(RunLayout(out).decisions, [
+            {"id": i, "true": "|".join(t), "predicted": "|".join(p)}
+            for i, t, p in zip(data.movie_ids, space.decode(data.targets), space.decode(scored.decisions), strict=True)
+        ])
+
+    report = Report(out, "eval", f"eval on {data.name} ({len(data.targets)} rows)",
+                    instantiate_loggers(cfg.get("logger")), plots=cfg.plots, keep_probs=False, finish_loggers=True)
+    rows = StoredProbs(np.asarray(data.movie_ids), probs, data.targets, space.names)
+    metrics, scored = finish(rows, space, decoder, build_tuner(cfg, cfg.tune), report, facts, keep=keep)
+    log.info("decision rule %s; results in %s", scored.decoder.to_dict(), out)
     return metrics
 
 

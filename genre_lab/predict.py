@@ -21,15 +21,9 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from genre_lab.config_dir import config_dir, config_keys
+from genre_lab.data.files import delimiter_hint, line_numbers, read_csv
 from genre_lab.data.labels import is_missing
-from genre_lab.data.table import (
-    TableSpec,
-    build_text,
-    delimiter_hint,
-    line_numbers,
-    read_csv,
-    with_policies,
-)
+from genre_lab.data.table import TableSpec, build_text, with_policies
 from genre_lab.errors import GenreLabError, require_choice, require_positive, run_app, user_errors
 from genre_lab.io import atomic_write_text, same_file
 from genre_lab.runs.finished import FinishedRun, locate
@@ -77,7 +71,7 @@ def input_frame(cfg: DictConfig, spec: TableSpec) -> tuple[pd.DataFrame, list[st
     if not cfg.get("input_csv"):
         raise GenreLabError("nothing to predict: give input_csv=<file.csv>, text=\"…\" or "
                             f"{'=… '.join(spec.text_columns)}=…")
-    frame = read_csv(cfg.input_csv, spec)
+    frame = read_csv(cfg.input_csv, spec.encoding_errors, spec.policy_key("encoding_errors"))
     missing = [c for c in spec.text_columns if c not in frame.columns]
     if missing:
         raise GenreLabError(f"{cfg.input_csv}: missing text column(s) {missing} that the model was trained on "
@@ -142,8 +136,8 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     probs = np.full((len(frame), len(names)), np.nan, dtype=np.float32)
     if len(keep):
         kept = [texts[i] for i in keep]
-        warn_truncated(frame, keep, run.cut_texts(kept), run, source)
-        probs[keep] = run.probabilities(kept, cfg.batch_size, cfg.precision, progress=True)
+        probs[keep], cut = run.probabilities_and_cuts(kept, cfg.batch_size, cfg.precision, progress=True)
+        warn_truncated(frame, keep, cut, run, source)
     decisions = np.zeros_like(probs, dtype=np.int64)
     if len(keep):
         decisions[keep] = decoder.decide(probs[keep])

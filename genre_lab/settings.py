@@ -19,14 +19,16 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genre_lab.errors import GenreLabError, require_int
 from genre_lab.framework.logger_checks import check_logger_paths
-from genre_lab.model.module import GenreClassifier, check_hparams, check_recipe
+from genre_lab.model.module import GenreClassifier, check_hparams
 from genre_lab.scoring.figure_names import HEADLINE, PER_CLASS
 
 log = logging.getLogger(__name__)
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's limit
 INSTANTIATED = ("data", "model", "decode", "trainer", "tuning", "optimizer", "scheduler")
-# the recipe keys check_hparams checks: its own signature, so the two cannot drift
-HPARAM_KEYS = tuple(inspect.signature(check_hparams).parameters)
+# the model.* keys check_hparams checks: its own signature (the keyword-only rest are not model.* keys), so the two
+# cannot drift
+HPARAM_KEYS = tuple(name for name, p in inspect.signature(check_hparams).parameters.items()
+                    if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD)
 # Lightning's ckpt_path shortcuts besides a file
 CKPT_NAMES = ("last", "best", "hpc")
 # what a transformer's model config can hold (the keys an experiment written for a transformer sets under model)
@@ -42,11 +44,12 @@ def check_train_settings(cfg: DictConfig) -> None:
     if "_target_" not in cfg.decode:
         raise GenreLabError("decode=checkpoint keeps a trained run's decision rule, for eval and predict; train "
                             "with decode=threshold (the default), top_k or at_least_one")
-    check_recipe(plain(cfg.get("optimizer")), plain(cfg.get("scheduler")))
+    # the classifier's own check (its label names, hence pos_weight per genre, come with the data)
+    check_hparams(**{k: cfg.model[k] for k in HPARAM_KEYS if k in cfg.model}, optimizer=plain(cfg.get("optimizer")),
+                  scheduler=plain(cfg.get("scheduler")))
     for key in INSTANTIATED:
         if cfg.get(key):
             check_keys(cfg[key], key)
-    check_hparams(**{k: cfg.model[k] for k in HPARAM_KEYS if k in cfg.model})
     check_distillation(cfg)
     check_epochs(cfg.trainer)
     check_monitor(cfg.get("monitor"))

@@ -8,7 +8,7 @@ from genre_lab.data.table import build_text
 from genre_lab.errors import GenreLabError
 from genre_lab.export import export
 from genre_lab.predict import predict
-from tests.conftest import REPO, RUN_GENRES, compose_cfg, genre_lab_here
+from tests.conftest import RUN_GENRES, compose_cfg, genre_lab_here
 
 
 def test_export_loads_in_transformers_with_the_same_probabilities(trained_run, tmp_path, run_frame):
@@ -41,10 +41,69 @@ def test_export_loads_in_transformers_with_the_same_probabilities(trained_run, t
     assert gap < 2e-2
 
 
-def test_readme_states_the_precision_of_the_export_match():
-    readme = (REPO / "README.md").read_text()
-    sentence = readme[readme.index("giving the same probabilities as"):][:600]
-    assert "precision=32-true" in sentence and "1e-5" in sentence and "bf16" in sentence
+@pytest.mark.parametrize("decode", [[], ["decode.top_k=2"], ["decode=threshold", "decode.threshold=0.3"]])
+def test_thresholds_json_on_the_exported_models_probabilities_gives_predicts_genres(trained_run, tmp_path, run_frame,
+                                                                                   decode):
+    """What the README promises a user of the folder alone: AutoModelForSequenceClassification's logits, squashed and
+    decided as thresholds.json says, are genre_lab's probabilities and genres."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path / "hf"
+    export(compose_cfg("export", [f"run_dir={trained_run}", f"out={out}", *decode], tmp_path / "x"))
+    rows = run_frame.sample(24, random_state=3)
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    ours = predict(compose_cfg("predict", [f"run_dir={trained_run}", f"input_csv={tmp_path / 'in.csv'}",
+                                           "precision=32-true", *decode], tmp_path / "p"))
+
+    rule = json.loads((out / "thresholds.json").read_text())
+    assert "sigmoid" in rule["note"]
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    texts = [build_text(r, "{synopsis} {movie_name}") for r in rows.to_dict("records")]
+    with torch.no_grad():
+        logits = model(**tokenizer(texts, truncation=True, padding=True, return_tensors="pt")).logits
+    probs = torch.sigmoid(logits).numpy()
+    names = rule["labels"]
+    np.testing.assert_allclose(probs, ours[[f"prob_{n}" for n in names]].to_numpy(), atol=1e-5)
+    decoder = rule["decoder"]
+    if decoder.get("top_k"):
+        chosen = np.argsort(-probs, axis=1)[:, : decoder["top_k"]]
+        picked = np.zeros_like(probs, dtype=bool)
+        np.put_along_axis(picked, chosen, True, axis=1)
+    else:
+        picked = probs > np.asarray(decoder["threshold"], dtype=np.float32)
+        if decoder.get("at_least_one"):
+            picked[np.arange(len(probs)), probs.argmax(axis=1)] |= ~picked.any(axis=1)
+    genres = ["|".join(n for n, p in zip(names, row, strict=True) if p) for row in picked]
+    assert genres == ours.genres.fillna("").tolist()
+
+
+def test_predict_defaults_to_the_runs_training_precision(trained_run, tmp_path, run_frame):
+    """The README's caveat on the export match: predict's default is the precision the run was trained in, so only a
+    run trained in fp32 matches the (fp32) export without precision=32-true."""
+    import torch
+
+    bf16_run = tmp_path / "bf16_run"  # the same weights, as a run trained in bf16-mixed saves them
+    (bf16_run / "checkpoints").mkdir(parents=True)
+    shutil.copytree(trained_run / "tokenizer", bf16_run / "tokenizer")
+    checkpoint = torch.load(trained_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["precision"] == "32-true"
+    checkpoint["precision"] = "bf16-mixed"
+    torch.save(checkpoint, bf16_run / "checkpoints" / "best.ckpt")
+    run_frame.sample(12, random_state=4).to_csv(tmp_path / "in.csv", index=False)
+
+    def probs(run, name, *overrides):
+        result = predict(compose_cfg("predict", [f"run_dir={run}", f"input_csv={tmp_path / 'in.csv'}", *overrides],
+                                     tmp_path / name))
+        return result[[c for c in result.columns if c.startswith("prob_")]].to_numpy()
+
+    fp32 = probs(trained_run, "a", "precision=32-true")
+    np.testing.assert_array_equal(probs(trained_run, "b"), fp32)
+    bf16 = probs(bf16_run, "c")
+    np.testing.assert_array_equal(bf16, probs(trained_run, "d", "precision=bf16-mixed"))
+    np.testing.assert_array_equal(probs(bf16_run, "e", "precision=32-true"), fp32)
+    assert 0 < np.abs(bf16 - fp32).max() < 2e-2
 
 
 def test_export_never_overwrites_without_asking(trained_run, tmp_path):

@@ -18,13 +18,13 @@ LAYERS = [
     {"scoring"},
     {"model"},
     {"runs"},
-    {"settings", "sweeps", "train_baseline"},
+    {"settings", "sweeps", "benchmark", "train_baseline"},
     {"train", "evaluate", "predict", "export", "ensemble", "bench", "compare", "cli", "__main__", "__init__"},
 ]
 COMMANDS = LAYERS[-1]
-# command -> command: `python -m genre_lab` is the CLI; bench still builds genre_lab's recipe through train's
-# functions (to go: issue 24, one trainer builder below the commands)
-BETWEEN_COMMANDS = {("__main__", "cli"), ("bench", "train")}
+# command -> command: `python -m genre_lab` is the CLI (bench builds genre_lab's recipe with the builders train
+# uses, model/build and framework/trainer, from benchmark/, and imports no command)
+BETWEEN_COMMANDS = {("__main__", "cli")}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -93,3 +93,22 @@ def test_data_never_imports_model_and_backbones_import_neither():
         assert not {m for m in imported_modules(path) if m.startswith("genre_lab.model")}, path.name
     backbones = imported_modules(PACKAGE / "backbones.py")
     assert not {m for m in backbones if m.startswith(("genre_lab.model", "genre_lab.data"))}
+
+
+MAX_FUNCTION_LINES = 50
+MAX_MODULE_LINES = 350  # above it, the module's docstring says why ("over 350 lines: …")
+
+
+def test_functions_and_modules_stay_short():
+    """Small files with one job and short functions (issue 24): a function over 50 lines, or a module over 350
+    without its reason in the docstring, fails here rather than in review."""
+    long = []
+    for dotted, path in modules():
+        source = path.read_text()
+        tree = ast.parse(source)
+        if len(source.splitlines()) > MAX_MODULE_LINES and "over 350 lines:" not in (ast.get_docstring(tree) or ""):
+            long.append(f"{dotted}: {len(source.splitlines())} lines")
+        long += [f"{dotted}.{node.name}: {node.end_lineno - node.lineno + 1} lines" for node in ast.walk(tree)
+                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, "\n".join(long)

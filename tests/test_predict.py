@@ -168,6 +168,37 @@ def test_predict_warns_about_duplicate_ids_and_long_texts(trained_run, tmp_path,
     assert "1 text(s) longer than max_length=128 tokens, truncated" in caplog.text and "line(s) 4" in caplog.text
 
 
+def test_predict_tokenizes_each_text_once(trained_run, tmp_path, sample_frame, caplog, monkeypatch):
+    """One tokenization gives the model its ids and predict its "truncated" warning."""
+    from genre_lab.data import tokens
+
+    encoded: list[int] = []  # the number of texts of each tokenizer call
+
+    class Counting:
+        def __init__(self, backend):
+            self.backend = backend
+
+        def __getattr__(self, name):
+            return getattr(self.backend, name)
+
+        def encode_batch_fast(self, texts, **kwargs):
+            encoded.append(len(texts))
+            return self.backend.encode_batch_fast(texts, **kwargs)
+
+    real = tokens.Tokenizer
+    monkeypatch.setattr(tokens, "Tokenizer", type("Tokenizer", (), {"from_str": staticmethod(
+        lambda text: Counting(real.from_str(text)))}))
+    frame = sample_frame.head(5).reset_index(drop=True)
+    frame.loc[2, "synopsis"] = "ghost " * 300  # far beyond max_length
+    frame.loc[4, "synopsis"] = ""  # not predicted: not tokenized either
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        result = predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={tmp_path / 'in.csv'}"))
+    assert encoded == [4]
+    assert "1 text(s) longer than max_length=128 tokens, truncated" in caplog.text and "line(s) 4" in caplog.text
+    assert result.status.tolist() == ["ok"] * 4 + ["empty synopsis"]
+
+
 def test_a_csv_without_rows_gives_a_warning_and_a_header_only_file(trained_run, tmp_path, sample_frame, caplog):
     sample_frame.head(0).to_csv(tmp_path / "in.csv", index=False)
     with caplog.at_level(logging.WARNING):

@@ -12,12 +12,12 @@ import json
 import logging
 import time
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 
-from genre_lab.data.table import MovieTable
 from genre_lab.data.tokens import TokenIds, kept_tokens, tokenize, tokenizer_fingerprint
 from genre_lab.io import atomic_target
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 FORMAT = 1  # bump when the cached layout or the tokenize() semantics change
 
 
-def texts_digest(texts: list[str]) -> str:
+def texts_digest(texts: Sequence[str]) -> str:
     """Digest of the exact texts to tokenize: covers the file, the template and any rows a policy dropped."""
     digest = hashlib.sha256()
     for text in texts:
@@ -34,49 +34,53 @@ def texts_digest(texts: list[str]) -> str:
     return digest.hexdigest()
 
 
-def cache_key(table: MovieTable, tokenizer: Any, max_length: int, truncation: str = "head") -> str:
-    parts = {"format": FORMAT, "texts": texts_digest(table.texts), "tokenizer": tokenizer_fingerprint(tokenizer),
+def cache_key(texts: Sequence[str], tokenizer: Any, max_length: int, truncation: str = "head") -> str:
+    parts = {"format": FORMAT, "texts": texts_digest(texts), "tokenizer": tokenizer_fingerprint(tokenizer),
              "max_length": max_length, "truncation": truncation}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def cached_tokenize(table: MovieTable, tokenizer: Any, max_length: int, cache_dir: str | Path | None,
-                    truncation: str = "head") -> TokenIds:
-    """Token ids of every row of ``table``; from ``cache_dir`` when present there (None: no cache)."""
+def cached_tokenize(texts: Sequence[str], name: str, tokenizer: Any, max_length: int,
+                    cache_dir: str | Path | None, truncation: str = "head") -> TokenIds:
+    """Token ids of every text; from ``cache_dir`` when present there (None: no cache).
+
+    ``name`` says where the texts come from in messages (e.g. ``train.csv``); its stem starts the cache file's
+    name, so the entries of one file are easy to find (the key, not the name, decides which entry is used).
+    """
     if cache_dir is None:
-        return _tokenize_logged(table, tokenizer, max_length, truncation)
+        return _tokenize_logged(texts, name, tokenizer, max_length, truncation)
     cache_dir = Path(cache_dir).expanduser()
-    path = cache_dir / f"{table.path.stem}-{cache_key(table, tokenizer, max_length, truncation)}.npz"
+    path = cache_dir / f"{Path(name).stem}-{cache_key(texts, tokenizer, max_length, truncation)}.npz"
     lock = FileLock(str(path) + ".lock")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except OSError as err:  # e.g. a read-only home on a cluster node: slower, not fatal
         log.warning("token cache %s unusable (%s); tokenizing without it", cache_dir, err)
-        return _tokenize_logged(table, tokenizer, max_length, truncation)
+        return _tokenize_logged(texts, name, tokenizer, max_length, truncation)
     try:
-        ids = _load_entry(path, table) if path.is_file() else None
+        ids = _load_entry(path, len(texts), name) if path.is_file() else None
         if ids is not None:
-            log.info("%s: token ids of %d rows loaded from cache %s", table.path.name, len(ids), path)
+            log.info("%s: token ids of %d rows loaded from cache %s", name, len(ids), path)
             return ids
-        ids = _tokenize_logged(table, tokenizer, max_length, truncation)
-        _save_entry(path, ids, table)
+        ids = _tokenize_logged(texts, name, tokenizer, max_length, truncation)
+        _save_entry(path, ids, name)
         return ids
     finally:
         lock.release()
 
 
-def _save_entry(path: Path, ids: TokenIds, table: MovieTable) -> None:
+def _save_entry(path: Path, ids: TokenIds, name: str) -> None:
     try:
         with atomic_target(path) as tmp:
             ids.save(tmp)
-        log.info("%s: token ids cached at %s", table.path.name, path)
+        log.info("%s: token ids cached at %s", name, path)
     except OSError as err:  # a full disk or a read-only cache: slower next time, not fatal
-        log.warning("%s: token ids not cached at %s (%s)", table.path.name, path, err)
+        log.warning("%s: token ids not cached at %s (%s)", name, path, err)
 
 
-def _load_entry(path: Path, table: MovieTable) -> TokenIds | None:
-    """The entry's ids, or None when it is truncated, corrupt or of another size: it is then rebuilt and
+def _load_entry(path: Path, rows: int, name: str) -> TokenIds | None:
+    """The entry's ids, or None when it is truncated, corrupt or not of ``rows`` rows: it is then rebuilt and
     replaced, so one bad file (a killed writer on a filesystem without atomic rename, a disk error) never
     fails every later run."""
     try:
@@ -84,20 +88,19 @@ def _load_entry(path: Path, table: MovieTable) -> TokenIds | None:
         ids.check()
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
         log.warning("%s: cache entry %s is unreadable (%s: %s); re-tokenizing and replacing it",
-                    table.path.name, path, type(err).__name__, err)
+                    name, path, type(err).__name__, err)
         return None
-    if len(ids) != len(table):
-        log.warning("%s: cache entry %s has %d rows, the table %d; re-tokenizing",
-                    table.path.name, path, len(ids), len(table))
+    if len(ids) != rows:
+        log.warning("%s: cache entry %s has %d rows, the texts %d; re-tokenizing", name, path, len(ids), rows)
         return None
     return ids
 
 
-def _tokenize_logged(table: MovieTable, tokenizer: Any, max_length: int, truncation: str) -> TokenIds:
+def _tokenize_logged(texts: Sequence[str], name: str, tokenizer: Any, max_length: int, truncation: str) -> TokenIds:
     start = time.perf_counter()
-    ids = tokenize(tokenizer, table.texts, max_length, truncation)
+    ids = tokenize(tokenizer, texts, max_length, truncation)
     truncated = int((ids.lengths >= max_length).sum())
     log.info("%s: %d rows tokenized in %.2f s (mean %.1f tokens, %d truncated at max_length=%d, keeping %s)",
-             table.path.name, len(ids), time.perf_counter() - start, ids.lengths.mean() if len(ids) else 0,
+             name, len(ids), time.perf_counter() - start, ids.lengths.mean() if len(ids) else 0,
              truncated, max_length, kept_tokens(truncation, max_length))
     return ids

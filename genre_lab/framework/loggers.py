@@ -11,7 +11,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger
 
 from genre_lab.errors import in_multirun
@@ -120,6 +120,12 @@ def _defaults(config: DictConfig) -> dict[str, Any]:
         extra[name_key] = (f"trial{hc.sweep.subdir}-{','.join(rest)}" if in_trial
                            else f"{hc.job.num}-{hc.job.override_dirname}")[:120]
     return extra
+
+
+def log_config(loggers: Sequence[Any], cfg: DictConfig, config_id: str) -> None:
+    """The run's resolved config, and its ``config_id`` (W&B groups the seeds of one config by it)."""
+    for logger in loggers:
+        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "config_id": config_id})
 
 
 def log_results(loggers: Sequence[Any], metrics: dict[str, float], per_class: list[dict[str, Any]],

@@ -16,15 +16,6 @@ DROPOUT_KEYS = ("seq_classif_dropout", "classifier_dropout")
 HEAD_DROPOUT_KEYS = ("classifier_dropout", "seq_classif_dropout", "hidden_dropout_prob")
 # the objective decides how transformers (and the HF pipeline) turn an exported model's logits into probabilities
 PROBLEM_TYPES = {"bce": "multi_label_classification", "ce": "single_label_classification"}
-# tokenizer and backbone-name helpers that lived here before they moved to the neutral genre_lab.backbones
-MOVED = ("cache_dir", "minilm_path", "build_tiny_backbone", "load_tokenizer", "position_limit", "check_max_length")
-
-
-def __getattr__(name: str) -> object:
-    if name in MOVED:
-        raise AttributeError(f"genre_lab.model.backbone.{name} moved to genre_lab.backbones.{name} (data/ must not "
-                             "import model/): from genre_lab.backbones import " + name)
-    raise AttributeError(f"module 'genre_lab.model.backbone' has no attribute {name!r}")
 
 
 def load_classifier(

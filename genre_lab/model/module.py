@@ -1,43 +1,27 @@
 """GenreClassifier: an HF encoder with a classification head, trained with BCE (multi-label) or softmax
-cross-entropy (single-label); the optimizer and scheduler are ``_partial_`` configs (conf/optimizer, conf/scheduler)
-it calls with its parameter groups."""
+cross-entropy (single-label), and ``check_hparams``, the one check of its settings; the optimizer and schedule
+(``_partial_`` configs called with its parameter groups) are built by optim.py."""
 
 from __future__ import annotations
 
-import inspect
-import math
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from torch import nn
 from torch.nn import functional as F
 
 from genre_lab.data.labels import LabelSpace
 from genre_lab.errors import GenreLabError, is_number, require_choice, require_number
 from genre_lab.model.backbone import load_classifier
+from genre_lab.model.optim import build_optimizers, check_recipe
 from genre_lab.scoring.decoding import Decoder
 from genre_lab.scoring.metrics import BestThresholdF1, GenreMetrics, flatten
 
 STAGES = ("train", "val")  # a test split is scored after fit, on the final rule (train.final_metrics)
 OBJECTIVES = ("bce", "ce")
 POOLINGS = ("head", "mean")
-# Plain configs, not objects, in the hyper-parameters: checkpoints stay weights_only-loadable.
-DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True}
-DEFAULT_SCHEDULER = {"_target_": "transformers.get_linear_schedule_with_warmup", "_partial_": True}
-# What the module passes to the partials, and the model.* key a user sets instead: one source of truth.
-SUPPLIED = {
-    "optimizer": {"params": "the module's parameter groups", "lr": "model.lr", "weight_decay": "model.weight_decay",
-                  "fused": "model.fused_adamw"},
-    "scheduler": {"optimizer": "the module's optimizer", "num_warmup_steps": "model.warmup_ratio",
-                  "num_training_steps": "the trainer's step count"},
-}
-# a numbered encoder block: bert.encoder.layer.3., distilbert.transformer.layer.3., model.layers.3.
-LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
-EMBEDDINGS = -1  # the position of embedding parameters: below layer 0
 
 
 def init_bias_to_prior(model: nn.Module, prior: Sequence[float], objective: str = "bce") -> None:
@@ -60,8 +44,13 @@ def probabilities(logits: torch.Tensor, objective: str = "bce") -> torch.Tensor:
 
 def check_hparams(lr: Any = 5e-5, weight_decay: Any = 0.0, warmup_ratio: Any = 0.0, dropout: Any = None,
                   layer_lr_decay: Any = None, objective: Any = "bce", label_smoothing: Any = 0.0,
-                  pooling: Any = "head", pos_weight: Any = None, distill_weight: Any = 0.0) -> None:
-    """The recipe's settings a run can train with (else a GenreLabError naming the key)."""
+                  pooling: Any = "head", pos_weight: Any = None, distill_weight: Any = 0.0, *,
+                  optimizer: Mapping[str, Any] | None = None, scheduler: Mapping[str, Any] | None = None,
+                  label_names: Sequence[str] | None = None) -> None:
+    """The one check of the settings a classifier can train with (else a GenreLabError naming the key): the
+    constructor's, and train's before any data is read. The positional parameters are ``model.*`` keys
+    (settings.HPARAM_KEYS); ``optimizer``/``scheduler`` are the recipe's configs; ``pos_weight`` is checked per
+    genre once the ``label_names`` are known."""
     require_number(lr, "model.lr", lambda v: v > 0, "> 0", "5e-5")
     require_number(weight_decay, "model.weight_decay", lambda v: v >= 0, "≥ 0", "0.01")
     require_number(warmup_ratio, "model.warmup_ratio", lambda v: 0 <= v < 1, "in [0, 1)", "0.1")
@@ -78,21 +67,9 @@ def check_hparams(lr: Any = 5e-5, weight_decay: Any = 0.0, warmup_ratio: Any = 0
     if objective == "ce" and pos_weight is not None:
         raise GenreLabError(f"model.pos_weight={pos_weight!r} weighs BCE's positive terms; with model.objective=ce "
                             "set model.pos_weight=null")
-
-
-def check_recipe(optimizer: Mapping[str, Any] | None, scheduler: Mapping[str, Any] | None) -> None:
-    """``optimizer``/``scheduler`` configs: ``_partial_`` constructors that leave to the module what it supplies."""
-    for group, node in (("optimizer", optimizer), ("scheduler", scheduler)):
-        if node is None:
-            continue
-        if not isinstance(node, Mapping) or "_target_" not in node or node.get("_partial_") is not True:
-            raise GenreLabError(f"{group} must be a config with a _target_ and _partial_: true (the module calls it "
-                                f"with what it supplies); pick one of conf/{group}/*.yaml, e.g. {group}="
-                                f"{'adamw' if group == 'optimizer' else 'linear'}")
-        for key, owner in SUPPLIED[group].items():
-            if key in node:
-                raise GenreLabError(f"{group}.{key} is supplied by the module ({owner}); remove it"
-                                    + (f" and set {owner}" if owner.startswith("model.") else ""))
+    if label_names is not None:
+        check_pos_weight(pos_weight, label_names)
+    check_recipe(optimizer, scheduler)
 
 
 def check_single_label(objective: str, several: int, rows: int, source: str) -> None:
@@ -111,48 +88,6 @@ def check_pos_weight(pos_weight: Any, label_names: Sequence[str]) -> None:
     if len(weights) != len(label_names) or not all(is_number(w) and w >= 0 for w in weights):
         raise GenreLabError(f"model.pos_weight={pos_weight!r} must be auto, null or {len(label_names)} numbers ≥ 0, "
                             f"one per genre in the order {list(label_names)}")
-
-
-def encoder_position(name: str) -> int | None:
-    """Where a parameter sits in the encoder: its layer number, ``EMBEDDINGS`` below layer 0, None for the head
-    (classifier, pooler, anything above the numbered layers)."""
-    match = LAYER.search(name)
-    if match:
-        return int(match.group(1))
-    return EMBEDDINGS if any("embed" in part for part in name.split(".")) else None
-
-
-def parameter_groups(named: Iterable[tuple[str, nn.Parameter]], lr: float, weight_decay: float,
-                     layer_lr_decay: float | None = None) -> list[dict[str, Any]]:
-    """Optimizer groups: no weight decay on biases and norm weights (parameters with fewer than 2 dims); with
-    ``layer_lr_decay`` d, the head at ``lr``, the top encoder layer at lr·d, the next at lr·d², …, embeddings
-    lowest. Without it, exactly two groups (decayed, not decayed)."""
-    params = [(n, p) for n, p in named if p.requires_grad]
-    decay = None if layer_lr_decay in (None, 1.0) else float(layer_lr_decay)
-    positions = {n: encoder_position(n) if decay else None for n, _ in params}
-    layers = [pos for pos in positions.values() if pos is not None and pos >= 0]
-    if decay and not layers:
-        raise GenreLabError(f"model.layer_lr_decay={layer_lr_decay} needs numbered encoder layers (parameter names "
-                            "with .layer.<N>. or .layers.<N>.), and this backbone has none; set "
-                            "model.layer_lr_decay=null")
-    top = max(layers, default=0) + 1
-    groups: dict[tuple[float, bool], dict[str, Any]] = {}
-    for name, p in params:
-        pos, decayed = positions[name], p.ndim >= 2
-        group = groups.setdefault((-math.inf if pos is None else -pos, decayed), {
-            "params": [], "weight_decay": weight_decay if decayed else 0.0,
-            "lr": lr * (1.0 if pos is None else decay ** (top - pos)),
-        })
-        if decay:
-            part = "head" if pos is None else "embeddings" if pos == EMBEDDINGS else f"layer.{pos}"
-            group["name"] = part if decayed else f"{part}/no_decay"  # LearningRateMonitor's name for the group
-        group["params"].append(p)
-    # head first, then the layers from the top down, embeddings last; decayed before not decayed
-    return [groups[key] for key in sorted(groups, key=lambda key: (key[0], not key[1]))]
-
-
-def accepts(function: Any, name: str) -> bool:
-    return name in inspect.signature(function).parameters
 
 
 class GenreClassifier(pl.LightningModule):
@@ -191,9 +126,7 @@ class GenreClassifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         check_hparams(lr, weight_decay, warmup_ratio, dropout, layer_lr_decay, objective, label_smoothing, pooling,
-                      pos_weight, distill_weight)
-        check_pos_weight(pos_weight, label_names)
-        check_recipe(optimizer, scheduler)
+                      pos_weight, distill_weight, optimizer=optimizer, scheduler=scheduler, label_names=label_names)
         self.save_hyperparameters(ignore=["decoder"])
         self.label_space = LabelSpace(tuple(label_names), multi_label)
         self.model = load_classifier(backbone, list(label_names), dropout, backbone_config, attn_implementation,
@@ -279,25 +212,8 @@ class GenreClassifier(pl.LightningModule):
         self._epoch_end("val")
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """The configured optimizer over ``parameter_groups`` and the configured schedule, stepped every step."""
-        hp = self.hparams
-        groups = parameter_groups(self.named_parameters(), hp.lr, hp.weight_decay, hp.get("layer_lr_decay"))
-        make_optimizer = instantiate(hp.get("optimizer") or DEFAULT_OPTIMIZER)
-        params = [p for group in groups for p in group["params"]]
-        fused = {"fused": True} if accepts(make_optimizer, "fused") and self._fused_ok(params) else {}
-        optimizer = make_optimizer(groups, lr=hp.lr, **fused)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        steps = {"num_warmup_steps": int(hp.warmup_ratio * total), "num_training_steps": total}
-        make_scheduler = instantiate(hp.get("scheduler") or DEFAULT_SCHEDULER)
-        scheduler = make_scheduler(optimizer, **{k: v for k, v in steps.items() if accepts(make_scheduler, k)})
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def _fused_ok(self, params: list[torch.Tensor]) -> bool:
-        """Fused AdamW (one kernel for all parameters) where torch has it for these devices and dtypes."""
-        if not self.hparams.get("fused_adamw", True):
-            return False
-        fusable = {"cpu", "cuda", "mps", "xpu"}
-        return all(p.device.type in fusable and p.is_floating_point() for p in params)
+        """The configured optimizer over optim.parameter_groups and the configured schedule, stepped every step."""
+        return build_optimizers(self.named_parameters(), self.hparams, self.trainer.estimated_stepping_batches)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["label_space"] = self.label_space.to_dict()

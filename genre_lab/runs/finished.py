@@ -1,6 +1,9 @@
 """Finished runs for eval, predict and export, from ``run_dir`` or ``ckpt_path``: one interface (``FinishedRun``)
 over a transformer run (``Run``: checkpoint, tokenizer), the TF-IDF baseline (``BaselineRun``: model.skops) and an
-ensemble of runs (``EnsembleRun``: ensemble.json); ``locate`` returns the right one."""
+ensemble of runs (``EnsembleRun``: ensemble.json); ``locate`` returns the right one.
+
+It is over 350 lines: the three kinds each implement the whole interface, kept side by side so that a change to
+``FinishedRun`` is made, and reviewed, for all three at once."""
 
 from __future__ import annotations
 
@@ -13,13 +16,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import pandas as pd
 import torch
 
 from genre_lab.backbones import load_tokenizer
 from genre_lab.data.datamodule import data_defaults
 from genre_lab.data.labels import LabelSpace
-from genre_lab.data.table import MovieTable, TableSpec
+from genre_lab.data.table import TableSpec
 from genre_lab.data.token_cache import cached_tokenize
 from genre_lab.data.tokens import TokenIds, kept_tokens, make_collator, tokenize, tokenize_flagging_truncation
 from genre_lab.errors import GenreLabError
@@ -59,14 +61,18 @@ class FinishedRun(Protocol):
     def cache_dir(self) -> Path: ...  # eval's probability cache
 
     @property
-    def cut_note(self) -> str: ...  # what happens to the texts cut_texts flags, for predict's warning
+    def cut_note(self) -> str: ...  # what happens to the texts flagged as cut, for predict's warning
 
     def cache_identity(self, precision: str | None) -> dict[str, Any]: ...
 
     def probabilities(self, texts: Sequence[str], batch_size: int = 64, precision: str | None = None,
                       progress: bool = False, token_cache_dir: str | None = None) -> np.ndarray: ...
 
-    def cut_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+    def probabilities_and_cuts(self, texts: Sequence[str], batch_size: int = 64, precision: str | None = None,
+                               progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``probabilities``, and which texts the model saw only part of (longer than its input limit), from
+        one tokenization."""
+        ...
 
 
 def file_identity(path: Path) -> list[Any]:
@@ -187,19 +193,25 @@ class Run:
         (keyed by the texts themselves, so any set of rows is safe to cache)."""
         if not token_cache_dir:
             return tokenize(self.tokenizer, texts, self.max_length, self.truncation)
-        table = MovieTable(Path("texts"), pd.DataFrame(), list(texts), None)  # the cache reads texts and a name
-        return cached_tokenize(table, self.tokenizer, self.max_length, token_cache_dir, self.truncation)
+        return cached_tokenize(texts, "texts", self.tokenizer, self.max_length, token_cache_dir, self.truncation)
 
     def probabilities(self, texts: Sequence[str], batch_size: int = 64, precision: str | None = None,
                       progress: bool = False, token_cache_dir: str | None = None) -> np.ndarray:
         """``[len(texts), genres]`` probabilities, in ``precision`` (None: the run's training precision)."""
-        ids = self.token_ids(texts, token_cache_dir)
+        return self.probabilities_of(self.token_ids(texts, token_cache_dir), batch_size, precision, progress)
+
+    def probabilities_and_cuts(self, texts: Sequence[str], batch_size: int = 64, precision: str | None = None,
+                               progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``probabilities``, and which texts are longer than ``max_length`` (the model sees only part of them):
+        the texts are tokenized once for both."""
+        ids, cut = tokenize_flagging_truncation(self.tokenizer, texts, self.max_length, self.truncation)
+        return self.probabilities_of(ids, batch_size, precision, progress), cut
+
+    def probabilities_of(self, ids: TokenIds, batch_size: int = 64, precision: str | None = None,
+                         progress: bool = False) -> np.ndarray:
+        """The model's probabilities of already tokenized texts (``token_ids``)."""
         return predict_probs(self.model, ids, make_collator(self.tokenizer), batch_size,
                              precision=self.precision(precision), progress=progress)
-
-    def cut_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Which texts are longer than ``max_length`` (the model sees only part of them)."""
-        return tokenize_flagging_truncation(self.tokenizer, texts, self.max_length, self.truncation)[1]
 
     @property
     def cut_note(self) -> str:
@@ -261,8 +273,10 @@ class BaselineRun(SavedRule):
         """TF-IDF reads whole texts: no batches, precision or token ids to choose."""
         return self.model.predict_proba(texts)
 
-    def cut_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return np.zeros(len(texts), dtype=bool)  # TF-IDF has no input limit
+    def probabilities_and_cuts(self, texts: Sequence[str], batch_size: int = 64, precision: str | None = None,
+                               progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """TF-IDF has no input limit: no text is cut."""
+        return self.probabilities(texts, batch_size, precision, progress), np.zeros(len(texts), dtype=bool)
 
     @property
     def cut_note(self) -> str:
@@ -331,8 +345,12 @@ class EnsembleRun(SavedRule):
         return average([m.probabilities(texts, batch_size, precision, progress, token_cache_dir)
                         for m in self.members], self.weights)
 
-    def cut_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return np.logical_or.reduce([member.cut_texts(texts) for member in self.members])
+    def probabilities_and_cuts(self, texts: Sequence[str], batch_size: int = 64, precision: str | None = None,
+                               progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``probabilities``, and the texts cut for any member (each member tokenizes them once)."""
+        probs, cuts = zip(*(m.probabilities_and_cuts(texts, batch_size, precision, progress) for m in self.members),
+                          strict=True)
+        return average(probs, self.weights), np.logical_or.reduce(cuts)
 
     @property
     def cut_note(self) -> str:

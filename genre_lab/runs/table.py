@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ import yaml
 from genre_lab.runs.layout import RunLayout
 from genre_lab.runs.stored_probs import validation_rows
 from genre_lab.scoring.figure_names import HEADLINE
-from genre_lab.scoring.seed_groups import config_id
+from genre_lab.scoring.report import print_table
+from genre_lab.scoring.seed_groups import config_id, seed_groups
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -83,3 +85,43 @@ def to_markdown(frame: pd.DataFrame, columns: Sequence[str]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(row[c]) for c in cols) + " |" for _, row in frame.iterrows()]
     return "\n".join(lines) + "\n"
+
+
+def whole_numbers(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Counts as ``3``, not ``3.0000`` (pandas stores a count column with a missing value as floats)."""
+    shown = frame.copy()
+    for column in columns:
+        if column in shown.columns:
+            shown[column] = [str(int(v)) if pd.notna(v) else "" for v in shown[column]]
+    return shown
+
+
+def print_frame(frame: pd.DataFrame, columns: Sequence[str], title: str) -> None:
+    """A runs table in the terminal: the columns it has, through the one table printer."""
+    print_table(frame.to_dict("records"), [c for c in columns if c in frame.columns], title, width=160)
+
+
+@dataclass
+class RunsView:
+    """A ranked runs table as compare and the sweep summary show it; the callers choose the files."""
+
+    markdown: str  # the runs table
+    groups: pd.DataFrame  # one row per config_id: its seeds, mean, std and ±95% of each figure
+    groups_markdown: str
+    several_seeds: bool  # some config ran with more than one seed
+
+
+def show_runs(frame: pd.DataFrame, columns: Sequence[str], title: str, metric: str, figures: Sequence[str],
+              counts: Sequence[str] = ()) -> RunsView:
+    """Print ``frame`` (best first) and, for configs run with several seeds, their seed groups over ``metric``
+    and ``figures``; the same tables as Markdown."""
+    shown = whole_numbers(frame, counts)
+    print_frame(shown, columns, title)
+    groups = seed_groups(frame, [metric, *[m for m in figures if m != metric]])
+    spread = [c for c in (metric, f"{metric} std", f"{metric} ±95%") if c in groups.columns]
+    group_columns = ["config_id", "overrides", "seeds", "seed_values", *spread]
+    several = groups[groups.seeds > 1] if not groups.empty else groups
+    if not several.empty:
+        print_frame(several, group_columns, f"runs that differ only in their seed: mean, std, ±95% ({metric} first)")
+    return RunsView(to_markdown(shown, columns), groups,
+                    to_markdown(groups, group_columns) if not groups.empty else "", not several.empty)

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+from omegaconf import DictConfig, OmegaConf
 
 # keys that do not make another experiment: the seed itself, where files go (paths: output and cache folders),
 # and bookkeeping
@@ -23,7 +24,10 @@ NOT_THE_EXPERIMENT = ("seed", "paths", "trial", "resume", "show_traceback")
 
 
 def config_id(config: Mapping[str, Any]) -> str:
-    """The same for two runs whose unresolved configs differ only in ``NOT_THE_EXPERIMENT``."""
+    """The same for two runs whose unresolved configs differ only in ``NOT_THE_EXPERIMENT`` (a composed
+    DictConfig is read unresolved: interpolations count as written, not as the paths they resolve to)."""
+    if isinstance(config, DictConfig):
+        config = OmegaConf.to_container(config, resolve=False)  # type: ignore[assignment]
     kept = {k: v for k, v in config.items() if k not in NOT_THE_EXPERIMENT and k != "hydra"}
     return hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:10]
 

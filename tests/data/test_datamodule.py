@@ -16,11 +16,11 @@ def make_dm(**kwargs) -> GenreDataModule:
 def test_split_sizes_labels_and_stratification():
     dm = make_dm()
     dm.setup("fit")
-    assert len(dm.label_space) == 10 and not dm.label_space.multi_label
-    assert len(dm.splits["train"].rows) == 320 and len(dm.splits["val"].rows) == 80
-    val_genres = Counter(dm.train_table.labels[i][0] for i in dm.splits["val"].rows)
+    assert len(dm.data.label_space) == 10 and not dm.data.label_space.multi_label
+    assert len(dm.data.splits["train"].rows) == 320 and len(dm.data.splits["val"].rows) == 80
+    val_genres = Counter(dm.data.train_table.labels[i][0] for i in dm.data.splits["val"].rows)
     assert set(val_genres.values()) == {8}  # 20% of 40 per genre
-    assert not set(dm.splits["train"].movie_ids) & set(dm.splits["val"].movie_ids)
+    assert not set(dm.data.splits["train"].movie_ids) & set(dm.data.splits["val"].movie_ids)
 
 
 def test_dynamic_padding_pads_to_the_longest_in_batch_only():
@@ -38,17 +38,17 @@ def test_dynamic_padding_pads_to_the_longest_in_batch_only():
 def test_tokenizes_once_and_truncates_at_max_length():
     dm = make_dm(max_length=16)
     dm.setup("fit")
-    train = dm.splits["train"].dataset
+    train = dm.data.splits["train"].dataset
     assert max(len(x) for x in train.input_ids) == 16
     dm.setup("validate")  # Lightning calls setup per stage: the work is not redone
-    assert dm.splits["train"].dataset is train
+    assert dm.data.splits["train"].dataset is train
 
 
 def test_per_class_sampling_in_the_datamodule():
     dm = make_dm(sample={"per_class": 10, "frac": None})
     dm.setup("fit")
-    rows = list(dm.splits["train"].rows) + list(dm.splits["val"].rows)
-    assert Counter(dm.train_table.labels[i][0] for i in rows) == {g: 10 for g in dm.label_space.names}
+    rows = list(dm.data.splits["train"].rows) + list(dm.data.splits["val"].rows)
+    assert Counter(dm.data.train_table.labels[i][0] for i in rows) == {g: 10 for g in dm.data.label_space.names}
 
 
 def test_explicit_val_and_unlabelled_test(tmp_path, sample_frame):
@@ -58,8 +58,8 @@ def test_explicit_val_and_unlabelled_test(tmp_path, sample_frame):
     dm = make_dm(train_csv=str(tmp_path / "train.csv"), val_csv=str(tmp_path / "val.csv"),
                  test_csv=str(tmp_path / "test.csv"))
     dm.setup("fit")
-    assert len(dm.splits["train"].rows) == 300 and len(dm.splits["val"].rows) == 100
-    assert not dm.has_test_labels and len(dm.splits["test"].rows) == 100
+    assert len(dm.data.splits["train"].rows) == 300 and len(dm.data.splits["val"].rows) == 100
+    assert not dm.data.has_labels("test") and len(dm.data.splits["test"].rows) == 100
 
 
 def test_unseen_validation_genres_are_listed(tmp_path, sample_frame):
@@ -74,10 +74,10 @@ def test_unseen_validation_genres_are_listed(tmp_path, sample_frame):
 def test_multilabel_datamodule(multilabel_csv):
     dm = make_dm(train_csv=str(multilabel_csv), label_column="genres", multi_label=True)
     dm.setup("fit")
-    assert dm.label_space.multi_label
-    targets = dm.splits["train"].dataset.targets
+    assert dm.data.label_space.multi_label
+    targets = dm.data.splits["train"].dataset.targets
     assert set(targets.sum(axis=1).tolist()) == {1.0, 2.0}
-    assert len(dm.splits["val"].rows) == 80
+    assert len(dm.data.splits["val"].rows) == 80
 
 
 def test_second_datamodule_reuses_the_token_cache(tmp_path, caplog):
@@ -93,7 +93,7 @@ def test_second_datamodule_reuses_the_token_cache(tmp_path, caplog):
         second.prepare_data()
         second.setup("fit")
     assert "loaded from cache" in caplog.text and "rows tokenized" not in caplog.text
-    a, b = first.splits["train"].dataset.input_ids, second.splits["train"].dataset.input_ids
+    a, b = first.data.splits["train"].dataset.input_ids, second.data.splits["train"].dataset.input_ids
     assert (a.flat == b.flat).all()
 
 
@@ -156,11 +156,11 @@ def test_truncation_is_a_validated_setting_used_for_every_split():
     dm.setup("fit")
     assert dm.hparams.truncation == "tail"  # saved as a hyper-parameter: the checkpoint's data settings hold it
     for stage in ("train", "val"):
-        split = dm.splits[stage]
+        split = dm.data.splits[stage]
         texts = [split.table.texts[i] for i in split.rows]
-        expected = tokenize(dm.tokenizer, texts, 16, "tail")
+        expected = tokenize(dm.data.tokenizer, texts, 16, "tail")
         assert (split.dataset.input_ids.flat == expected.flat).all()
-        assert (expected.flat != tokenize(dm.tokenizer, texts, 16, "head").flat).any()  # the texts are long
+        assert (expected.flat != tokenize(dm.data.tokenizer, texts, 16, "head").flat).any()  # the texts are long
 
 
 def test_multi_label_data_is_split_by_iterative_stratification_unless_asked_otherwise(multilabel_csv):
@@ -172,18 +172,18 @@ def test_multi_label_data_is_split_by_iterative_stratification_unless_asked_othe
     def split(method: str) -> tuple:
         dm = make_dm(train_csv=str(multilabel_csv), label_column="genres", multi_label=True, split=method)
         dm.setup("fit")
-        targets = dm.label_space.encode(dm.train_table.labels)
-        val = dm.splits["val"].rows
+        targets = dm.data.label_space.encode(dm.data.train_table.labels)
+        val = dm.data.splits["val"].rows
         gap = np.abs(targets[val].sum(axis=0) / targets.sum(axis=0) - 0.2)
         return dm, sorted(val.tolist()), gap
 
     auto, auto_val, auto_gap = split("auto")
-    assert auto.split_method == "iterative" and len(auto_val) == 80  # exact: 20 % of 400
+    assert auto.data.split_method == "iterative" and len(auto_val) == 80  # exact: 20 % of 400
     iterative, iterative_val, _ = split("iterative")
     assert iterative_val == auto_val  # seeded: the same rows
     old, old_val, _ = split("combination")  # (balance on real data: tests/data/test_sampling.py)
     assert len(old_val) == 80 and old_val != auto_val and auto_gap.max() < 0.02
-    assert make_dm().split_method == "combination"  # single-label data: per-genre strata, exact per genre
+    assert make_dm().data.split_method == "combination"  # single-label data: per-genre strata, exact per genre
     with pytest.raises(GenreLabError, match="data.split"):
         make_dm(split="random")
 
@@ -198,3 +198,31 @@ def test_a_teacher_gives_soft_targets_to_training_batches_only():
     torch.testing.assert_close(train["teacher"].sum(1), torch.ones(len(train["labels"])))
     assert "teacher" not in next(iter(dm.val_dataloader()))
     assert "teacher" not in dm.hparams  # eval and predict rebuild the data from these, without fitting it again
+
+
+def test_global_batch_is_split_by_the_trainer_lightning_sets_up_with():
+    """``setup`` (which Lightning calls) derives the per-device batch from the trainer: 64 = 16 x 2 x 2; the model
+    is built before, from the data alone, so nothing rewrites a setting after it."""
+    from types import SimpleNamespace
+
+    dm = make_dm(global_batch_size=64)
+    dm.trainer = SimpleNamespace(world_size=2, accumulate_grad_batches=2)
+    dm.setup("fit")
+    assert dm.batch_size == 16 and dm.hparams.batch_size == 8  # the setting as configured is kept
+    assert next(iter(dm.train_dataloader()))["input_ids"].shape[0] == 16
+    odd = make_dm(global_batch_size=60)
+    odd.trainer = SimpleNamespace(world_size=2, accumulate_grad_batches=4)
+    with pytest.raises(GenreLabError, match=r"global_batch_size=60 is not divisible by 2 device\(s\) x 4 "):
+        odd.setup("fit")
+
+
+def test_label_stats_need_no_tokenizer(tmp_path):
+    """The model's label statistics come from the split rows, before (and without) tokenizing."""
+    dm = make_dm(tokenizer="/nonexistent/tokenizer")
+    stats = dm.data.label_stats()
+    assert not dm.data.splits  # nothing tokenized
+    table, rows = dm.data.stage_rows["train"]
+    expected = dm.data.label_space.encode([table.labels[i] for i in rows]).mean(axis=0)
+    assert stats.prior == pytest.approx(expected.tolist()) and sum(stats.prior) == pytest.approx(1.0)
+    assert stats.rows == len(table) and stats.rows_with_several_genres == 0
+    assert stats.pos_weight() == pytest.approx(((1 - expected) / expected).tolist())

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from genre_lab.data.datamodule import GenreDataModule
+from genre_lab.data.movie_data import MovieData
 from genre_lab.data.table import TableSpec, read_table
 from genre_lab.errors import GenreLabError
 
@@ -20,8 +21,8 @@ def frame(sample_frame) -> pd.DataFrame:
     return sample_frame[sample_frame.genre.isin(genres)].groupby("genre").head(6).reset_index(drop=True)
 
 
-def module(train, **kwargs) -> GenreDataModule:
-    return GenreDataModule(train_csv=str(train), tokenizer="tiny", token_cache_dir=None, **kwargs)
+def module(train, **kwargs) -> MovieData:
+    return GenreDataModule(train_csv=str(train), tokenizer="tiny", token_cache_dir=None, **kwargs).data
 
 
 def test_empty_synopses_dropped_with_a_count_and_true_line_numbers(tmp_path, frame, caplog):
@@ -96,10 +97,10 @@ def test_val_genres_follow_the_training_spelling_and_unseen_ones_fail_or_are_dro
     val.loc[1, "genre"] = "western"
     val.to_csv(tmp_path / "val.csv", index=False)
     with pytest.raises(GenreLabError, match=r"val.csv: genre\(s\) \['western'\] do not occur.*unseen_labels=ignore"):
-        module(tmp_path / "train.csv", val_csv=str(tmp_path / "val.csv")).setup("fit")
+        module(tmp_path / "train.csv", val_csv=str(tmp_path / "val.csv")).tokenized()
     data = module(tmp_path / "train.csv", val_csv=str(tmp_path / "val.csv"), unseen_labels="ignore")
     with caplog.at_level(logging.WARNING):
-        data.setup("fit")
+        data.tokenized()
     assert data.splits["val"].movie_ids == val.id.tolist()[:1] + val.id.tolist()[2:]
     kept = [[g.lower()] for g in val.genre if g != "western"]  # 'HORROR' is the training set's 'horror'
     assert data.label_space.decode(data.splits["val"].dataset.targets) == kept
@@ -114,7 +115,7 @@ def test_multilabel_unseen_genre_is_removed_from_its_rows(tmp_path, frame):
     val.to_csv(tmp_path / "val.csv", index=False)
     data = module(tmp_path / "train.csv", val_csv=str(tmp_path / "val.csv"), unseen_labels="ignore",
                   label_column="genres", multi_label=True)
-    data.setup("fit")
+    data.tokenized()
     assert data.splits["val"].movie_ids == [val.id[0], val.id[2], val.id[3]]
     assert data.label_space.decode(data.splits["val"].dataset.targets) == [["horror"], ["romance"], ["scifi"]]
 
@@ -130,7 +131,7 @@ def test_long_texts_are_truncated_and_counted(tmp_path, frame, caplog):
     frame.to_csv(tmp_path / "train.csv", index=False)
     data = module(tmp_path / "train.csv", max_length=8)
     with caplog.at_level(logging.INFO):
-        data.setup("fit")
+        data.tokenized()
     train = data.splits["train"].dataset
     assert max(len(train[i]["input_ids"]) for i in range(len(train))) == 8
     counts = [int(n) for n in re.findall(r"(\d+) truncated at max_length=8", caplog.text)]

@@ -24,15 +24,13 @@ def test_missing_columns_are_named_with_the_columns_found(tmp_path):
     assert "found ['id', 'title', 'synopsis']" in message
 
 
-def test_empty_synopsis_and_missing_file_are_reported(tmp_path):
+def test_empty_synopsis_is_reported(tmp_path):
     path = tmp_path / "x.csv"
     pd.DataFrame({"synopsis": ["ok", " ", "fine"], "movie_name": ["a", "b", "c"], "genre": ["x", "y", "x"]}).to_csv(
         path, index=False
     )
     with pytest.raises(GenreLabError, match=r"empty 'synopsis' on line\(s\) 3"):
         read_table(path, TableSpec())
-    with pytest.raises(GenreLabError, match="not found.*download_data"):
-        read_table(tmp_path / "nope.csv", TableSpec())
 
 
 def test_multilabel_table(multilabel_csv):

@@ -88,15 +88,16 @@ def test_the_fixed_rule_is_the_configured_one_not_a_tuned_rule_stored_in_best_ck
     import hydra
 
     from genre_lab.runs.checkpoint import store_decoder
+    from genre_lab.runs.results import Report
     from genre_lab.train import final_metrics
 
     best = run / "checkpoints" / "best.ckpt"
     stored = torch.load(best, weights_only=True)["decoder"]
     store_decoder(best, {**stored, "threshold": 0.03})  # as if tuned to 0.03
     cfg = compose_train(finished[1], run / "rescored")
-    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-    datamodule.setup("fit")
-    metrics, _, _ = final_metrics(cfg, None, datamodule, str(best), run / "rescored")
+    data = hydra.utils.instantiate(cfg.data, _convert_="all").data
+    data.tokenized()
+    metrics = final_metrics(cfg, None, data, str(best), Report(run / "rescored", "val", "rescored", []))
     assert metrics["thresholds"]["fixed_threshold"] == 0.5
 
 

@@ -1,0 +1,6 @@
+"""The machinery of `genre-lab bench` (genre_lab/bench.py, the command): ``measuring`` times training steps and
+predictions and samples peak memory, ``notebook_recipe`` is the seed notebook's HF-Trainer recipe and
+``genre_lab_recipe`` ours, both built on the same rows, labels and backbone, and ``report`` prints their figures
+side by side and assembles ``bench.json``. It builds genre_lab's recipe with the builders `genre-lab train` uses
+(``model.build``, ``framework.trainer``) and imports no command.
+"""

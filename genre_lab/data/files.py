@@ -1,0 +1,168 @@
+"""Turn a data file into a frame of strings: read (and decompress) the bytes, decode them as UTF-8 under an
+encoding-errors policy, parse the CSV, and remember the file line where each record starts.
+
+Nothing here knows what the columns mean: table.py checks them and builds the model texts; predict reads its input
+through ``read_csv`` too. Messages name the file, and rows by their physical line (``line_numbers``).
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import io
+import logging
+import lzma
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from genre_lab.errors import GenreLabError
+
+log = logging.getLogger(__name__)
+
+DOWNLOAD_HINT = (
+    "For the movie-genre-prediction data run `python scripts/download_data.py`; with no internet use "
+    "`experiment=quickstart` (bundled sample) or point data.train_csv=... at your own CSV."
+)
+
+GZIP_MAGIC = b"\x1f\x8b"
+RECORD_LINES = "record_lines"  # frame.attrs key: the physical line where each record starts
+
+
+def read_csv(path: str | Path, errors: str, key: str) -> pd.DataFrame:
+    """Read a CSV (or .csv.gz/.bz2/.xz/.zip) as strings; missing or unreadable file, bad bytes (``errors``: the
+    encoding_errors policy, set by setting ``key``) or unparsable content -> GenreLabError."""
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.csv*"))[:5]
+        raise GenreLabError(f"{path} is a directory, not a CSV file; give the file itself"
+                            + (f", e.g. {path / found[0]} (CSV files there: {found})" if found else ""))
+    if not path.is_file():
+        raise GenreLabError(f"data file not found: {path}. {DOWNLOAD_HINT}")
+    text = decode(path, errors, key)
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
+    except pd.errors.EmptyDataError:
+        raise GenreLabError(f"{path}: the file is empty; expected a CSV with a header row") from None
+    except pd.errors.ParserError as err:
+        hint = delimiter_hint(text.split("\n", 1)[0]) or (" Save it as UTF-8 comma-separated, with fields that "
+                                                           "contain commas or line breaks in double quotes.")
+        raise GenreLabError(f"{path}: not a readable CSV ({str(err).strip()}).{hint}") from None
+    frame = frame.reset_index(drop=True)
+    frame.attrs[RECORD_LINES] = record_lines(text, len(frame))  # kept by pandas through row selections
+    return frame
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed when its name ends in .gz, .bz2, .xz or .zip (as pandas does)."""
+    try:
+        data = path.read_bytes()
+    except PermissionError:
+        raise GenreLabError(f"{path}: permission denied; make the file readable (chmod u+r {path}) "
+                            "or copy it somewhere you can read") from None
+    except OSError as err:
+        raise GenreLabError(f"{path}: cannot read the file ({err.strerror or err})") from None
+    kind = path.suffix.lower()
+    try:
+        if kind in DECOMPRESS:
+            return DECOMPRESS[kind](data)
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error, zipfile.BadZipFile) as err:
+        raise GenreLabError(f"{path}: not a valid {kind[1:]} file ({err}); re-create it, or decompress it and "
+                            "give the .csv") from None
+    if data[:2] == GZIP_MAGIC:
+        raise GenreLabError(f"{path}: a gzip-compressed file; name it *.csv.gz (read as such) or decompress it "
+                            f"(gunzip)")
+    return data
+
+
+def unzip_one(data: bytes) -> bytes:
+    """The single file inside a .zip archive (pandas' rule: exactly one member)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = [n for n in archive.namelist() if not n.endswith("/")]
+        if len(names) != 1:
+            raise ValueError(f"expected exactly one file inside, found {names[:5]}")
+        return archive.read(names[0])
+
+
+DECOMPRESS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress, ".zip": unzip_one}
+
+
+def decode(path: Path, errors: str, key: str) -> str:
+    """The file as UTF-8 text (a BOM is dropped); invalid bytes fail naming their lines, or are replaced
+    (``key``: the setting that chose ``errors``, named in the messages)."""
+    data = read_bytes(path)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:  # err.object: the bytes after the BOM, which err.start counts in
+        if b"\x00" in data[:4096]:
+            raise GenreLabError(f"{path}: a binary file, not a CSV text file (Excel or Parquet?). "
+                                "Export it as a UTF-8 CSV.") from None
+        lines = shorten(bad_utf8_lines(data))
+        if errors == "replace":
+            log.warning("%s: invalid UTF-8 bytes replaced by U+FFFD (%s=replace) on line(s) %s", path, key, lines)
+            return data.decode("utf-8-sig", errors="replace")
+        raise GenreLabError(
+            f"{path}: invalid UTF-8 byte {err.object[err.start:err.start + 1]!r} on line(s) {lines}. Re-save the "
+            f"file as UTF-8 (e.g. from Latin-1: iconv -f latin1 -t utf-8), or set {key}=replace."
+        ) from None
+
+
+def bad_utf8_lines(data: bytes) -> list[int]:
+    """1-based physical line numbers holding bytes that are not valid UTF-8."""
+    bad = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(number)
+    return bad
+
+
+def delimiter_hint(header: Any) -> str:
+    """When a header line has no comma but another delimiter, say so (a frame: its single column's name)."""
+    if isinstance(header, pd.DataFrame):
+        if len(header.columns) != 1:
+            return ""
+        header = str(header.columns[0])
+    if "," in header:
+        return ""
+    for sep, name in ((";", "semicolon (;)"), ("\t", "tab"), ("|", "pipe (|)")):
+        if sep in header:
+            return (f" Its header {header!r} looks {name}-separated, but genre_lab reads comma-separated CSV: "
+                    f"re-save it with commas (e.g. pandas `pd.read_csv(path, sep={sep!r}).to_csv(path, index=False)`).")
+    return ""
+
+
+def record_lines(text: str, rows: int) -> np.ndarray | None:
+    """The physical line where each of the ``rows`` data records of CSV ``text`` starts; None when the csv
+    module splits the text differently from pandas (then line numbers fall back to row + 2)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    starts, consumed = [], 0
+    try:
+        for record in reader:
+            if record and not (len(record) == 1 and not record[0].strip()):  # pandas skips blank lines
+                starts.append(consumed + 1)
+            consumed = reader.line_num
+    except csv.Error:
+        return None
+    return np.asarray(starts[1:]) if len(starts) == rows + 1 else None  # the first record is the header
+
+
+def line_numbers(mask: pd.Series, frame: pd.DataFrame, limit: int = 10) -> str:
+    """File lines (header is line 1) where the rows of ``frame`` that ``mask`` selects start, shortened.
+
+    A quoted field may span lines, so these are the physical lines ``read_csv`` recorded, not row + 2
+    (which is all a frame built in memory can offer).
+    """
+    starts = frame.attrs.get(RECORD_LINES)
+    return shorten([int(starts[i]) if starts is not None else int(i) + 2 for i in mask[mask].index], limit)
+
+
+def shorten(lines: list[int], limit: int = 10) -> str:
+    shown = ", ".join(map(str, lines[:limit]))
+    return shown + (f", … ({len(lines)} rows)" if len(lines) > limit else "")
