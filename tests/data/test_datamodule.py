@@ -215,14 +215,3 @@ def test_global_batch_is_split_by_the_trainer_lightning_sets_up_with():
     with pytest.raises(GenreLabError, match=r"global_batch_size=60 is not divisible by 2 device\(s\) x 4 "):
         odd.setup("fit")
 
-
-def test_label_stats_need_no_tokenizer(tmp_path):
-    """The model's label statistics come from the split rows, before (and without) tokenizing."""
-    dm = make_dm(tokenizer="/nonexistent/tokenizer")
-    stats = dm.data.label_stats()
-    assert not dm.data.splits  # nothing tokenized
-    table, rows = dm.data.stage_rows["train"]
-    expected = dm.data.label_space.encode([table.labels[i] for i in rows]).mean(axis=0)
-    assert stats.prior == pytest.approx(expected.tolist()) and sum(stats.prior) == pytest.approx(1.0)
-    assert stats.rows == len(table) and stats.rows_with_several_genres == 0
-    assert stats.pos_weight() == pytest.approx(((1 - expected) / expected).tolist())
