@@ -101,6 +101,11 @@ def run_app(app: Callable[[], Any]) -> None:
             key = re.match(r"Could not override '([^']+)'", first)
             if key and replaced(key[1]):
                 exit_with(GenreLabError(f"{key[1]} is no longer a setting: {replaced(key[1])}"))
+            searched = re.search(r"'hydra\.sweeper\.params\.([^=']+)=([^']*)'", first)
+            if searched:  # the sweeper's params are a config file's; on the command line a sweep is the key itself
+                exit_with(GenreLabError(f"hydra.sweeper.params.{searched[1]}=… cannot be set on the command line; "
+                                        f"search a key by giving it as a sweep: '{searched[1]}={searched[2]}' "
+                                        "(with hparams_search=optuna or hydra/sweeper=genre_lab_optuna)"))
             exit_with(GenreLabError(f"{first} (Hydra's message above). Fix that override; add `--cfg job` to "
                                     "print the keys, `--help` to list the config groups and their options"))
         raise

@@ -115,11 +115,21 @@ def earlier_sweep(sweep_dir: Path) -> list[str]:
     return marks + sorted(jobs, key=lambda name: (len(name), name))  # 0, 1, …, 10
 
 
-def refuse_earlier_sweep(sweep_dir: Path, resume: bool | None) -> None:
-    """GenreLabError when ``sweep_dir`` holds an earlier sweep (``resume`` None: the command cannot resume)."""
+SEARCH_GOES_ON = ("an Optuna search goes on by running it again with the same hydra.sweeper.storage and "
+                  "study_name (a file or database storage: sqlite:///…, journal:///…), which adds trials to its study")
+
+
+def refuse_earlier_sweep(sweep_dir: Path, resume: bool | None, search: bool = False) -> None:
+    """GenreLabError when ``sweep_dir`` holds an earlier sweep (``resume`` None: the command cannot resume), and for
+    ``resume=true`` on an Optuna ``search``, whose trials would each fail for want of a last.ckpt."""
+    if search and resume:
+        raise GenreLabError(f"resume=true continues single runs and grid multiruns from their last.ckpt; "
+                            f"{SEARCH_GOES_ON} (drop resume=true)")
     found = earlier_sweep(sweep_dir)
     if found and not resume:
         hint = ", or resume=true to continue its jobs' last.ckpt" if resume is not None else ""
+        if search:
+            hint = f"; {SEARCH_GOES_ON}"
         raise GenreLabError(f"hydra.sweep.dir={sweep_dir} already holds a sweep ({', '.join(found[:6])}"
                             f"{', …' if len(found) > 6 else ''}); its jobs' files would be overwritten. Choose a "
                             f"new hydra.sweep.dir{hint}")
@@ -171,7 +181,8 @@ class ProtectRunDir(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         resume = bool(config.get("resume")) if "resume" in config else None
-        self._guard(config, sweep_dir, lambda: refuse_earlier_sweep(sweep_dir, resume), "hydra.sweep.dir")
+        search = "genre_lab_optuna" in str(config.hydra.sweeper.get("_target_", ""))
+        self._guard(config, sweep_dir, lambda: refuse_earlier_sweep(sweep_dir, resume, search), "hydra.sweep.dir")
         if resume and sweep_dir.is_dir():  # each job's settings are checked in train(), once composed
             self.started = {str(job.resolve()): read_started_record(job) for job in sweep_dir.iterdir()
                             if RunLayout(job).config.is_file()}

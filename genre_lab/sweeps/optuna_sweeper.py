@@ -23,7 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from genre_lab.errors import GenreLabError
+from genre_lab.errors import GenreLabError, require_int
 from genre_lab.io import atomic_write_text
 from genre_lab.sweeps.outcome import Outcome, job_outcome
 from genre_lab.sweeps.retention import keep_best_checkpoints
@@ -63,7 +63,8 @@ class OptunaSweeper:
             direction, str) else [str(direction)]
         self.storage_url = absolute_url(storage)
         self.study_name = study_name
-        self.n_trials, self.n_jobs = int(n_trials), max(1, int(n_jobs))
+        self.n_trials = require_int(n_trials, "hydra.sweeper.n_trials", 1, 20)
+        self.n_jobs = require_int(n_jobs, "hydra.sweeper.n_jobs", 1, 2)
         self.max_failure_rate = float(max_failure_rate)
         self.keep_checkpoints = check_keep(keep_checkpoints, len(self.directions))
         self.params = plain(params) or {}
@@ -107,22 +108,25 @@ class OptunaSweeper:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         returns: list[Sequence[JobReturn]] = []
-        failed = launched = 0
+        failed = launched = completed = 0
         try:
             while launched < self.n_trials and not self.exhausted:
                 trials = self.ask(study, min(self.n_jobs, self.n_trials - launched))
                 batch = self.run_batch(study, trials, space)
                 returns.append([r for r, _ in batch])
                 launched += len(trials)
-                failed += sum(outcome.state.name == "FAIL" for _, outcome in batch)
+                failed += sum(outcome.state == TrialState.FAIL for _, outcome in batch)
+                completed += sum(outcome.state == TrialState.COMPLETE for _, outcome in batch)
                 if self.keep_checkpoints is not None:
                     keep_best_checkpoints(study, self.keep_checkpoints)
                 if failed / launched > self.max_failure_rate:
-                    raise RuntimeError(f"{failed} of {launched} trials failed, more than max_failure_rate="
-                                       f"{self.max_failure_rate}; the sweep stops")
+                    raise SearchFailed(f"{failed} of {launched} trials failed, more than max_failure_rate="
+                                       f"{self.max_failure_rate}; the sweep stops (see their failed.json in "
+                                       f"{sweep_dir})")
         finally:
             IN_PROCESS.pop(study.study_name, None)
             write_results(study, sweep_dir / "optimization_results.yaml")
+        refuse_no_result(launched, completed, sweep_dir)
         return returns
 
     def ask(self, study: Any, count: int) -> list[Any]:
@@ -171,6 +175,19 @@ class OptunaSweeper:
         trial.set_user_attr("overrides", params)
         return [*params, trial_override(trial.number, study.study_name, self.storage_url),
                 f"hydra.sweep.subdir={trial.number}"]  # never two jobs in one directory, whichever process
+
+
+class SearchFailed(GenreLabError):
+    """A search that ended without a result (no complete trial, too many failures): one line, exit 1."""
+
+    exit_code = 1
+
+
+def refuse_no_result(launched: int, completed: int, sweep_dir: Path) -> None:
+    """Exit non-zero when none of this search's trials completed (every one failed or was pruned)."""
+    if launched and not completed:
+        raise SearchFailed(f"none of the {launched} trials of this search completed: see the failed.json "
+                               f"files and optimization_results.yaml in {sweep_dir}")
 
 
 def check_keep(keep: Any, n_objectives: int) -> int | None:

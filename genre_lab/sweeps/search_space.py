@@ -73,7 +73,12 @@ def parse_search_space(params: Mapping[str, Any] | None, arguments: Sequence[str
         elif override.is_hydra_override():
             raise GenreLabError(f"{override.input_line}: the Optuna sweeper does not sweep hydra.* keys")
         else:
-            space.distributions[key] = to_distribution(override, space, key)
+            try:
+                space.distributions[key] = to_distribution(override, space, key)
+            except ValueError as err:  # Optuna's own checks: low > high, a log scale from 0, …
+                why = str(err).rstrip(".")
+                raise GenreLabError(f"{override.input_line}: this search space cannot be sampled ({why}); e.g. "
+                                    f"{key}=interval(1e-5,1e-3) or {key}=tag(log,interval(1e-5,1e-3))") from None
     return space
 
 

@@ -47,7 +47,12 @@ class GenreLabOptunaSweeper(Sweeper):
             from genre_lab.sweeps.optuna_sweeper import OptunaSweeper  # deferred: module docstring
         except ImportError as err:
             raise ImportError(f"{err}; the Optuna sweeper needs: pip install 'genre_lab[optuna]'") from err
-        self.impl = OptunaSweeper(**kwargs)
+        from genre_lab.errors import GenreLabError, exit_with
+
+        try:
+            self.impl = OptunaSweeper(**kwargs)
+        except GenreLabError as err:  # one line, not Hydra's "Error in call to target" report first
+            exit_with(err)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins  # deferred: this module is imported during the plugin scan itself
@@ -58,4 +63,9 @@ class GenreLabOptunaSweeper(Sweeper):
         self.impl.setup(config, self.launcher, self.validate_batch_is_legal)
 
     def sweep(self, arguments: list[str]) -> Any:
-        return self.impl.sweep(arguments)
+        from genre_lab.errors import GenreLabError, exit_with  # deferred: module docstring
+
+        try:
+            return self.impl.sweep(arguments)
+        except GenreLabError as err:  # one line, exit 2, rather than Hydra's report of an exception in a sweeper
+            exit_with(err)

@@ -127,3 +127,16 @@ def test_no_command_writes_into_another_runs_directory(command, kind, run_kinds,
     assert "Traceback" not in result.stderr
     assert tree_digest(target) == before  # not one byte: no .hydra/, no log, no lock file
     assert not (tmp_path / "exported").exists()
+
+
+def test_a_used_sweep_directory_of_a_search_gets_the_searchs_advice_not_resume(tmp_path):
+    """resume=true would make every new Optuna trial fail for want of a last.ckpt: a search is told how it goes on."""
+    from genre_lab.runs.guard import refuse_earlier_sweep
+
+    (tmp_path / "multirun.yaml").write_text("{}")
+    with pytest.raises(GenreLabError, match=r"already holds a sweep \(multirun.yaml\).*same hydra.sweeper.storage") \
+            as refused:
+        refuse_earlier_sweep(tmp_path, False, search=True)
+    assert "resume=true" not in str(refused.value)
+    with pytest.raises(GenreLabError, match=r"resume=true to continue its jobs' last.ckpt"):
+        refuse_earlier_sweep(tmp_path, False)

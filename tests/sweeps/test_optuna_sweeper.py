@@ -269,3 +269,28 @@ def test_the_ray_cluster_launcher_composes_where_hydra_ray_launcher_is_installed
                       return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("RayLauncher") and cfg.hydra.launcher.ray.init.address == "auto"
     assert cfg.hydra.launcher.ray.remote.num_gpus == 2
+
+
+@pytest.mark.parametrize("bad", ["model.lr=interval(1e-3,1e-5)", "model.lr=tag(log,interval(0,1e-3))",
+                                 "trainer.max_epochs=range(3,1)", "hydra.sweeper.n_trials=0",
+                                 "hydra.sweeper.n_trials=-1", "hydra.sweeper.params.model.lr=interval(1e-5,1e-3)",
+                                 "resume=true"])
+def test_a_search_that_cannot_start_is_one_line_exit_2_and_writes_nothing(tmp_path, bad):
+    sweep = tmp_path / "sweep"
+    result = genre_lab_here("train", "-m", "hparams_search=optuna", *TINY_FAST, bad, f"hydra.sweep.dir={sweep}",
+                            cwd=tmp_path)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("genre-lab: error:")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "Error in call" not in result.stderr
+    assert not sweep.exists() or [p.name for p in sweep.iterdir()] == [".genre_lab.lock"]  # the guard's lock only
+    if bad.startswith("hydra.sweeper.params."):  # the way to search a key from the command line
+        assert "'model.lr=interval(1e-5,1e-3)'" in errors[0]
+
+
+def test_a_search_whose_every_trial_fails_exits_non_zero(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = genre_lab_here("train", "-m", "hparams_search=optuna", *TINY_FAST, "data.batch_size=choice(0,-4)",
+                            "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "genre-lab: error: none of the 2 trials of this search completed" in result.stderr
+    assert yaml.safe_load((sweep / "optimization_results.yaml").read_text())["states"] == {"FAIL": 2}

@@ -64,3 +64,14 @@ def test_file_storage_urls_are_made_absolute_for_jobs_elsewhere(tmp_path, monkey
     assert absolute_url("journal://j.log") == f"journal://{tmp_path}/j.log"
     assert absolute_url("mysql://h/db") == "mysql://h/db" and absolute_url(None) is None
     assert sqlite_path("sqlite:///:memory:") is None and sqlite_path("sqlite://") is None
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("model.lr=interval(1e-3,1e-5)", r"`low <= high` must hold"),
+    ("model.lr=tag(log,interval(0,1e-3))", r"`low > 0` must hold for `log=True`"),
+    ("trainer.max_epochs=range(3,1)", r"the range is empty"),
+])
+def test_a_space_that_cannot_be_sampled_is_one_user_error(line, why):
+    """Checked when the space is parsed, before any trial (Optuna's own ValueError names no key)."""
+    with pytest.raises(GenreLabError, match=rf"^{line.split('=')[0]}=.*{why}"):
+        parse_search_space({}, [line])
