@@ -12,6 +12,7 @@ the study; its sampler is seeded from (seed, number of its first trial), so it p
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from genre_lab.errors import GenreLabError, require_int
+from genre_lab.errors import GenreLabError, require_int, require_number
 from genre_lab.io import atomic_write_text
 from genre_lab.sweeps.outcome import Outcome, job_outcome
 from genre_lab.sweeps.retention import keep_best_checkpoints
@@ -56,7 +57,8 @@ class OptunaSweeper:
 
     def __init__(self, *, sampler: Any = None, pruner: Any = None, direction: Any = "maximize",
                  storage: str | None = None, study_name: str | None = None, n_trials: int = 20, n_jobs: int = 1,
-                 max_failure_rate: float = 1.0, keep_checkpoints: int | None = None, params: Any = None) -> None:
+                 max_failure_rate: float = 1.0, keep_checkpoints: int | None = None, params: Any = None,
+                 timeout: Any = None) -> None:
         self.sampler_config = sampler
         self.pruner_config = plain(pruner)
         self.directions = [str(d) for d in direction] if isinstance(direction, Sequence) and not isinstance(
@@ -65,6 +67,8 @@ class OptunaSweeper:
         self.study_name = study_name
         self.n_trials = require_int(n_trials, "hydra.sweeper.n_trials", 1, 20)
         self.n_jobs = require_int(n_jobs, "hydra.sweeper.n_jobs", 1, 2)
+        self.timeout = None if timeout is None else float(require_number(
+            timeout, "hydra.sweeper.timeout", lambda v: v > 0, "> 0 (seconds of wall-clock) or null", "3600"))
         self.max_failure_rate = float(max_failure_rate)
         self.keep_checkpoints = check_keep(keep_checkpoints, len(self.directions))
         self.params = plain(params) or {}
@@ -109,8 +113,15 @@ class OptunaSweeper:
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         returns: list[Sequence[JobReturn]] = []
         failed = launched = completed = 0
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        ended_by = "n_trials"
         try:
             while launched < self.n_trials and not self.exhausted:
+                if deadline is not None and time.monotonic() >= deadline:  # no trial starts after the budget
+                    ended_by = "timeout"
+                    log.info("the time budget (hydra.sweeper.timeout=%gs) ended the search after %d of %d trials",
+                             self.timeout, launched, self.n_trials)
+                    break
                 trials = self.ask(study, min(self.n_jobs, self.n_trials - launched))
                 batch = self.run_batch(study, trials, space)
                 returns.append([r for r, _ in batch])
@@ -123,9 +134,11 @@ class OptunaSweeper:
                     raise SearchFailed(f"{failed} of {launched} trials failed, more than max_failure_rate="
                                        f"{self.max_failure_rate}; the sweep stops (see their failed.json in "
                                        f"{sweep_dir})")
+            ended_by = "exhausted" if self.exhausted else ended_by
         finally:
             IN_PROCESS.pop(study.study_name, None)
-            write_results(study, sweep_dir / "optimization_results.yaml")
+            write_results(study, sweep_dir / "optimization_results.yaml",
+                          {"ended_by": ended_by, "trials_launched": launched, "timeout": self.timeout})
         refuse_no_result(launched, completed, sweep_dir)
         return returns
 
@@ -221,12 +234,13 @@ def tell(study: Any, trial: Any, ret: JobReturn | None, outcome: Outcome) -> boo
     return exhausted
 
 
-def write_results(study: Any, path: Path) -> None:
-    """``optimization_results.yaml``: the study's best trial(s) and its trial counts by state."""
+def write_results(study: Any, path: Path, search: dict[str, Any] | None = None) -> None:
+    """``optimization_results.yaml``: the study's best trial(s), its trial counts by state, and what ended this
+    search (``ended_by``: n_trials, timeout or exhausted)."""
     trials = study.get_trials(deepcopy=False)
     result: dict[str, Any] = {
         "name": "optuna", "study_name": study.study_name,
-        "states": {s.name: n for s in TrialState if (n := sum(t.state == s for t in trials))},
+        "states": {s.name: n for s in TrialState if (n := sum(t.state == s for t in trials))}, **(search or {}),
     }
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if complete and len(study.directions) == 1:

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -40,4 +41,16 @@ class SweepSummary(Callback):
             atomic_write_text(sweep_dir / "sweep_seeds.csv", view.groups.to_csv(index=False))
             markdown += "\nRuns that differ only in their seed (mean, sample std, 95% t-interval half-width):\n\n"
             markdown += view.groups_markdown
-        atomic_write_text(sweep_dir / "sweep_summary.md", markdown)
+        atomic_write_text(sweep_dir / "sweep_summary.md", markdown + ended_by_budget(sweep_dir))
+
+
+def ended_by_budget(sweep_dir: Path) -> str:
+    """A line for a search that its time budget ended (``optimization_results.yaml``), rather than n_trials."""
+    results = sweep_dir / "optimization_results.yaml"
+    search = yaml.safe_load(results.read_text()) if results.is_file() else None
+    if not isinstance(search, dict) or search.get("ended_by") != "timeout":
+        return ""
+    line = (f"The time budget (hydra.sweeper.timeout={search['timeout']:g} s), not n_trials, ended this search "
+            f"after {search['trials_launched']} trials.")
+    print(line)
+    return f"\n{line}\n"

@@ -32,6 +32,7 @@ class GenreLabOptunaConf:
     n_trials: int = 20
     n_jobs: int = 1  # trials asked and launched per round
     max_failure_rate: float = 1.0
+    timeout: Any = None  # seconds of wall-clock after which no trial starts (running ones finish); null: none
     # null: every trial keeps its checkpoints; k: only the best k trials do (the others keep metrics and history)
     keep_checkpoints: Any = None
     params: Any = None

@@ -271,13 +271,17 @@ def test_the_ray_cluster_launcher_composes_where_hydra_ray_launcher_is_installed
     assert cfg.hydra.launcher.ray.remote.num_gpus == 2
 
 
+# a one-epoch search of the tiny model on the bundled sample
+SEARCH = ("train", "-m", "hparams_search=optuna", *TINY_FAST, "data=sample", "trainer.max_epochs=1")
+
+
 @pytest.mark.parametrize("bad", ["model.lr=interval(1e-3,1e-5)", "model.lr=tag(log,interval(0,1e-3))",
                                  "trainer.max_epochs=range(3,1)", "hydra.sweeper.n_trials=0",
                                  "hydra.sweeper.n_trials=-1", "hydra.sweeper.params.model.lr=interval(1e-5,1e-3)",
                                  "resume=true"])
 def test_a_search_that_cannot_start_is_one_line_exit_2_and_writes_nothing(tmp_path, bad):
     sweep = tmp_path / "sweep"
-    result = genre_lab_here("train", "-m", "hparams_search=optuna", *TINY_FAST, bad, f"hydra.sweep.dir={sweep}",
+    result = genre_lab_here(*SEARCH, bad, f"hydra.sweep.dir={sweep}",
                             cwd=tmp_path)
     errors = [line for line in result.stderr.splitlines() if line.startswith("genre-lab: error:")]
     assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
@@ -289,8 +293,27 @@ def test_a_search_that_cannot_start_is_one_line_exit_2_and_writes_nothing(tmp_pa
 
 def test_a_search_whose_every_trial_fails_exits_non_zero(tmp_path):
     sweep = tmp_path / "sweep"
-    result = genre_lab_here("train", "-m", "hparams_search=optuna", *TINY_FAST, "data.batch_size=choice(0,-4)",
+    result = genre_lab_here(*SEARCH, "data.batch_size=choice(0,-4)",
                             "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 1, result.stderr[-2000:]
     assert "genre-lab: error: none of the 2 trials of this search completed" in result.stderr
+    assert all("data.batch_size=" in json.loads((sweep / t / "failed.json").read_text())["error"] for t in "01")
     assert yaml.safe_load((sweep / "optimization_results.yaml").read_text())["states"] == {"FAIL": 2}
+
+
+def test_a_time_budget_ends_the_search_and_the_summary_says_so(tmp_path):
+    """No trial starts after hydra.sweeper.timeout; the one running finishes; the budget, not n_trials, is named."""
+    sweep = tmp_path / "sweep"
+    result = genre_lab_here(*SEARCH, "hydra.sweeper.n_trials=50",
+                            "hydra.sweeper.timeout=0.5", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["ended_by"] == "timeout" and results["trials_launched"] == 1 and results["states"] == {"COMPLETE": 1}
+    assert "not n_trials, ended this search after 1 trials" in (sweep / "sweep_summary.md").read_text()
+
+
+@pytest.mark.parametrize("bad", ["hydra.sweeper.timeout=-1", "hydra.sweeper.timeout=0", "hydra.sweeper.timeout=abc"])
+def test_a_bad_time_budget_is_refused(tmp_path, bad):
+    result = genre_lab_here(*SEARCH, bad,
+                            f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 2 and "genre-lab: error: hydra.sweeper.timeout=" in result.stderr, result.stderr
