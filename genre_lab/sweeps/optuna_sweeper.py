@@ -112,7 +112,7 @@ class OptunaSweeper:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         returns: list[Sequence[JobReturn]] = []
-        failed = launched = completed = 0
+        failed = launched = 0
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         ended_by = "n_trials"
         try:
@@ -127,7 +127,6 @@ class OptunaSweeper:
                 returns.append([r for r, _ in batch])
                 launched += len(trials)
                 failed += sum(outcome.state == TrialState.FAIL for _, outcome in batch)
-                completed += sum(outcome.state == TrialState.COMPLETE for _, outcome in batch)
                 if self.keep_checkpoints is not None:
                     keep_best_checkpoints(study, self.keep_checkpoints)
                 if failed / launched > self.max_failure_rate:
@@ -139,7 +138,7 @@ class OptunaSweeper:
             IN_PROCESS.pop(study.study_name, None)
             write_results(study, sweep_dir / "optimization_results.yaml",
                           {"ended_by": ended_by, "trials_launched": launched, "timeout": self.timeout})
-        refuse_no_result(launched, completed, sweep_dir)
+        refuse_no_result(launched, failed, sweep_dir)
         return returns
 
     def ask(self, study: Any, count: int) -> list[Any]:
@@ -196,11 +195,12 @@ class SearchFailed(GenreLabError):
     exit_code = 1
 
 
-def refuse_no_result(launched: int, completed: int, sweep_dir: Path) -> None:
-    """Exit non-zero when none of this search's trials completed (every one failed or was pruned)."""
-    if launched and not completed:
-        raise SearchFailed(f"none of the {launched} trials of this search completed: see the failed.json "
-                               f"files and optimization_results.yaml in {sweep_dir}")
+def refuse_no_result(launched: int, failed: int, sweep_dir: Path) -> None:
+    """Exit non-zero when every trial of this search failed (a pruned trial has figures: a search whose pruner
+    stopped every trial still ended as it should)."""
+    if launched and failed == launched:
+        raise SearchFailed(f"every one of the {launched} trials of this search failed, no figures to compare: see "
+                           f"the failed.json files and optimization_results.yaml in {sweep_dir}")
 
 
 def check_keep(keep: Any, n_objectives: int) -> int | None:

@@ -296,7 +296,7 @@ def test_a_search_whose_every_trial_fails_exits_non_zero(tmp_path):
     result = genre_lab_here(*SEARCH, "data.batch_size=choice(0,-4)",
                             "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 1, result.stderr[-2000:]
-    assert "genre-lab: error: none of the 2 trials of this search completed" in result.stderr
+    assert "genre-lab: error: every one of the 2 trials of this search failed" in result.stderr
     assert all("data.batch_size=" in json.loads((sweep / t / "failed.json").read_text())["error"] for t in "01")
     assert yaml.safe_load((sweep / "optimization_results.yaml").read_text())["states"] == {"FAIL": 2}
 
