@@ -190,7 +190,7 @@ class OptunaSweeper:
 
 
 class SearchFailed(GenreLabError):
-    """A search that ended without a result (no complete trial, too many failures): one line, exit 1."""
+    """A search that ended without a result (every trial failed, or more than max_failure_rate): one line, exit 1."""
 
     exit_code = 1
 
