@@ -185,7 +185,8 @@ def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, data: MovieData
     if pruning is not None:
         facts["trial"] = int(cfg.trial.number)
         if pruning.pruned:
-            facts.update({"status": "pruned", "pruned_after_epoch": pruning.pruned_at, "best_reported": pruning.best})
+            facts.update({"status": "pruned", "pruned_after_epoch": pruning.pruned_at, "best_reported": pruning.best,
+                          "stopped_by": pruning.stopped_by})
         log_summary(trainer.loggers, {"trial/number": facts["trial"],
                                       "trial/state": "pruned" if pruning.pruned else "complete"})
     # No best.ckpt (a run that never validated): the figures are those of the final weights, which last.ckpt
@@ -209,8 +210,11 @@ def main(cfg: DictConfig) -> float | None:
     with job_scope():
         metrics = train(cfg)
     if metrics.get("status") == "pruned":  # results are written; the sweeper tells the study PRUNED
-        from optuna import TrialPruned  # deferred: optuna is an optional extra
+        from genre_lab.sweeps.outcome import StoppedByBudget, TrialPruned  # deferred: optuna is an extra
 
+        if metrics.get("stopped_by") == "timeout":
+            raise StoppedByBudget(f"trial {metrics['trial']} stopped by the search's time budget after epoch "
+                                  f"{metrics['pruned_after_epoch']}")
         raise TrialPruned(f"trial {metrics['trial']} pruned after epoch {metrics['pruned_after_epoch']}")
     return metrics.get(cfg.optimized_metric)
 

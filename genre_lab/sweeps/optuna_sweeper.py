@@ -1,8 +1,11 @@
 """Our Optuna sweeper (ask and tell), behind the Hydra plugin in ``hydra_plugins/genre_lab_sweeper``.
 
-Each round asks the study for ``n_jobs`` trials, launches them as one batch of Hydra jobs (any launcher:
-in-process, submitit, SLURM), and tells the study each job's outcome: COMPLETE with the job's return value
-(``optimized_metric``), PRUNED, or FAIL. A failed trial never stops the search (up to ``max_failure_rate``).
+``n_jobs`` trials run at once, each in a slot (genre_lab/sweeps/slots.py: in-process, local processes, or any
+Hydra launcher: submitit, SLURM, Ray); when one ends, the study is told its outcome (COMPLETE with the job's return
+value, ``optimized_metric``; PRUNED; or FAIL) and its slot starts the next asked trial at once: a pruned trial
+never leaves its slot idle until the others end. A failed trial never stops the search (up to
+``max_failure_rate``). ``timeout`` is a wall-clock budget: no trial starts after it; running ones finish, or
+with ``on_timeout=stop`` stop at their next epoch end as a pruned trial does.
 
 Several sweep processes given the same ``storage`` and ``study_name`` share one study: the storage hands out
 distinct trial numbers, and job directories are named by trial number. A rerun of a finished command continues
@@ -24,11 +27,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from genre_lab.errors import GenreLabError, require_int, require_number
+from genre_lab.errors import GenreLabError, require_choice, require_int, require_number
 from genre_lab.io import atomic_write_text
 from genre_lab.sweeps.outcome import Outcome, job_outcome
+from genre_lab.sweeps.progress import Running, Search
 from genre_lab.sweeps.retention import keep_best_checkpoints
 from genre_lab.sweeps.search_space import SearchSpace, parse_search_space
+from genre_lab.sweeps.slots import slots_for
 from genre_lab.sweeps.storage import absolute_url, open_storage, storage_lock
 from genre_lab.sweeps.trial_link import IN_PROCESS, store_pruner, trial_override
 
@@ -58,7 +63,7 @@ class OptunaSweeper:
     def __init__(self, *, sampler: Any = None, pruner: Any = None, direction: Any = "maximize",
                  storage: str | None = None, study_name: str | None = None, n_trials: int = 20, n_jobs: int = 1,
                  max_failure_rate: float = 1.0, keep_checkpoints: int | None = None, params: Any = None,
-                 timeout: Any = None) -> None:
+                 timeout: Any = None, on_timeout: str = "finish", barrier: bool = False) -> None:
         self.sampler_config = sampler
         self.pruner_config = plain(pruner)
         self.directions = [str(d) for d in direction] if isinstance(direction, Sequence) and not isinstance(
@@ -69,6 +74,8 @@ class OptunaSweeper:
         self.n_jobs = require_int(n_jobs, "hydra.sweeper.n_jobs", 1, 2)
         self.timeout = None if timeout is None else float(require_number(
             timeout, "hydra.sweeper.timeout", lambda v: v > 0, "> 0 (seconds of wall-clock) or null", "3600"))
+        self.on_timeout = require_choice(on_timeout, "hydra.sweeper.on_timeout", ("finish", "stop"))
+        self.barrier = bool(barrier)  # rounds of n_jobs trials, each waiting for its slowest (kept for benchmarks)
         self.max_failure_rate = float(max_failure_rate)
         self.keep_checkpoints = check_keep(keep_checkpoints, len(self.directions))
         self.params = plain(params) or {}
@@ -105,87 +112,95 @@ class OptunaSweeper:
         assert self.config is not None and self.launcher is not None, "setup() first"
         space = parse_search_space(self.params, arguments)
         study = self.create_study()
-        log.info("study %r (%s): %d trials so far; %d more, %d per round; search space: %s", study.study_name,
-                 self.storage_url or "in memory", len(study.trials), self.n_trials, self.n_jobs,
+        slots = slots_for(self.launcher, self.n_jobs)
+        log.info("study %r (%s): %d trials so far; %d more, %d at once%s; search space: %s", study.study_name,
+                 self.storage_url or "in memory", len(study.trials), self.n_trials, slots.count,
+                 " in rounds (barrier)" if self.barrier else "",
                  ", ".join(f"{k}: {d}" for k, d in space.distributions.items()))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        returns: list[Sequence[JobReturn]] = []
-        failed = launched = 0
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        ended_by = "n_trials"
+        search = Search(slots, self.timeout)
         try:
-            while launched < self.n_trials and not self.exhausted:
-                if deadline is not None and time.monotonic() >= deadline:  # no trial starts after the budget
-                    ended_by = "timeout"
-                    log.info("the time budget (hydra.sweeper.timeout=%gs) ended the search after %d of %d trials",
-                             self.timeout, launched, self.n_trials)
-                    break
-                trials = self.ask(study, min(self.n_jobs, self.n_trials - launched))
-                batch = self.run_batch(study, trials, space)
-                returns.append([r for r, _ in batch])
-                launched += len(trials)
-                failed += sum(outcome.state == TrialState.FAIL for _, outcome in batch)
-                if self.keep_checkpoints is not None:
-                    keep_best_checkpoints(study, self.keep_checkpoints)
-                if failed / launched > self.max_failure_rate:
-                    raise SearchFailed(f"{failed} of {launched} trials failed, more than max_failure_rate="
-                                       f"{self.max_failure_rate}; the sweep stops (see their failed.json in "
-                                       f"{sweep_dir})")
-            ended_by = "exhausted" if self.exhausted else ended_by
+            self.run_search(study, space, search)
+        except BaseException:  # Ctrl-C, SIGTERM or a bug here: the jobs do not outlive the sweeper
+            slots.stop([run.handle for run in search.running.values()])
+            raise
         finally:
             IN_PROCESS.pop(study.study_name, None)
-            write_results(study, sweep_dir / "optimization_results.yaml",
-                          {"ended_by": ended_by, "trials_launched": launched, "timeout": self.timeout})
-        refuse_no_result(launched, failed, sweep_dir)
-        return returns
+            write_results(study, sweep_dir / "optimization_results.yaml", search.record(
+                on_timeout=self.on_timeout, barrier=self.barrier))
+        refuse_no_result(search.launched, search.failed, sweep_dir)
+        return [search.returns]
 
-    def ask(self, study: Any, count: int) -> list[Any]:
-        """``count`` new trials. Parameters are sampled later (``SearchSpace.suggest``), so the first round can
-        still swap in the sampler seeded from this process's first trial number, unique in the study."""
-        trials = [study.ask() for _ in range(count)]
-        if not self.seeded:
-            study.sampler = make_sampler(self.sampler_config, trials[0].number)
-            running = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-            for trial in trials:  # ask() ran this hook on the placeholder sampler (GridSampler needs it)
-                study.sampler.before_trial(study, running[trial.number])
-            self.seeded = True
-        return trials
+    def run_search(self, study: Any, space: SearchSpace, search: Search) -> None:
+        """Keep every slot busy: start trials while a slot is free (with ``barrier``, only when all are), then
+        wait for any one to end and tell the study."""
+        while True:
+            while (len(search.running) < search.slots.count and not (self.barrier and search.running)
+                   and self.may_start(search)):
+                self.start_trial(study, space, search)
+            if not search.running:
+                return
+            for slot, run, ret in search.wait():
+                outcome = job_outcome(ret, len(self.directions))
+                self.exhausted |= tell(study, run.trial, ret, outcome)
+                search.ended(slot, run, ret, outcome)
+                if self.keep_checkpoints is not None:
+                    keep_best_checkpoints(study, self.keep_checkpoints)
+                if search.failed / search.launched > self.max_failure_rate:
+                    raise SearchFailed(f"{search.failed} of {search.launched} trials failed, more than "
+                                       f"max_failure_rate={self.max_failure_rate}; the sweep stops (see their "
+                                       f"failed.json in {self.config.hydra.sweep.dir})")
 
-    def run_batch(self, study: Any, trials: list[Any], space: SearchSpace) -> list[tuple[JobReturn | None, Outcome]]:
-        """Sample, launch and tell one batch of trials. The one place that launches jobs: parallel trials
-        (several devices, several launchers) extend this."""
-        overrides = [self.trial_overrides(study, trial, space) for trial in trials]
-        outcomes: list[tuple[JobReturn | None, Outcome]] = []
-        runnable = []
-        for trial, job in zip(trials, overrides, strict=True):
-            try:
-                self.validate([job])
-                runnable.append((trial, job))
-            except Exception as err:  # e.g. a sampled value the config schema rejects: only this trial fails
-                outcomes.append((None, Outcome(TrialState.FAIL, reason=f"{type(err).__name__}: {err}")))
-                study.tell(trial, state=TrialState.FAIL)
-                log.error("trial %d: its config does not compose (%s); the search goes on", trial.number, err)
-        try:
-            results = list(self.launcher.launch([job for _, job in runnable], initial_job_idx=self.job_idx))
-        except Exception as err:  # e.g. a submitit job killed by the cluster: its trials fail, the search goes on
-            log.exception("the launcher failed (%s: %s); its %d trials are marked failed", type(err).__name__, err,
-                      len(runnable))
-            results = [None] * len(runnable)
-        self.job_idx += len(runnable)
-        for (trial, _), ret in zip(runnable, results, strict=True):
-            outcome = job_outcome(ret, len(self.directions))
-            self.exhausted |= tell(study, trial, ret, outcome)
-            outcomes.append((ret, outcome))
+    def may_start(self, search: Search) -> bool:
         if self.exhausted:
-            log.info("the sampler has proposed every point of its search space; the sweep ends")
-        return outcomes
+            search.ended_by = "exhausted"
+            return False
+        if search.launched >= self.n_trials:
+            return False
+        if search.past_deadline():  # no trial starts after the budget
+            if search.ended_by != "timeout":
+                log.info("the time budget (hydra.sweeper.timeout=%gs) ended the search after %d of %d trials%s",
+                         self.timeout, search.launched, self.n_trials,
+                         "; running trials stop at their next epoch end" if self.on_timeout == "stop" else "")
+            search.ended_by = "timeout"
+            return False
+        return True
 
-    def trial_overrides(self, study: Any, trial: Any, space: SearchSpace) -> list[str]:
+    def start_trial(self, study: Any, space: SearchSpace, search: Search) -> None:
+        trial = self.ask(study)
+        job = self.trial_overrides(study, trial, space, search.stop_at if self.on_timeout == "stop" else None)
+        search.launched += 1
+        try:
+            self.validate([job])
+        except Exception as err:  # e.g. a sampled value the config schema rejects: only this trial fails
+            search.failed += 1
+            study.tell(trial, state=TrialState.FAIL)
+            log.error("trial %d: its config does not compose (%s); the search goes on", trial.number, err)
+            return
+        slot = min(set(range(search.slots.count)) - set(search.running))
+        started = time.monotonic()
+        handle = search.slots.start(slot, job, self.job_idx)
+        search.running[slot] = Running(trial, handle, started)
+        self.job_idx += 1
+
+    def ask(self, study: Any) -> Any:
+        """A new trial. Parameters are sampled later (``SearchSpace.suggest``), so the first trial can still swap
+        in the sampler seeded from this process's first trial number, unique in the study."""
+        trial = study.ask()
+        if not self.seeded:
+            study.sampler = make_sampler(self.sampler_config, trial.number)
+            running = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+            # ask() ran this hook on the placeholder sampler (GridSampler needs it)
+            study.sampler.before_trial(study, running[trial.number])
+            self.seeded = True
+        return trial
+
+    def trial_overrides(self, study: Any, trial: Any, space: SearchSpace, stop_at: float | None) -> list[str]:
         params = space.suggest(trial)
         trial.set_user_attr("overrides", params)
-        return [*params, trial_override(trial.number, study.study_name, self.storage_url),
+        return [*params, trial_override(trial.number, study.study_name, self.storage_url, stop_at),
                 f"hydra.sweep.subdir={trial.number}"]  # never two jobs in one directory, whichever process
 
 
@@ -220,6 +235,8 @@ def tell(study: Any, trial: Any, ret: JobReturn | None, outcome: Outcome) -> boo
         trial.set_user_attr("output_dir", str(ret.hydra_cfg.hydra.runtime.output_dir))
     if outcome.reason:
         trial.set_user_attr("error", outcome.reason[:1000])
+    if outcome.stopped_by:
+        trial.set_user_attr("stopped_by", outcome.stopped_by)
     exhausted = False
     try:
         study.tell(trial, outcome.values if outcome.state == TrialState.COMPLETE else None, state=outcome.state)
@@ -229,8 +246,9 @@ def tell(study: Any, trial: Any, ret: JobReturn | None, outcome: Outcome) -> boo
         if "Study.stop" not in str(err):
             raise
         exhausted = True
+    why = outcome.reason or ("stopped by the time budget" if outcome.stopped_by == "timeout" else "")
     log.info("trial %d: %s%s", trial.number, outcome.state.name,
-             f" {outcome.values}" if outcome.values else f" ({outcome.reason})" if outcome.reason else "")
+             f" {outcome.values}" if outcome.values else f" ({why})" if why else "")
     return exhausted
 
 

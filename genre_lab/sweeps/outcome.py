@@ -14,11 +14,17 @@ from optuna.trial import TrialState
 from genre_lab.framework.compat import job_value
 
 
+class StoppedByBudget(TrialPruned):
+    """A trial stopped at an epoch end because the search's time budget had passed (``on_timeout=stop``): its
+    results are written as a pruned trial's, and the study records ``stopped_by: timeout``."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     state: Any  # optuna.trial.TrialState
     values: list[float] | None = None
     reason: str = ""
+    stopped_by: str | None = None  # a PRUNED trial: "timeout" when the search's time budget stopped it
 
 
 def job_outcome(ret: JobReturn | None, n_objectives: int = 1) -> Outcome:
@@ -30,7 +36,7 @@ def job_outcome(ret: JobReturn | None, n_objectives: int = 1) -> Outcome:
     value = job_value(ret)
     if ret.status == JobStatus.FAILED:
         if isinstance(value, TrialPruned):
-            return Outcome(TrialState.PRUNED)
+            return Outcome(TrialState.PRUNED, stopped_by="timeout" if isinstance(value, StoppedByBudget) else None)
         return Outcome(TrialState.FAIL, reason=f"{type(value).__name__}: {value}")
     if value is None:
         return Outcome(TrialState.FAIL, reason="the job failed (see failed.json in its directory)")

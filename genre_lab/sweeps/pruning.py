@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any
 
 import pytorch_lightning as pl
@@ -31,6 +32,8 @@ class TrialPruning(pl.Callback):
         self.trial: Any = None  # optuna.trial.Trial, reached at fit start on rank zero
         self.pruned_at: int | None = None  # the epoch whose value got the trial pruned
         self.best: float | None = None  # best reported value (in the study's direction)
+        self.stop_at = trial_node.get("stop_at")  # the search's time budget ends then (on_timeout=stop)
+        self.stopped_by: str | None = None  # "pruner" or "timeout"
 
     @property
     def pruned(self) -> bool:
@@ -49,14 +52,24 @@ class TrialPruning(pl.Callback):
             # having spent its whole budget, is COMPLETE with its value (a candidate for the best, a reference for
             # the pruner), not PRUNED
             prune = self._report(trainer) and not self.last_epoch(trainer)
-        if trainer.world_size > 1:
+        if trainer.is_global_zero and not prune and self.past_budget() and not self.last_epoch(trainer):
+            self.stopped_by = "timeout"
+        prune = prune or self.stopped_by == "timeout"
+        if trainer.world_size > 1:  # every rank stops at the same epoch, by rank zero's decision
             prune = trainer.strategy.broadcast(prune, src=0)
         if prune:
             self.pruned_at = trainer.current_epoch
+            self.stopped_by = self.stopped_by or "pruner"
             trainer.should_stop = True
         if prune and trainer.is_global_zero:
-            log.info("trial %s pruned after epoch %d (%s: best %s)", self.trial_node["number"],
+            why = "stopped: the search's time budget has passed" if self.stopped_by == "timeout" else "pruned"
+            log.info("trial %s %s after epoch %d (%s: best %s)", self.trial_node["number"], why,
                      trainer.current_epoch, self.metric, self.best)
+            if self.trial is not None:
+                self.trial.set_user_attr("stopped_by", self.stopped_by)
+
+    def past_budget(self) -> bool:
+        return self.stop_at is not None and time.time() >= float(self.stop_at)
 
     @staticmethod
     def last_epoch(trainer: pl.Trainer) -> bool:

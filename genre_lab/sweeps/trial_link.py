@@ -1,6 +1,6 @@
 """How a job reaches its Optuna trial, in the sweeper's process or on another node.
 
-The sweeper gives every job a ``trial`` config node: ``{number, study_name, storage}`` (an override, so it is
+The sweeper gives every job a ``trial`` config node: ``{number, study_name, storage[, stop_at]}`` (an override, so it is
 in the job's ``.hydra/`` files and its W&B config). The job opens the study through that storage; a study in
 memory (storage null) is reached only from the sweeper's own process (the basic launcher), through
 ``IN_PROCESS``. The pruner is stored as a study attribute, so a job builds the same one the sweeper uses.
@@ -23,10 +23,12 @@ PRUNER_ATTR = "genre_lab:pruner"
 IN_PROCESS: dict[str, tuple[Any, Any]] = {}
 
 
-def trial_override(number: int, study_name: str, storage: str | None) -> str:
-    """The ``trial=…`` override that tells a job which trial it is."""
+def trial_override(number: int, study_name: str, storage: str | None, stop_at: float | None = None) -> str:
+    """The ``trial=…`` override that tells a job which trial it is (and, under ``on_timeout=stop``, the
+    wall-clock time, seconds since the epoch, after which it stops at its next epoch end)."""
     url = "null" if storage is None else hydra_literal(storage)
-    return f"trial={{number:{number},study_name:{hydra_literal(study_name)},storage:{url}}}"
+    stop = "" if stop_at is None else f",stop_at:{stop_at:.3f}"
+    return f"trial={{number:{number},study_name:{hydra_literal(study_name)},storage:{url}{stop}}}"
 
 
 def store_pruner(study: Any, pruner_config: dict[str, Any] | None) -> None:

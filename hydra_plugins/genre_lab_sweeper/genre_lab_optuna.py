@@ -30,9 +30,11 @@ class GenreLabOptunaConf:
     storage: Any = None
     study_name: Any = None
     n_trials: int = 20
-    n_jobs: int = 1  # trials asked and launched per round
+    n_jobs: int = 1  # trials at once: when one ends, its slot starts the next
     max_failure_rate: float = 1.0
-    timeout: Any = None  # seconds of wall-clock after which no trial starts (running ones finish); null: none
+    timeout: Any = None  # seconds of wall-clock after which no trial starts; null: none
+    on_timeout: str = "finish"  # running trials at the budget: finish, or stop at their next epoch end
+    barrier: bool = False  # true: rounds of n_jobs trials that wait for their slowest (for benchmarks)
     # null: every trial keeps its checkpoints; k: only the best k trials do (the others keep metrics and history)
     keep_checkpoints: Any = None
     params: Any = None

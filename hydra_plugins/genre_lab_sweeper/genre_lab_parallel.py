@@ -3,8 +3,8 @@ process (submitit's local executor) with its own share of the machine (genre_lab
 through ``CUDA_VISIBLE_DEVICES`` and ``cores // n_jobs`` CPU threads. submitit_local instead starts every job on
 the same first GPU(s) with all cores.
 
-Works under any sweeper: our Optuna sweeper (a round of ``hydra.sweeper.n_jobs`` trials runs at once) and
-Hydra's grid sweeper. Each job's stdout/stderr are in ``<sweep dir>/.submitit/<pid>/``.
+Works under any sweeper: our Optuna sweeper (``hydra.sweeper.n_jobs`` trials at once, each slot refilled as
+soon as its trial ends) and Hydra's grid sweeper. Each job's stdout/stderr are in ``<sweep dir>/.submitit/<pid>/``.
 No ``from __future__ import annotations`` (see genre_lab_optuna.py). genre_lab is imported inside functions:
 Hydra imports every plugin module when any Hydra app starts, and genre_lab brings torch.
 """
@@ -72,15 +72,8 @@ class ParallelLauncher(Launcher):
                        job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
 
     def launch(self, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
-        # deferred: module docstring
-        import submitit
-
-        from genre_lab.sweeps.shares import available_cores, gpus_per_job, plan_shares, visible_gpus
-
-        assert self.config is not None
-        shares = plan_shares(self.n_jobs, visible_gpus(), available_cores(), gpus_per_job(self.gpus_per_job))
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        executor = submitit.LocalExecutor(folder=self.submitit_folder)
+        """Every job, ``n_jobs`` at once; a freed slot takes the next job at once (Hydra's grid sweeper)."""
+        shares = self.plan(self.n_jobs)
         pending = list(enumerate(job_overrides, initial_job_idx))
         running: dict[int, tuple[int, list[str], Any]] = {}  # slot -> (job number, overrides, submitit job)
         results: dict[int, JobReturn] = {}
@@ -88,22 +81,41 @@ class ParallelLauncher(Launcher):
             while pending or running:
                 for slot in [s for s in range(self.n_jobs) if s not in running][:len(pending)]:
                     idx, overrides = pending.pop(0)
-                    share = shares[slot]
-                    setup = [f"export {k}={shlex.quote(v)}" for k, v in share.environment().items()]
-                    executor.update_parameters(timeout_min=self.timeout_min, setup=setup)
-                    log.info("\t#%d : %s  [%s]", idx, " ".join(filter_overrides(overrides)), share.describe())
-                    job = executor.submit(self, list(overrides), idx, Singleton.get_state())
-                    running[slot] = (idx, list(overrides), job)
+                    running[slot] = (idx, list(overrides), self.start(shares[slot], list(overrides), idx))
                 time.sleep(self.poll_s)
                 for slot, (idx, overrides, job) in list(running.items()):
-                    if job.done():
-                        results[idx] = collect(job, overrides)
+                    done, ret = self.finished(job, overrides)
+                    if done:
+                        results[idx] = ret
                         del running[slot]
         except BaseException:  # Ctrl-C or a bug here: do not leave jobs running unwatched
             for _, _, job in running.values():
-                job.cancel(check=False)
+                self.cancel(job)
             raise
         return [results[i] for i in sorted(results)]
+
+    # One job at a time in a given share: what the Optuna sweeper's slots use (genre_lab/sweeps/slots.py).
+    def plan(self, n_slots: int) -> list[Any]:
+        from genre_lab.sweeps.shares import available_cores, gpus_per_job, plan_shares, visible_gpus  # deferred
+
+        assert self.config is not None
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        return plan_shares(n_slots, visible_gpus(), available_cores(), gpus_per_job(self.gpus_per_job))
+
+    def start(self, share: Any, overrides: list[str], idx: int) -> Any:
+        import submitit  # deferred: module docstring
+
+        executor = submitit.LocalExecutor(folder=self.submitit_folder)
+        setup = [f"export {k}={shlex.quote(v)}" for k, v in share.environment().items()]
+        executor.update_parameters(timeout_min=self.timeout_min, setup=setup)
+        log.info("\t#%d : %s  [%s]", idx, " ".join(filter_overrides(overrides)), share.describe())
+        return executor.submit(self, list(overrides), idx, Singleton.get_state())
+
+    def finished(self, job: Any, overrides: list[str]) -> tuple[bool, Any]:
+        return (True, collect(job, overrides)) if job.done() else (False, None)
+
+    def cancel(self, job: Any) -> None:
+        job.cancel(check=False)
 
 
 def collect(job: Any, overrides: list[str]) -> JobReturn:
