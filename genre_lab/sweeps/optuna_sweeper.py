@@ -260,6 +260,9 @@ def write_results(study: Any, path: Path, search: dict[str, Any] | None = None) 
         "name": "optuna", "study_name": study.study_name,
         "states": {s.name: n for s in TrialState if (n := sum(t.state == s for t in trials))}, **(search or {}),
     }
+    stopped = [t.number for t in trials if t.user_attrs.get("stopped_by") == "timeout"]
+    if stopped:
+        result["stopped_by_budget"] = stopped  # on_timeout=stop: PRUNED at the budget, not by the pruner
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if complete and len(study.directions) == 1:
         best = study.best_trial

@@ -278,7 +278,7 @@ SEARCH = ("train", "-m", "hparams_search=optuna", *TINY_FAST, "data=sample", "tr
 @pytest.mark.parametrize("bad", ["model.lr=interval(1e-3,1e-5)", "model.lr=tag(log,interval(0,1e-3))",
                                  "trainer.max_epochs=range(3,1)", "hydra.sweeper.n_trials=0",
                                  "hydra.sweeper.n_trials=-1", "hydra.sweeper.params.model.lr=interval(1e-5,1e-3)",
-                                 "resume=true"])
+                                 "resume=true", "hydra.sweeper.on_timeout=kill"])
 def test_a_search_that_cannot_start_is_one_line_exit_2_and_writes_nothing(tmp_path, bad):
     sweep = tmp_path / "sweep"
     result = genre_lab_here(*SEARCH, bad, f"hydra.sweep.dir={sweep}",
@@ -317,3 +317,41 @@ def test_a_bad_time_budget_is_refused(tmp_path, bad):
     result = genre_lab_here(*SEARCH, bad,
                             f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     assert result.returncode == 2 and "genre-lab: error: hydra.sweeper.timeout=" in result.stderr, result.stderr
+
+
+def test_on_timeout_stop_stops_the_running_trial_at_its_next_epoch_end_with_its_results(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = genre_lab_here(*SEARCH, "trainer.max_epochs=40", "hydra.sweeper.n_trials=5", "hydra.sweeper.timeout=0.5",
+                            "hydra.sweeper.on_timeout=stop", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["ended_by"] == "timeout" and results["states"] == {"PRUNED": 1}
+    assert results["stopped_by_budget"] == [0] and results["on_timeout"] == "stop"
+    metrics = json.loads((sweep / "0" / "metrics.json").read_text())
+    assert metrics["status"] == "pruned" and metrics["stopped_by"] == "timeout" and metrics["epochs"] == 1
+    assert (sweep / "0" / "checkpoints" / "best.ckpt").is_file()  # figures and checkpoints, as a pruned trial
+
+
+@pytest.mark.process
+def test_parallel_slots_start_the_next_trial_as_soon_as_one_ends(tmp_path, four_csv):
+    """6 trials, 2 slots: trial 0 trains 50 epochs, the others 1 or 2; the short ones run one after another in the
+    other slot while trial 0 still runs (no round barrier), each job in its own directory."""
+    db = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=db, study_name="slots", direction="maximize")
+    for epochs in (50, 1, 1, 2, 1, 1):
+        study.enqueue_trial({"trainer.max_epochs": epochs})
+    sweep = tmp_path / "sweep"
+    result = genre_lab_cli(
+        "train", "hparams_search=optuna", "hydra/launcher=parallel", *TINY_FAST, f"data.train_csv={four_csv}",
+        "trainer.max_epochs=choice(1,2,50)", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2",
+        "hydra/sweeper/pruner=none", f"hydra.sweeper.storage={db}", "hydra.sweeper.study_name=slots",
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    study = optuna.load_study(study_name="slots", storage=db)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 6
+    timing = {n: json.loads((sweep / str(n) / "timing.json").read_text()) for n in range(6)}
+    assert [timing[n]["epochs"] for n in range(6)] == [50, 1, 1, 2, 1, 1]
+    assert timing[2]["job_started_at"] < timing[0]["fit_ended_at"]  # trial 1's slot did not wait for trial 0
+    assert len({timing[n]["pid"] for n in range(6)}) == 6
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert sum(s["trials"] for s in results["slots"]) == 6 and results["slots"][0]["trials"] < 3
