@@ -28,6 +28,7 @@ from genre_lab.data.datamodule import GenreDataModule
 from genre_lab.data.movie_data import MovieData
 from genre_lab.data.tokens import make_collator
 from genre_lab.errors import run_app, user_errors
+from genre_lab.framework.callbacks import StopWithSweeper
 from genre_lab.framework.distributed import install_rank_command, job_scope, rank_zero_console
 from genre_lab.framework.loggers import finish_logger, instantiate_loggers, log_config, log_summary, restore_history
 from genre_lab.framework.trainer import build_trainer
@@ -129,7 +130,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = instantiate_loggers(cfg.get("logger"), history_dir=out)  # csv/metrics.csv, whatever the loggers
     # an Optuna trial (set by our sweeper): report the per-epoch metric every validation epoch, stop when pruned
     pruning = TrialPruning(cfg.trial, cfg.monitor) if cfg.get("trial") else None
-    trainer = build_trainer(cfg, loggers, [pruning] if pruning else [])
+    watch = StopWithSweeper.from_environment()
+    trainer = build_trainer(cfg, loggers, [c for c in (pruning, watch) if c is not None])
     status = "failed"
     try:
         if cfg.get("resume") and trainer.is_global_zero:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
+import signal
+import time
 from typing import Any
 
 import numpy as np
@@ -70,3 +73,32 @@ class FlushLogs(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for logger in trainer.loggers:
             logger.save()
+
+
+class StopWithSweeper(pl.Callback):
+    """A sweep job started by a sweeper in another process (``hydra/launcher=parallel`` sets
+    ``GENRE_LAB_SWEEPER_PID``) stops when that sweeper is gone (killed, even with -9): it sends itself SIGTERM,
+    which saves ``interrupted.ckpt`` as a preempted run does, instead of training on as an orphan whose trial no
+    one tells. The rerun of the search resumes it from ``last.ckpt``."""
+
+    CHECK_EVERY_S = 1.0
+
+    def __init__(self, sweeper_pid: int) -> None:
+        self.pid, self.checked = sweeper_pid, 0.0
+
+    @classmethod
+    def from_environment(cls) -> StopWithSweeper | None:
+        pid = os.environ.get("GENRE_LAB_SWEEPER_PID", "")
+        return cls(int(pid)) if pid.isdigit() else None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if time.monotonic() - self.checked < self.CHECK_EVERY_S:
+            return
+        self.checked = time.monotonic()
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            log.warning("the sweeper (pid %d) is gone: stopping this trial", self.pid)
+            os.kill(os.getpid(), signal.SIGTERM)
+        except PermissionError:  # the pid exists (now another user's process): nothing to say
+            pass

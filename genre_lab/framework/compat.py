@@ -51,6 +51,11 @@ def set_rank_command(command: Callable[[int], tuple[Sequence[str], str]]) -> Non
     setattr(_subprocess_script, RANK_COMMAND_HOOK, command)
 
 
+class JobDied(RuntimeError):
+    """A job whose process ended without a result (killed, out of memory, preempted)."""
+
+
 def failed_job(overrides: Sequence[str], err: BaseException) -> JobReturn:
     """The JobReturn of a job that ended without one (a killed process), as Hydra's launchers build it."""
-    return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, **{JOB_VALUE_FIELD: err})
+    died = JobDied(f"{type(err).__name__}: {str(err)[-500:]}")
+    return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, **{JOB_VALUE_FIELD: died})

@@ -14,12 +14,13 @@ job log would otherwise overwrite the earlier run's), and again in ``train()`` f
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from genre_lab.errors import GenreLabError, exit_with
 from genre_lab.io import atomic_write_text
@@ -83,6 +84,7 @@ def check_resumed_run(config: DictConfig, run_dir: Path) -> None:
 
 
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+STASH = "started"  # .hydra/started/: a run's first record, kept while a retry in another process resumes it
 
 
 def read_started_record(run_dir: Path) -> dict[str, str]:
@@ -106,6 +108,24 @@ def keep_started_record(run_dir: Path, started: dict[str, str]) -> Path:
     return target
 
 
+def stash_started_record(run_dir: Path) -> None:
+    """Before a job resumes ``run_dir`` in another process (a retried Optuna trial): keep its first ``.hydra``
+    files where the job's own, written by Hydra before any callback runs, cannot replace them."""
+    stash = RunLayout(run_dir).hydra / STASH
+    stash.mkdir(parents=True, exist_ok=True)
+    for name, text in read_started_record(run_dir).items():
+        atomic_write_text(stash / name, text)
+
+
+def take_stashed_record(run_dir: Path) -> dict[str, str]:
+    stash = RunLayout(run_dir).hydra / STASH
+    if not stash.is_dir():
+        return {}
+    started = {p.name: p.read_text() for p in stash.iterdir() if p.name in HYDRA_FILES}
+    shutil.rmtree(stash)
+    return started
+
+
 def earlier_sweep(sweep_dir: Path) -> list[str]:
     """What marks ``sweep_dir`` as holding an earlier sweep: its multirun.yaml and job directories."""
     if not sweep_dir.is_dir():
@@ -116,15 +136,30 @@ def earlier_sweep(sweep_dir: Path) -> list[str]:
 
 
 SEARCH_GOES_ON = ("an Optuna search goes on by running it again with the same hydra.sweeper.storage and "
-                  "study_name (a file or database storage: sqlite:///…, journal:///…), which adds trials to its study")
+                  "study_name (a file or database storage: sqlite:///…, journal:///…), which adds trials to its study "
+                  "and resumes the ones its sweeper left unfinished, in this directory or a new one")
 
 
-def refuse_earlier_sweep(sweep_dir: Path, resume: bool | None, search: bool = False) -> None:
-    """GenreLabError when ``sweep_dir`` holds an earlier sweep (``resume`` None: the command cannot resume), and for
-    ``resume=true`` on an Optuna ``search``, whose trials would each fail for want of a last.ckpt."""
+def same_search(sweep_dir: Path, config: DictConfig) -> bool:
+    """True when ``sweep_dir`` holds an Optuna search on the same persistent study as ``config``'s: running the
+    command again continues it there (new trials get new numbers; retries resume their own directories)."""
+    earlier = sweep_dir / "multirun.yaml"
+    storage = config.hydra.sweeper.get("storage")
+    if storage is None or not earlier.is_file():
+        return False
+    before = OmegaConf.load(earlier).hydra.sweeper
+    return before.get("storage") == storage and before.get("study_name") == config.hydra.sweeper.get("study_name")
+
+
+def refuse_earlier_sweep(sweep_dir: Path, resume: bool | None, search: bool = False, continues: bool = False) -> None:
+    """GenreLabError when ``sweep_dir`` holds an earlier sweep (``resume`` None: the command cannot resume; an
+    Optuna ``search`` that ``continues`` the same study may go on there), and for ``resume=true`` on a search,
+    whose trials would each fail for want of a last.ckpt."""
     if search and resume:
         raise GenreLabError(f"resume=true continues single runs and grid multiruns from their last.ckpt; "
                             f"{SEARCH_GOES_ON} (drop resume=true)")
+    if search and continues:
+        return
     found = earlier_sweep(sweep_dir)
     if found and not resume:
         hint = ", or resume=true to continue its jobs' last.ckpt" if resume is not None else ""
@@ -182,15 +217,18 @@ class ProtectRunDir(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         resume = bool(config.get("resume")) if "resume" in config else None
         search = "genre_lab_optuna" in str(config.hydra.sweeper.get("_target_", ""))
-        self._guard(config, sweep_dir, lambda: refuse_earlier_sweep(sweep_dir, resume, search), "hydra.sweep.dir")
+        continues = search and same_search(sweep_dir, config)
+        self._guard(config, sweep_dir, lambda: refuse_earlier_sweep(sweep_dir, resume, search, continues),
+                    "hydra.sweep.dir")
         if resume and sweep_dir.is_dir():  # each job's settings are checked in train(), once composed
             self.started = {str(job.resolve()): read_started_record(job) for job in sweep_dir.iterdir()
                             if RunLayout(job).config.is_file()}
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        started = self.started.pop(str(Path(config.hydra.runtime.output_dir).resolve()), None)
+        job_dir = Path(config.hydra.runtime.output_dir)
+        started = self.started.pop(str(job_dir.resolve()), None) or take_stashed_record(job_dir)
         if started:
-            keep_started_record(Path(config.hydra.runtime.output_dir), started)
+            keep_started_record(job_dir, started)
 
     def _guard(self, config: DictConfig, directory: Path, check: Any, key: str) -> None:
         try:

@@ -14,6 +14,7 @@ the study; its sampler is seeded from (seed, number of its first trial), so it p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -28,10 +29,20 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from genre_lab.errors import GenreLabError, require_choice, require_int, require_number
-from genre_lab.io import atomic_write_text
-from genre_lab.sweeps.outcome import Outcome, job_outcome
-from genre_lab.sweeps.progress import Running, Search
+from genre_lab.sweeps.outcome import job_outcome
+from genre_lab.sweeps.progress import Running, Search, stop_on_sigterm
 from genre_lab.sweeps.retention import keep_best_checkpoints
+from genre_lab.sweeps.retries import (
+    JOB_DIR,
+    RETRY_OF,
+    Heartbeat,
+    check_heartbeat,
+    continue_in,
+    pending_retries,
+    resume_dir,
+    retry,
+)
+from genre_lab.sweeps.search_results import SearchFailed, refuse_no_result, tell, write_results
 from genre_lab.sweeps.search_space import SearchSpace, parse_search_space
 from genre_lab.sweeps.slots import slots_for
 from genre_lab.sweeps.storage import absolute_url, open_storage, storage_lock
@@ -63,7 +74,8 @@ class OptunaSweeper:
     def __init__(self, *, sampler: Any = None, pruner: Any = None, direction: Any = "maximize",
                  storage: str | None = None, study_name: str | None = None, n_trials: int = 20, n_jobs: int = 1,
                  max_failure_rate: float = 1.0, keep_checkpoints: int | None = None, params: Any = None,
-                 timeout: Any = None, on_timeout: str = "finish", barrier: bool = False) -> None:
+                 timeout: Any = None, on_timeout: str = "finish", barrier: bool = False,
+                 heartbeat_interval: Any = None, grace_period: Any = None, max_retries: Any = 1) -> None:
         self.sampler_config = sampler
         self.pruner_config = plain(pruner)
         self.directions = [str(d) for d in direction] if isinstance(direction, Sequence) and not isinstance(
@@ -77,6 +89,8 @@ class OptunaSweeper:
         self.on_timeout = require_choice(on_timeout, "hydra.sweeper.on_timeout", ("finish", "stop"))
         self.barrier = bool(barrier)  # rounds of n_jobs trials, each waiting for its slowest (kept for benchmarks)
         self.max_failure_rate = float(max_failure_rate)
+        self.heartbeat = check_heartbeat(heartbeat_interval, grace_period, self.storage_url)
+        self.max_retries = require_int(max_retries, "hydra.sweeper.max_retries", 0, 1)
         self.keep_checkpoints = check_keep(keep_checkpoints, len(self.directions))
         self.params = plain(params) or {}
         self.config: DictConfig | None = None
@@ -100,7 +114,9 @@ class OptunaSweeper:
 
     def create_study(self) -> Any:
         pruner = instantiate(self.pruner_config) if self.pruner_config else optuna.pruners.NopPruner()
-        storage = open_storage(self.storage_url)
+        storage = open_storage(self.storage_url, self.heartbeat, lambda study, trial: retry(
+            study, trial, self.max_retries, "was stale (its process stopped beating)"))
+        self.storage = storage
         with storage_lock(self.storage_url):  # two sweeps starting at once on one sqlite file
             study = optuna.create_study(storage=storage, study_name=self.study_name, directions=self.directions,
                                         pruner=pruner, load_if_exists=True)
@@ -119,12 +135,14 @@ class OptunaSweeper:
                  ", ".join(f"{k}: {d}" for k, d in space.distributions.items()))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        save_multirun(self.config, sweep_dir)
         search = Search(slots, self.timeout)
         try:
-            self.run_search(study, space, search)
+            with self.beating(study, search), stop_on_sigterm():
+                self.run_search(study, space, search)
         except BaseException:  # Ctrl-C, SIGTERM or a bug here: the jobs do not outlive the sweeper
             slots.stop([run.handle for run in search.running.values()])
+            self.abandon(study, search)
             raise
         finally:
             IN_PROCESS.pop(study.study_name, None)
@@ -133,12 +151,31 @@ class OptunaSweeper:
         refuse_no_result(search.launched, search.failed, sweep_dir)
         return [search.returns]
 
+    def beating(self, study: Any, search: Search) -> Any:
+        if self.heartbeat is None:
+            return contextlib.nullcontext()
+        return Heartbeat(study, self.storage, self.heartbeat[0], lambda: [r.trial_id for r in search.running.values()])
+
+    def abandon(self, study: Any, search: Search) -> None:
+        """The sweeper is stopping with trials running: each is FAIL and enqueued again, so that rerunning the
+        command resumes it from its last.ckpt."""
+        for run in list(search.running.values()):
+            try:
+                study.tell(run.trial, state=TrialState.FAIL)
+                self.retry_died(study, run, "was stopped with its sweeper")
+            except Exception as err:  # the storage may be what failed
+                log.warning("trial %d stays RUNNING (%s); a later sweeper's heartbeat check fails it",
+                            run.trial.number, err)
+
+    def retry_died(self, study: Any, run: Running, why: str) -> None:
+        retry(study, self.storage.get_trial(run.trial_id), self.max_retries, why)
+
     def run_search(self, study: Any, space: SearchSpace, search: Search) -> None:
         """Keep every slot busy: start trials while a slot is free (with ``barrier``, only when all are), then
         wait for any one to end and tell the study."""
         while True:
             while (len(search.running) < search.slots.count and not (self.barrier and search.running)
-                   and self.may_start(search)):
+                   and self.may_start(study, search)):
                 self.start_trial(study, space, search)
             if not search.running:
                 return
@@ -146,6 +183,8 @@ class OptunaSweeper:
                 outcome = job_outcome(ret, len(self.directions))
                 self.exhausted |= tell(study, run.trial, ret, outcome)
                 search.ended(slot, run, ret, outcome)
+                if outcome.died:
+                    self.retry_died(study, run, f"died without a result ({outcome.reason})")
                 if self.keep_checkpoints is not None:
                     keep_best_checkpoints(study, self.keep_checkpoints)
                 if search.failed / search.launched > self.max_failure_rate:
@@ -153,11 +192,11 @@ class OptunaSweeper:
                                        f"max_failure_rate={self.max_failure_rate}; the sweep stops (see their "
                                        f"failed.json in {self.config.hydra.sweep.dir})")
 
-    def may_start(self, search: Search) -> bool:
+    def may_start(self, study: Any, search: Search) -> bool:
         if self.exhausted:
             search.ended_by = "exhausted"
             return False
-        if search.launched >= self.n_trials:
+        if search.launched >= self.n_trials and not pending_retries(study):
             return False
         if search.past_deadline():  # no trial starts after the budget
             if search.ended_by != "timeout":
@@ -170,8 +209,12 @@ class OptunaSweeper:
 
     def start_trial(self, study: Any, space: SearchSpace, search: Search) -> None:
         trial = self.ask(study)
+        frozen = self.storage.get_trial(trial._trial_id)
+        is_retry = frozen.user_attrs.get(RETRY_OF) is not None
         job = self.trial_overrides(study, trial, space, search.stop_at if self.on_timeout == "stop" else None)
-        search.launched += 1
+        job = continue_in(job, resume_dir(frozen), trial)
+        search.retried += is_retry
+        search.launched += not is_retry
         try:
             self.validate([job])
         except Exception as err:  # e.g. a sampled value the config schema rejects: only this trial fails
@@ -180,9 +223,11 @@ class OptunaSweeper:
             log.error("trial %d: its config does not compose (%s); the search goes on", trial.number, err)
             return
         slot = min(set(range(search.slots.count)) - set(search.running))
+        if self.heartbeat is not None:  # a trial with no beat is never found stale
+            self.storage.record_heartbeat(frozen._trial_id)
         started = time.monotonic()
-        handle = search.slots.start(slot, job, self.job_idx)
-        search.running[slot] = Running(trial, handle, started)
+        search.running[slot] = Running(trial, None, started, frozen._trial_id, is_retry)
+        search.running[slot].handle = search.slots.start(slot, job, self.job_idx)
         self.job_idx += 1
 
     def ask(self, study: Any) -> Any:
@@ -200,22 +245,9 @@ class OptunaSweeper:
     def trial_overrides(self, study: Any, trial: Any, space: SearchSpace, stop_at: float | None) -> list[str]:
         params = space.suggest(trial)
         trial.set_user_attr("overrides", params)
+        trial.set_user_attr(JOB_DIR, str((Path(self.config.hydra.sweep.dir) / str(trial.number)).resolve()))
         return [*params, trial_override(trial.number, study.study_name, self.storage_url, stop_at),
                 f"hydra.sweep.subdir={trial.number}"]  # never two jobs in one directory, whichever process
-
-
-class SearchFailed(GenreLabError):
-    """A search that ended without a result (every trial failed, or more than max_failure_rate): one line, exit 1."""
-
-    exit_code = 1
-
-
-def refuse_no_result(launched: int, failed: int, sweep_dir: Path) -> None:
-    """Exit non-zero when every trial of this search failed (a pruned trial has figures: a search whose pruner
-    stopped every trial still ended as it should)."""
-    if launched and failed == launched:
-        raise SearchFailed(f"every one of the {launched} trials of this search failed, no figures to compare: see "
-                           f"the failed.json files and optimization_results.yaml in {sweep_dir}")
 
 
 def check_keep(keep: Any, n_objectives: int) -> int | None:
@@ -229,46 +261,10 @@ def check_keep(keep: Any, n_objectives: int) -> int | None:
     return keep
 
 
-def tell(study: Any, trial: Any, ret: JobReturn | None, outcome: Outcome) -> bool:
-    """Tell the study ``outcome``; True when the sampler says its search space is exhausted."""
-    if ret is not None and ret.hydra_cfg is not None:
-        trial.set_user_attr("output_dir", str(ret.hydra_cfg.hydra.runtime.output_dir))
-    if outcome.reason:
-        trial.set_user_attr("error", outcome.reason[:1000])
-    if outcome.stopped_by:
-        trial.set_user_attr("stopped_by", outcome.stopped_by)
-    exhausted = False
-    try:
-        study.tell(trial, outcome.values if outcome.state == TrialState.COMPLETE else None, state=outcome.state)
-    except RuntimeError as err:
-        # Grid and brute-force samplers call study.stop() once exhausted, which only works inside
-        # study.optimize(); the trial's state is stored before that (optuna's _tell: finally).
-        if "Study.stop" not in str(err):
-            raise
-        exhausted = True
-    why = outcome.reason or ("stopped by the time budget" if outcome.stopped_by == "timeout" else "")
-    log.info("trial %d: %s%s", trial.number, outcome.state.name,
-             f" {outcome.values}" if outcome.values else f" ({why})" if why else "")
-    return exhausted
-
-
-def write_results(study: Any, path: Path, search: dict[str, Any] | None = None) -> None:
-    """``optimization_results.yaml``: the study's best trial(s), its trial counts by state, and what ended this
-    search (``ended_by``: n_trials, timeout or exhausted)."""
-    trials = study.get_trials(deepcopy=False)
-    result: dict[str, Any] = {
-        "name": "optuna", "study_name": study.study_name,
-        "states": {s.name: n for s in TrialState if (n := sum(t.state == s for t in trials))}, **(search or {}),
-    }
-    stopped = [t.number for t in trials if t.user_attrs.get("stopped_by") == "timeout"]
-    if stopped:
-        result["stopped_by_budget"] = stopped  # on_timeout=stop: PRUNED at the budget, not by the pruner
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if complete and len(study.directions) == 1:
-        best = study.best_trial
-        result.update(best_trial=best.number, best_params=best.params, best_value=best.value)
-    elif complete:
-        result["best_trials"] = [{"number": t.number, "params": t.params, "values": t.values}
-                                 for t in study.best_trials]
-    atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(result)))
-    log.info("%s: %s", path, {k: v for k, v in result.items() if k != "name"})
+def save_multirun(config: DictConfig, sweep_dir: Path) -> None:
+    """``multirun.yaml``: the first search's; a search continued in the same directory adds its own beside it."""
+    path = sweep_dir / "multirun.yaml"
+    n = 1
+    while path.exists():
+        path, n = sweep_dir / f"multirun.{n}.yaml", n + 1
+    OmegaConf.save(config, path)

@@ -11,7 +11,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from optuna import TrialPruned
 from optuna.trial import TrialState
 
-from genre_lab.framework.compat import job_value
+from genre_lab.framework.compat import JobDied, job_value
 
 
 class StoppedByBudget(TrialPruned):
@@ -25,6 +25,7 @@ class Outcome:
     values: list[float] | None = None
     reason: str = ""
     stopped_by: str | None = None  # a PRUNED trial: "timeout" when the search's time budget stopped it
+    died: bool = False  # a FAIL whose process ended without a result (killed): retried from its last.ckpt
 
 
 def job_outcome(ret: JobReturn | None, n_objectives: int = 1) -> Outcome:
@@ -32,9 +33,11 @@ def job_outcome(ret: JobReturn | None, n_objectives: int = 1) -> Outcome:
     ``optuna.TrialPruned``; FAIL otherwise (``train`` returns None for a failed job inside a multirun)."""
 
     if ret is None or ret.status == JobStatus.UNKNOWN:
-        return Outcome(TrialState.FAIL, reason="the launcher returned no result for this job")
+        return Outcome(TrialState.FAIL, reason="the launcher returned no result for this job", died=True)
     value = job_value(ret)
     if ret.status == JobStatus.FAILED:
+        if isinstance(value, JobDied):
+            return Outcome(TrialState.FAIL, reason=str(value), died=True)
         if isinstance(value, TrialPruned):
             return Outcome(TrialState.PRUNED, stopped_by="timeout" if isinstance(value, StoppedByBudget) else None)
         return Outcome(TrialState.FAIL, reason=f"{type(value).__name__}: {value}")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +23,8 @@ class Running:
     trial: Any  # optuna.trial.Trial
     handle: Any  # what Slots.start returned
     started: float  # time.monotonic()
+    trial_id: int  # the storage's id of the trial (heartbeats)
+    retry: bool = False  # a retry of a trial that died (not counted in n_trials)
 
 
 @dataclass
@@ -54,7 +59,8 @@ class Search:
         self.clock = SlotClock(slots.count)
         self.running: dict[int, Running] = {}  # slot -> its trial
         self.returns: list[JobReturn | None] = []
-        self.launched = self.failed = 0
+        self.launched = self.failed = 0  # new trials (n_trials counts these; a retry is not one)
+        self.retried = 0
         self.ended_by = "n_trials"
         # the budget's end: monotonic for the sweeper, wall-clock for jobs (on_timeout=stop), maybe on other nodes
         self.deadline = None if timeout is None else time.monotonic() + timeout
@@ -79,9 +85,30 @@ class Search:
         self.clock.add(slot, time.monotonic() - run.started)
         del self.running[slot]
         self.returns.append(ret)
-        self.failed += outcome.state == TrialState.FAIL
+        self.failed += outcome.state == TrialState.FAIL and not run.retry
 
     def record(self, **settings: Any) -> dict[str, Any]:
         """What ``optimization_results.yaml`` says about this search besides the study."""
-        return {"ended_by": self.ended_by, "trials_launched": self.launched, "timeout": self.timeout, **settings,
+        return {"ended_by": self.ended_by, "trials_launched": self.launched, "retries_launched": self.retried,
+                "timeout": self.timeout, **settings,
                 **self.clock.report()}
+
+
+class SweeperStopped(BaseException):
+    """SIGTERM to the sweeper: its jobs are stopped and its running trials enqueued again."""
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    def stop(signum: int, frame: Any) -> None:
+        raise SweeperStopped("SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (a test, an embedding app): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -58,8 +58,9 @@ def storage_lock(url: str | None) -> Iterator[None]:
         yield
 
 
-def open_storage(url: str | None) -> Any:
-    """An Optuna storage object for ``url`` (see the module docstring)."""
+def open_storage(url: str | None, heartbeat: tuple[int, int] | None = None, on_stale: Any = None) -> Any:
+    """An Optuna storage object for ``url`` (see the module docstring); an RDB one keeps trial heartbeats with
+    ``heartbeat`` = (interval, grace period) and calls ``on_stale(study, trial)`` for each trial it finds stale."""
     import optuna  # deferred: train reaches this module (trial_link), and optuna is an optional extra
 
     if url is None:
@@ -73,4 +74,6 @@ def open_storage(url: str | None) -> Any:
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if sqlite_path(url) else None
     with storage_lock(url):
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        beats = {} if heartbeat is None else {"heartbeat_interval": heartbeat[0], "grace_period": heartbeat[1],
+                                              "heartbeat_stale_trial_callback": on_stale}
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **beats)

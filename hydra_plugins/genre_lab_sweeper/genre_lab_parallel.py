@@ -10,6 +10,7 @@ Hydra imports every plugin module when any Hydra app starts, and genre_lab bring
 """
 
 import logging
+import os
 import shlex
 import time
 from dataclasses import dataclass
@@ -106,7 +107,9 @@ class ParallelLauncher(Launcher):
         import submitit  # deferred: module docstring
 
         executor = submitit.LocalExecutor(folder=self.submitit_folder)
-        setup = [f"export {k}={shlex.quote(v)}" for k, v in share.environment().items()]
+        # the job stops (saving interrupted.ckpt) when this process is gone: genre_lab/framework/callbacks.py
+        environment = {**share.environment(), "GENRE_LAB_SWEEPER_PID": str(os.getpid())}
+        setup = [f"export {k}={shlex.quote(v)}" for k, v in environment.items()]
         executor.update_parameters(timeout_min=self.timeout_min, setup=setup)
         log.info("\t#%d : %s  [%s]", idx, " ".join(filter_overrides(overrides)), share.describe())
         return executor.submit(self, list(overrides), idx, Singleton.get_state())
