@@ -57,5 +57,6 @@ class JobDied(RuntimeError):
 
 def failed_job(overrides: Sequence[str], err: BaseException) -> JobReturn:
     """The JobReturn of a job that ended without one (a killed process), as Hydra's launchers build it."""
-    died = JobDied(f"{type(err).__name__}: {str(err)[-500:]}")
+    died = JobDied(f"its process ended without a result ({type(err).__name__}; killed, out of memory or "
+                   f"preempted); the end of its output: {str(err)[-400:]}")
     return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, **{JOB_VALUE_FIELD: died})

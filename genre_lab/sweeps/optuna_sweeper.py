@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,9 @@ class OptunaSweeper:
                      self.storage_url)
 
     def create_study(self) -> Any:
+        # Optuna warns that its heartbeat "is supposed to be used with Study.optimize": this ask-and-tell loop
+        # records the beats itself (sweeps/retries.Heartbeat)
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used", UserWarning)
         pruner = instantiate(self.pruner_config) if self.pruner_config else optuna.pruners.NopPruner()
         storage = open_storage(self.storage_url, self.heartbeat, lambda study, trial: retry(
             study, trial, self.max_retries, "was stale (its process stopped beating)"))
@@ -136,7 +140,7 @@ class OptunaSweeper:
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         save_multirun(self.config, sweep_dir)
-        search = Search(slots, self.timeout)
+        search = Search(slots, self.timeout, earlier=launched_in(study, sweep_dir))
         try:
             with self.beating(study, search), stop_on_sigterm():
                 self.run_search(study, space, search)
@@ -187,7 +191,7 @@ class OptunaSweeper:
                     self.retry_died(study, run, f"died without a result ({outcome.reason})")
                 if self.keep_checkpoints is not None:
                     keep_best_checkpoints(study, self.keep_checkpoints)
-                if search.failed / search.launched > self.max_failure_rate:
+                if search.launched and search.failed / search.launched > self.max_failure_rate:
                     raise SearchFailed(f"{search.failed} of {search.launched} trials failed, more than "
                                        f"max_failure_rate={self.max_failure_rate}; the sweep stops (see their "
                                        f"failed.json in {self.config.hydra.sweep.dir})")
@@ -196,7 +200,7 @@ class OptunaSweeper:
         if self.exhausted:
             search.ended_by = "exhausted"
             return False
-        if search.launched >= self.n_trials and not pending_retries(study):
+        if search.earlier + search.launched >= self.n_trials and not pending_retries(study):
             return False
         if search.past_deadline():  # no trial starts after the budget
             if search.ended_by != "timeout":
@@ -268,3 +272,11 @@ def save_multirun(config: DictConfig, sweep_dir: Path) -> None:
     while path.exists():
         path, n = sweep_dir / f"multirun.{n}.yaml", n + 1
     OmegaConf.save(config, path)
+
+
+def launched_in(study: Any, sweep_dir: Path) -> int:
+    """New trials (not retries) that earlier sweepers of this search started in ``sweep_dir``: a search
+    continued in its own directory runs until it holds ``n_trials``; in a new directory, ``n_trials`` more."""
+    inside = str(sweep_dir.resolve())
+    return sum(str(Path(t.user_attrs.get(JOB_DIR, "/")).parent) == inside and t.user_attrs.get(RETRY_OF) is None
+               for t in study.get_trials(deepcopy=False))

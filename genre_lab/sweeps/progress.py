@@ -54,8 +54,8 @@ class SlotClock:
 class Search:
     """What the sweeper knows while its trials run (one ``sweep`` call)."""
 
-    def __init__(self, slots: Slots, timeout: float | None) -> None:
-        self.slots, self.timeout = slots, timeout
+    def __init__(self, slots: Slots, timeout: float | None, earlier: int = 0) -> None:
+        self.slots, self.timeout, self.earlier = slots, timeout, earlier
         self.clock = SlotClock(slots.count)
         self.running: dict[int, Running] = {}  # slot -> its trial
         self.returns: list[JobReturn | None] = []
@@ -90,6 +90,7 @@ class Search:
     def record(self, **settings: Any) -> dict[str, Any]:
         """What ``optimization_results.yaml`` says about this search besides the study."""
         return {"ended_by": self.ended_by, "trials_launched": self.launched, "retries_launched": self.retried,
+                "trials_of_earlier_sweepers_here": self.earlier,
                 "timeout": self.timeout, **settings,
                 **self.clock.report()}
 

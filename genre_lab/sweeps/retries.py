@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,16 +35,18 @@ def check_heartbeat(interval: Any, grace: Any, storage_url: str | None) -> tuple
     """(interval, grace period) in seconds, or None (no heartbeat). ``interval`` null: 60 s where the storage
     keeps beats (an RDB), off elsewhere; set with a storage that cannot keep them: GenreLabError."""
     rdb = storage_url is not None and not storage_url.startswith("journal://")
-    if interval is None:
-        return (60, int(grace or 180)) if rdb else None
-    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-        raise GenreLabError(f"hydra.sweeper.heartbeat_interval={interval!r} must be a whole number of seconds ≥ 1 "
-                            "(or null: 60 with an RDB storage)")
+    if interval is None and grace is None:
+        return (60, 180) if rdb else None
     if not rdb:
-        raise GenreLabError(f"hydra.sweeper.heartbeat_interval={interval} needs a storage that keeps heartbeats: "
+        key, value = ("heartbeat_interval", interval) if interval is not None else ("grace_period", grace)
+        raise GenreLabError(f"hydra.sweeper.{key}={value} needs a storage that keeps heartbeats: "
                             f"hydra.sweeper.storage={storage_url or 'null'} "
                             f"{'dies with its sweeper' if storage_url is None else 'is a journal, which has none'}; "
                             "set hydra.sweeper.storage=sqlite:///optuna.db (or postgresql://…, mysql://…)")
+    interval = 60 if interval is None else interval
+    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+        raise GenreLabError(f"hydra.sweeper.heartbeat_interval={interval!r} must be a whole number of seconds ≥ 1 "
+                            "(or null: 60 with an RDB storage)")
     grace = 3 * interval if grace is None else grace
     if isinstance(grace, bool) or not isinstance(grace, int) or grace <= interval:
         raise GenreLabError(f"hydra.sweeper.grace_period={grace!r} must be a whole number of seconds larger than "
@@ -88,21 +91,24 @@ class Heartbeat:
     def beat(self, trial_id: int) -> None:
         self.storage.record_heartbeat(trial_id)
 
-    def run(self) -> None:
+    def fail_stale(self) -> None:
         import optuna  # deferred: optuna is an optional extra
 
+        with warnings.catch_warnings():  # experimental since Optuna 2.9, and the one public way to do it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.study)
+
+    def run(self) -> None:
         while not self.stopped.wait(self.interval):
             try:
                 for trial_id in self.running():
                     self.beat(trial_id)
-                optuna.storages.fail_stale_trials(self.study)
+                self.fail_stale()
             except Exception as err:  # a storage hiccup must not kill the search; the next beat tries again
                 log.warning("heartbeat: %s: %s", type(err).__name__, err)
 
     def __enter__(self) -> Heartbeat:
-        import optuna  # deferred: as above
-
-        optuna.storages.fail_stale_trials(self.study)  # trials left RUNNING by a sweeper that died
+        self.fail_stale()  # trials left RUNNING by a sweeper that died
         self.thread.start()
         return self
 

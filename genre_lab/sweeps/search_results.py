@@ -62,6 +62,13 @@ def write_results(study: Any, path: Path, search: dict[str, Any] | None = None) 
         "name": "optuna", "study_name": study.study_name,
         "states": {s.name: n for s in TrialState if (n := sum(t.state == s for t in trials))}, **(search or {}),
     }
+    retries = [{"trial": t.number, "retry_of": t.user_attrs["retry_of"], "state": t.state.name,
+                "dir": t.user_attrs.get("job_dir")} for t in trials if t.user_attrs.get("retry_of") is not None]
+    if retries:
+        result["retries"] = retries  # the lineage: each retry trained on in the directory of the trial it retried
+    running = [t.number for t in trials if t.state == TrialState.RUNNING]
+    if running:
+        result["running"] = running  # another sweeper's, or one that died and is not yet found stale
     stopped = [t.number for t in trials if t.user_attrs.get("stopped_by") == "timeout"]
     if stopped:
         result["stopped_by_budget"] = stopped  # on_timeout=stop: PRUNED at the budget, not by the pruner

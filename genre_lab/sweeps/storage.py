@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,4 +77,6 @@ def open_storage(url: str | None, heartbeat: tuple[int, int] | None = None, on_s
     with storage_lock(url):
         beats = {} if heartbeat is None else {"heartbeat_interval": heartbeat[0], "grace_period": heartbeat[1],
                                               "heartbeat_stale_trial_callback": on_stale}
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **beats)
+        with warnings.catch_warnings():  # heartbeat_interval: experimental since Optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **beats)

@@ -41,16 +41,26 @@ class SweepSummary(Callback):
             atomic_write_text(sweep_dir / "sweep_seeds.csv", view.groups.to_csv(index=False))
             markdown += "\nRuns that differ only in their seed (mean, sample std, 95% t-interval half-width):\n\n"
             markdown += view.groups_markdown
-        atomic_write_text(sweep_dir / "sweep_summary.md", markdown + ended_by_budget(sweep_dir))
+        atomic_write_text(sweep_dir / "sweep_summary.md", markdown + search_notes(sweep_dir))
 
 
-def ended_by_budget(sweep_dir: Path) -> str:
-    """A line for a search that its time budget ended (``optimization_results.yaml``), rather than n_trials."""
+def search_notes(sweep_dir: Path) -> str:
+    """Lines on how an Optuna search went (``optimization_results.yaml``): what ended it when its time budget did,
+    which trials retried which, and the study's trials still RUNNING."""
     results = sweep_dir / "optimization_results.yaml"
     search = yaml.safe_load(results.read_text()) if results.is_file() else None
-    if not isinstance(search, dict) or search.get("ended_by") != "timeout":
+    if not isinstance(search, dict):
         return ""
-    line = (f"The time budget (hydra.sweeper.timeout={search['timeout']:g} s), not n_trials, ended this search "
-            f"after {search['trials_launched']} trials.")
-    print(line)
-    return f"\n{line}\n"
+    lines = [f"Study {search.get('study_name')}: " + ", ".join(f"{n} {s}" for s, n in search["states"].items())
+             + " trials."] if search.get("states") else []
+    if search.get("ended_by") == "timeout":
+        lines.append(f"The time budget (hydra.sweeper.timeout={search['timeout']:g} s), not n_trials, ended this "
+                     f"search after {search['trials_launched']} trials.")
+    lines += [f"Trial {r['trial']} ({r['state']}) retried trial {r['retry_of']}, whose process died, in its "
+              f"directory {r['dir']}." for r in search.get("retries", [])]
+    if search.get("running"):
+        lines.append(f"Still RUNNING in the study: trials {search['running']} (another sweeper's, or found stale "
+                     "by the heartbeat of the next sweeper on the study).")
+    for line in lines:
+        print(line)
+    return "".join(f"\n{line}\n" for line in lines)

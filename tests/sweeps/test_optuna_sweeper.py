@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -278,7 +280,10 @@ SEARCH = ("train", "-m", "hparams_search=optuna", *TINY_FAST, "data=sample", "tr
 @pytest.mark.parametrize("bad", ["model.lr=interval(1e-3,1e-5)", "model.lr=tag(log,interval(0,1e-3))",
                                  "trainer.max_epochs=range(3,1)", "hydra.sweeper.n_trials=0",
                                  "hydra.sweeper.n_trials=-1", "hydra.sweeper.params.model.lr=interval(1e-5,1e-3)",
-                                 "resume=true", "hydra.sweeper.on_timeout=kill"])
+                                 "resume=true", "hydra.sweeper.on_timeout=kill", "hydra.sweeper.max_retries=-1",
+                                 "hydra.sweeper.heartbeat_interval=5",
+                                 "hydra.sweeper.heartbeat_interval=0",
+                                 "hydra.sweeper.grace_period=1"])
 def test_a_search_that_cannot_start_is_one_line_exit_2_and_writes_nothing(tmp_path, bad):
     sweep = tmp_path / "sweep"
     result = genre_lab_here(*SEARCH, bad, f"hydra.sweep.dir={sweep}",
@@ -355,3 +360,92 @@ def test_parallel_slots_start_the_next_trial_as_soon_as_one_ends(tmp_path, four_
     assert len({timing[n]["pid"] for n in range(6)}) == 6
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert sum(s["trials"] for s in results["slots"]) == 6 and results["slots"][0]["trials"] < 3
+
+
+def wait_for(path, proc, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"the search ended before {path} appeared: {proc.stderr.read()[-3000:]}"
+        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
+        time.sleep(0.1)
+
+
+def ckpt_epoch(path) -> int:
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+
+
+def history_epochs(job) -> list[int]:
+    """Epochs of the validation rows in the job's csv/metrics.csv (each once in a complete history)."""
+    frame = pd.read_csv(job / "csv" / "metrics.csv")
+    return sorted(frame.dropna(subset=["val/loss"])["epoch"].astype(int).tolist())
+
+
+def job_pid(job_dir) -> int:
+    """The process that has a file of ``job_dir`` open (its Hydra job log)."""
+    for proc in os.listdir("/proc"):
+        if not proc.isdigit():
+            continue
+        try:
+            if any(os.readlink(f"/proc/{proc}/fd/{fd}").startswith(str(job_dir) + "/")
+                   for fd in os.listdir(f"/proc/{proc}/fd")):
+                return int(proc)
+        except OSError:
+            continue
+    raise AssertionError(f"no process has a file of {job_dir} open")
+
+
+# heartbeat every second; a trial with no beat for 3 s is stale
+BEATS = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3"]
+
+
+@pytest.mark.process
+def test_a_killed_sweeper_s_trial_is_resumed_from_its_last_checkpoint_by_rerunning_the_command(tmp_path):
+    sweep, db = tmp_path / "sweep", f"sqlite:///{tmp_path / 'study.db'}"
+    command = [sys.executable, "-m", "genre_lab", *SEARCH, "trainer.max_epochs=30", "hydra.sweeper.n_trials=1",
+               f"hydra.sweeper.storage={db}", *BEATS, f"hydra.sweep.dir={sweep}"]
+    first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = sweep / "0" / "checkpoints" / "last.ckpt"
+    wait_for(last, first)
+    time.sleep(1.0)  # a few epochs more
+    first.kill()  # kill -9, mid-trial
+    first.wait()
+    killed_at = ckpt_epoch(last)
+    rerun = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    study = optuna.load_study(study_name="genre_lab", storage=db)
+    assert [(t.number, t.state.name) for t in study.trials] == [(0, "FAIL"), (1, "COMPLETE")]  # n_trials: once
+    retried = study.trials[1]
+    assert retried.user_attrs["retry_of"] == 0 and retried.params == study.trials[0].params
+    assert min(retried.intermediate_values) == killed_at + 1  # trained on from last.ckpt, not from scratch
+    assert json.loads((sweep / "0" / "metrics.json").read_text())["epochs"] == 30
+    assert history_epochs(sweep / "0") == list(range(30))  # no epoch lost or repeated
+    assert job_config(sweep / "0")["trial"]["number"] == 0  # the first record kept; the resume's beside it
+    assert (sweep / "0" / ".hydra" / "resumes" / "1" / "config.yaml").is_file()
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["retries"] == [{"trial": 1, "retry_of": 0, "state": "COMPLETE", "dir": str(sweep / "0")}]
+    assert results["trials_launched"] == 0 and results["retries_launched"] == 1
+    assert "Trial 1 (COMPLETE) retried trial 0" in (sweep / "sweep_summary.md").read_text()
+
+
+@pytest.mark.process
+def test_kill_9_of_one_parallel_worker_the_search_goes_on_and_retries_it(tmp_path, four_csv):
+    sweep, db = tmp_path / "sweep", f"sqlite:///{tmp_path / 'study.db'}"
+    search = subprocess.Popen(
+        [sys.executable, "-m", "genre_lab", *SEARCH, "hydra/launcher=parallel", f"data.train_csv={four_csv}",
+         "trainer.max_epochs=30", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra/sweeper/pruner=none",
+         f"hydra.sweeper.storage={db}", *BEATS, f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = sweep / "0" / "checkpoints" / "last.ckpt"
+    wait_for(last, search)
+    os.kill(job_pid(sweep / "0"), signal.SIGKILL)
+    _, err = search.communicate(timeout=600)
+    assert search.returncode == 0, err[-4000:]
+    study = optuna.load_study(study_name="genre_lab", storage=db)
+    states = {t.number: t.state.name for t in study.trials}
+    assert states == {0: "FAIL", 1: "COMPLETE", 2: "COMPLETE"}
+    assert study.trials[0].user_attrs["error"].startswith("its process ended without a result (UncompletedJobError")
+    assert study.trials[2].user_attrs["retry_of"] == 0
+    assert json.loads((sweep / "0" / "metrics.json").read_text())["epochs"] == 30
+    assert history_epochs(sweep / "0") == list(range(30))
