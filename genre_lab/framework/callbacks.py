@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -95,10 +96,20 @@ class StopWithSweeper(pl.Callback):
         if time.monotonic() - self.checked < self.CHECK_EVERY_S:
             return
         self.checked = time.monotonic()
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
+        if not alive(self.pid):
             log.warning("the sweeper (pid %d) is gone: stopping this trial", self.pid)
             os.kill(os.getpid(), signal.SIGTERM)
-        except PermissionError:  # the pid exists (now another user's process): nothing to say
-            pass
+
+
+def alive(pid: int) -> bool:
+    """False for a process that has ended, a zombie (killed, its parent has not reaped it yet) included."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (macOS): the signal test has to do
+        return True

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import time
 import warnings
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from optuna.trial import TrialState
 
 from genre_lab.errors import GenreLabError, require_choice, require_int, require_number
 from genre_lab.sweeps.outcome import job_outcome
-from genre_lab.sweeps.progress import Running, Search, stop_on_sigterm
+from genre_lab.sweeps.progress import Running, Search, SweeperStopped, stop_on_sigterm
 from genre_lab.sweeps.retention import keep_best_checkpoints
 from genre_lab.sweeps.retries import (
     JOB_DIR,
@@ -144,9 +145,13 @@ class OptunaSweeper:
         try:
             with self.beating(study, search), stop_on_sigterm():
                 self.run_search(study, space, search)
-        except BaseException:  # Ctrl-C, SIGTERM or a bug here: the jobs do not outlive the sweeper
+        except BaseException as err:  # Ctrl-C, SIGTERM or a bug here: the jobs do not outlive the sweeper
             slots.stop([run.handle for run in search.running.values()])
             self.abandon(study, search)
+            if isinstance(err, SweeperStopped):
+                log.warning("stopped by SIGTERM: its running trials were stopped and enqueued again; run the same "
+                            "command to resume them")
+                raise SystemExit(128 + signal.SIGTERM) from None
             raise
         finally:
             IN_PROCESS.pop(study.study_name, None)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import signal
 import time
 from typing import Any
 
@@ -86,7 +88,14 @@ class TrialPruning(pl.Callback):
         maximize = self.trial.study.direction.name == "MAXIMIZE"
         if not math.isnan(value) and (self.best is None or (value > self.best if maximize else value < self.best)):
             self.best = value
-        self.trial.report(value, step=trainer.current_epoch)
+        try:
+            self.trial.report(value, step=trainer.current_epoch)
+        except Exception as err:  # UpdateFinishedTrialError: its sweeper stopped, or a heartbeat found it stale
+            if type(err).__name__ != "UpdateFinishedTrialError":
+                raise
+            log.warning("trial %s was finished by its sweeper (%s): stopping", self.trial_node["number"], err)
+            os.kill(os.getpid(), signal.SIGTERM)  # saved as a preempted run is (interrupted.ckpt)
+            return False
         return self.trial.should_prune()
 
     def state_dict(self) -> dict[str, Any]:

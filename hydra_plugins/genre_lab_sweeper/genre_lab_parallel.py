@@ -9,9 +9,11 @@ No ``from __future__ import annotations`` (see genre_lab_optuna.py). genre_lab i
 Hydra imports every plugin module when any Hydra app starts, and genre_lab brings torch.
 """
 
+import contextlib
 import logging
 import os
 import shlex
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +120,28 @@ class ParallelLauncher(Launcher):
         return (True, collect(job, overrides)) if job.done() else (False, None)
 
     def cancel(self, job: Any) -> None:
+        """SIGTERM to the job's processes, which save interrupted.ckpt as a preempted run does (submitit's own
+        cancel sends SIGINT to the shell that runs the setup lines, which does not pass it on)."""
+        for pid in descendants(int(job.job_id)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         job.cancel(check=False)
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (Linux /proc; none elsewhere, where only submitit's cancel is sent)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.parent.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        found.append(todo.pop())
+        todo.extend(children.get(found[-1], []))
+    return found
 
 
 def collect(job: Any, overrides: list[str]) -> JobReturn:

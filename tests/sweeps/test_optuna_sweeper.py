@@ -1,5 +1,6 @@
 """Our Optuna sweeper through the real CLI: pruning, failures, shared studies, reruns, submitit."""
 
+import contextlib
 import json
 import os
 import signal
@@ -449,3 +450,41 @@ def test_kill_9_of_one_parallel_worker_the_search_goes_on_and_retries_it(tmp_pat
     assert study.trials[2].user_attrs["retry_of"] == 0
     assert json.loads((sweep / "0" / "metrics.json").read_text())["epochs"] == 30
     assert history_epochs(sweep / "0") == list(range(30))
+
+
+def job_processes(sweep) -> list[int]:
+    found = []
+    for job in sweep.iterdir():
+        with contextlib.suppress(AssertionError):
+            found.append(job_pid(job))
+    return found
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+def test_the_jobs_of_a_stopped_parallel_sweeper_stop_with_it_and_a_rerun_resumes_them(tmp_path, four_csv, sig):
+    sweep, db = tmp_path / "sweep", f"sqlite:///{tmp_path / 'study.db'}"
+    command = [sys.executable, "-m", "genre_lab", *SEARCH, "hydra/launcher=parallel", f"data.train_csv={four_csv}",
+               "trainer.max_epochs=30", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+               "hydra/sweeper/pruner=none", f"hydra.sweeper.storage={db}", *BEATS, f"hydra.sweep.dir={sweep}"]
+    search = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for trial in "01":
+        wait_for(sweep / trial / "checkpoints" / "last.ckpt", search)
+    search.send_signal(sig)
+    _, err = search.communicate(timeout=120)
+    assert search.returncode == (143 if sig == signal.SIGTERM else -9), err[-3000:]
+    deadline = time.monotonic() + 60
+    while job_processes(sweep) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not job_processes(sweep), "the jobs outlived their sweeper"
+    for trial in "01":
+        assert (sweep / trial / "checkpoints" / "interrupted.ckpt").is_file()  # stopped as a preempted run is
+        assert not (sweep / trial / "metrics.json").exists()
+    rerun = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    study = optuna.load_study(study_name="genre_lab", storage=db)
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+    assert sorted(t.user_attrs["retry_of"] for t in study.trials[2:]) == [0, 1]
+    for trial in "01":
+        assert json.loads((sweep / trial / "metrics.json").read_text())["epochs"] == 30
+        assert history_epochs(sweep / trial) == list(range(30))
