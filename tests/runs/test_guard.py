@@ -140,3 +140,35 @@ def test_a_used_sweep_directory_of_a_search_gets_the_searchs_advice_not_resume(t
     assert "resume=true" not in str(refused.value)
     with pytest.raises(GenreLabError, match=r"resume=true to continue its jobs' last.ckpt"):
         refuse_earlier_sweep(tmp_path, False)
+
+
+def test_a_search_goes_on_in_its_own_sweep_directory_only_on_the_same_persistent_study(tmp_path):
+    from omegaconf import OmegaConf
+
+    from genre_lab.runs.guard import same_search
+
+    def search(storage, study="genre_lab"):
+        return OmegaConf.create({"hydra": {"sweeper": {"storage": storage, "study_name": study}}})
+
+    assert not same_search(tmp_path, search("sqlite:///a.db"))  # nothing there yet
+    OmegaConf.save(search("sqlite:///a.db"), tmp_path / "multirun.yaml")
+    assert same_search(tmp_path, search("sqlite:///a.db"))
+    refuse_earlier_sweep(tmp_path, False, search=True, continues=True)
+    assert not same_search(tmp_path, search("sqlite:///b.db"))  # another study's files would mix with these
+    assert not same_search(tmp_path, search("sqlite:///a.db", "other"))
+    OmegaConf.save(search(None), tmp_path / "multirun.yaml")
+    assert not same_search(tmp_path, search(None))  # in memory: the earlier study is gone
+
+
+def test_a_stashed_first_record_is_put_back_by_the_resuming_job(tmp_path):
+    from genre_lab.runs.guard import keep_started_record, stash_started_record, take_stashed_record
+
+    hydra = tmp_path / ".hydra"
+    hydra.mkdir()
+    (hydra / "config.yaml").write_text("trial: {number: 0}\n")
+    stash_started_record(tmp_path)
+    (hydra / "config.yaml").write_text("trial: {number: 5}\n")  # what Hydra writes for the retry job
+    keep_started_record(tmp_path, take_stashed_record(tmp_path))
+    assert (hydra / "config.yaml").read_text() == "trial: {number: 0}\n"
+    assert (hydra / "resumes" / "1" / "config.yaml").read_text() == "trial: {number: 5}\n"
+    assert not (hydra / "started").exists() and take_stashed_record(tmp_path) == {}
