@@ -161,6 +161,11 @@ def ranking(args: argparse.Namespace, earlier: list[Path]) -> pd.DataFrame:
                      [c for c in columns[5:] if "/" in c], counts=["val_rows"])
     if mixed:
         print(f"genre-lab: warning: {mixed}", file=sys.stderr)
+    for path in args.paths:  # a search with confirmation runs (hydra.sweeper.confirm)
+        if (path / "confirmation.csv").is_file():
+            confirmed = pd.read_csv(path / "confirmation.csv")
+            print_table(confirmed.to_dict("records"), list(confirmed.columns),
+                        f"{path}: the top configurations retrained over seeds, best mean first")
     if args.out:
         prepare_out(args.out, earlier)
         atomic_write_text(args.out / "compare.csv", frame.to_csv(index=False))

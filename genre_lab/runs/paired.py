@@ -11,7 +11,7 @@ from genre_lab.errors import GenreLabError, require_int
 from genre_lab.runs.layout import RunLayout
 from genre_lab.runs.stored_probs import StoredProbs
 from genre_lab.scoring.decoding import Decoder
-from genre_lab.scoring.paired import RowCounts, paired_bootstrap
+from genre_lab.scoring.paired import RowCounts, paired_bootstrap, stacked
 
 
 def run_counts(run: Path) -> tuple[StoredProbs, Decoder]:
@@ -25,9 +25,23 @@ def run_counts(run: Path) -> tuple[StoredProbs, Decoder]:
 
 def compare_paired(run_a: Path, run_b: Path, resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
     """``paired_bootstrap`` of two run directories, aligned on their movie ids."""
+    return compare_groups([run_a], [run_b], resamples, seed)
+
+
+def compare_groups(runs_a: list[Path], runs_b: list[Path], resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """``paired_bootstrap`` of two configurations, each trained with the same seeds (``runs_a[i]`` and
+    ``runs_b[i]`` share seed i), every run aligned on the first run's movie ids."""
     require_int(resamples, "--resamples", 1000, 2000)
-    (stored_a, rule_a), (stored_b, rule_b) = run_counts(run_a), run_counts(run_b)
-    stored_a = stored_a.aligned_to(stored_b, (str(run_a), str(run_b)))
-    counts = [RowCounts.of(s.probs, s.targets, rule.decide(s.probs)) for s, rule in
-              ((stored_a, rule_a), (stored_b, rule_b))]
-    return paired_bootstrap(*counts, resamples=resamples, seed=seed)
+    if len(runs_a) != len(runs_b) or not runs_a:
+        raise GenreLabError(f"a paired comparison needs the same seeds on both sides; got {len(runs_a)} and "
+                            f"{len(runs_b)} runs")
+    reference = run_counts(runs_b[0])[0]
+    sides = []
+    for runs in (runs_a, runs_b):
+        counts = []
+        for run in runs:
+            stored, rule = run_counts(run)
+            stored = stored.aligned_to(reference, (str(run), str(runs_b[0])))
+            counts.append(RowCounts.of(stored.probs, stored.targets, rule.decide(stored.probs)))
+        sides.append(stacked(counts))
+    return paired_bootstrap(*sides, resamples=resamples, seed=seed, blocks=len(runs_a))

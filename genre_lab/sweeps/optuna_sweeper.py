@@ -31,6 +31,16 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from genre_lab.errors import GenreLabError, require_choice, require_int, require_number
+from genre_lab.sweeps.confirm import (
+    SEED,
+    check_confirm,
+    confirm_name,
+    confirmation_table,
+    enqueue,
+    paired_figures,
+    top_trials,
+    write_confirmation,
+)
 from genre_lab.sweeps.outcome import job_outcome
 from genre_lab.sweeps.progress import Running, Search, SweeperStopped, stop_on_sigterm
 from genre_lab.sweeps.retention import keep_best_checkpoints
@@ -77,7 +87,8 @@ class OptunaSweeper:
                  storage: str | None = None, study_name: str | None = None, n_trials: int = 20, n_jobs: int = 1,
                  max_failure_rate: float = 1.0, keep_checkpoints: int | None = None, params: Any = None,
                  timeout: Any = None, on_timeout: str = "finish", barrier: bool = False,
-                 heartbeat_interval: Any = None, grace_period: Any = None, max_retries: Any = 1) -> None:
+                 heartbeat_interval: Any = None, grace_period: Any = None, max_retries: Any = 1,
+                 confirm: Any = None) -> None:
         self.sampler_config = sampler
         self.pruner_config = plain(pruner)
         self.directions = [str(d) for d in direction] if isinstance(direction, Sequence) and not isinstance(
@@ -93,6 +104,7 @@ class OptunaSweeper:
         self.max_failure_rate = float(max_failure_rate)
         self.heartbeat = check_heartbeat(heartbeat_interval, grace_period, self.storage_url)
         self.max_retries = require_int(max_retries, "hydra.sweeper.max_retries", 0, 1)
+        self.confirm_k, self.confirm_seeds = check_confirm(plain(confirm), self.n_trials, len(self.directions))
         self.keep_checkpoints = check_keep(keep_checkpoints, len(self.directions))
         self.params = plain(params) or {}
         self.config: DictConfig | None = None
@@ -118,15 +130,18 @@ class OptunaSweeper:
         # Optuna warns that its heartbeat "is supposed to be used with Study.optimize": this ask-and-tell loop
         # records the beats itself (sweeps/retries.Heartbeat)
         warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used", UserWarning)
-        pruner = instantiate(self.pruner_config) if self.pruner_config else optuna.pruners.NopPruner()
-        storage = open_storage(self.storage_url, self.heartbeat, lambda study, trial: retry(
+        self.storage = open_storage(self.storage_url, self.heartbeat, lambda study, trial: retry(
             study, trial, self.max_retries, "was stale (its process stopped beating)"))
-        self.storage = storage
+        return self.open_study(self.study_name, self.pruner_config)
+
+    def open_study(self, name: str | None, pruner_config: Any, sampler: Any = None) -> Any:
+        """The study ``name`` in this sweeper's storage (created if new), reachable by in-process jobs."""
+        pruner = instantiate(pruner_config) if pruner_config else optuna.pruners.NopPruner()
         with storage_lock(self.storage_url):  # two sweeps starting at once on one sqlite file
-            study = optuna.create_study(storage=storage, study_name=self.study_name, directions=self.directions,
-                                        pruner=pruner, load_if_exists=True)
-        store_pruner(study, self.pruner_config)
-        IN_PROCESS[study.study_name] = (study, storage)
+            study = optuna.create_study(storage=self.storage, study_name=name, directions=self.directions,
+                                        pruner=pruner, sampler=sampler, load_if_exists=True)
+        store_pruner(study, pruner_config)
+        IN_PROCESS[study.study_name] = (study, self.storage)
         return study
 
     def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
@@ -141,13 +156,16 @@ class OptunaSweeper:
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         save_multirun(self.config, sweep_dir)
-        search = Search(slots, self.timeout, earlier=launched_in(study, sweep_dir))
+        search = Search(slots, self.timeout, self.n_trials, earlier=launched_in(study, sweep_dir))
+        self.active = (study, search)
+        confirmation = None
         try:
-            with self.beating(study, search), stop_on_sigterm():
+            with self.beating(study), stop_on_sigterm():
                 self.run_search(study, space, search)
+                if self.confirm_k:
+                    confirmation = self.confirm(study, space, search, sweep_dir)
         except BaseException as err:  # Ctrl-C, SIGTERM or a bug here: the jobs do not outlive the sweeper
-            slots.stop([run.handle for run in search.running.values()])
-            self.abandon(study, search)
+            self.stop_active()
             if isinstance(err, SweeperStopped):
                 log.warning("stopped by SIGTERM: its running trials were stopped and enqueued again; run the same "
                             "command to resume them")
@@ -155,15 +173,45 @@ class OptunaSweeper:
             raise
         finally:
             IN_PROCESS.pop(study.study_name, None)
+            IN_PROCESS.pop(confirm_name(study), None)
             write_results(study, sweep_dir / "optimization_results.yaml", search.record(
-                on_timeout=self.on_timeout, barrier=self.barrier))
+                on_timeout=self.on_timeout, barrier=self.barrier, confirmation=confirmation))
         refuse_no_result(search.launched, search.failed, sweep_dir)
         return [search.returns]
 
-    def beating(self, study: Any, search: Search) -> Any:
+    def beating(self, study: Any) -> Any:
         if self.heartbeat is None:
             return contextlib.nullcontext()
-        return Heartbeat(study, self.storage, self.heartbeat[0], lambda: [r.trial_id for r in search.running.values()])
+        return Heartbeat(study, self.storage, self.heartbeat[0],
+                         lambda: [r.trial_id for r in self.active[1].running.values()])
+
+    def confirm(self, study: Any, space: SearchSpace, search: Search, sweep_dir: Path) -> dict[str, Any] | None:
+        """Retrain the top-k configurations over the confirmation seeds; rank, compare, write (sweeps/confirm.py)."""
+        tops = top_trials(study, self.confirm_k)
+        if len(tops) < 2 or search.past_deadline():
+            log.warning("confirmation skipped: %s", "the time budget has passed" if search.past_deadline() else
+                        f"{len(tops)} complete trial(s), 2 needed for a winner and a runner-up")
+            return None
+        confirm_study = self.open_study(confirm_name(study), None, optuna.samplers.RandomSampler())
+        runs = enqueue(confirm_study, tops, self.confirm_seeds)
+        log.info("confirmation: trials %s over seeds %s (%d runs)", [t.number for t in tops], self.confirm_seeds, runs)
+        confirming = Search(search.slots, None, runs, prefix="confirm/")
+        confirming.deadline, confirming.stop_at = search.deadline, search.stop_at  # one budget for the whole search
+        self.active = (confirm_study, confirming)
+        with self.beating(confirm_study):
+            self.run_search(confirm_study, space, confirming)
+        self.active = (study, search)
+        maximize = study.direction.name == "MAXIMIZE"
+        table = confirmation_table(confirm_study, tops, self.confirm_seeds, maximize)
+        if table["seeds"].iloc[:2].min() == 0:
+            log.warning("confirmation: the best configurations have no finished runs; nothing written")
+            return None
+        return write_confirmation(sweep_dir, table, paired_figures(table, self.confirm_seeds))
+
+    def stop_active(self) -> None:
+        study, search = self.active
+        search.slots.stop([run.handle for run in search.running.values()])
+        self.abandon(study, search)
 
     def abandon(self, study: Any, search: Search) -> None:
         """The sweeper is stopping with trials running: each is FAIL and enqueued again, so that rerunning the
@@ -205,7 +253,7 @@ class OptunaSweeper:
         if self.exhausted:
             search.ended_by = "exhausted"
             return False
-        if search.earlier + search.launched >= self.n_trials and not pending_retries(study):
+        if search.earlier + search.launched >= search.budget and not pending_retries(study):
             return False
         if search.past_deadline():  # no trial starts after the budget
             if search.ended_by != "timeout":
@@ -220,7 +268,10 @@ class OptunaSweeper:
         trial = self.ask(study)
         frozen = self.storage.get_trial(trial._trial_id)
         is_retry = frozen.user_attrs.get(RETRY_OF) is not None
-        job = self.trial_overrides(study, trial, space, search.stop_at if self.on_timeout == "stop" else None)
+        job = self.trial_overrides(study, trial, space, search.stop_at if self.on_timeout == "stop" else None,
+                                   search.prefix)
+        if frozen.user_attrs.get(SEED) is not None:  # a confirmation run
+            job.append(f"seed={frozen.user_attrs[SEED]}")
         job = continue_in(job, resume_dir(frozen), trial)
         search.retried += is_retry
         search.launched += not is_retry
@@ -251,12 +302,14 @@ class OptunaSweeper:
             self.seeded = True
         return trial
 
-    def trial_overrides(self, study: Any, trial: Any, space: SearchSpace, stop_at: float | None) -> list[str]:
+    def trial_overrides(self, study: Any, trial: Any, space: SearchSpace, stop_at: float | None,
+                        prefix: str = "") -> list[str]:
         params = space.suggest(trial)
         trial.set_user_attr("overrides", params)
-        trial.set_user_attr(JOB_DIR, str((Path(self.config.hydra.sweep.dir) / str(trial.number)).resolve()))
+        subdir = f"{prefix}{trial.number}"  # never two jobs in one directory, whichever process
+        trial.set_user_attr(JOB_DIR, str((Path(self.config.hydra.sweep.dir) / subdir).resolve()))
         return [*params, trial_override(trial.number, study.study_name, self.storage_url, stop_at),
-                f"hydra.sweep.subdir={trial.number}"]  # never two jobs in one directory, whichever process
+                f"hydra.sweep.subdir={subdir}"]
 
 
 def check_keep(keep: Any, n_objectives: int) -> int | None:

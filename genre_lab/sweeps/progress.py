@@ -54,8 +54,10 @@ class SlotClock:
 class Search:
     """What the sweeper knows while its trials run (one ``sweep`` call)."""
 
-    def __init__(self, slots: Slots, timeout: float | None, earlier: int = 0) -> None:
+    def __init__(self, slots: Slots, timeout: float | None, budget: int, earlier: int = 0, prefix: str = "") -> None:
         self.slots, self.timeout, self.earlier = slots, timeout, earlier
+        self.budget = budget  # new trials to run (n_trials), counting the ``earlier`` ones of this sweep directory
+        self.prefix = prefix  # of the job directories' names: "" or "confirm/"
         self.clock = SlotClock(slots.count)
         self.running: dict[int, Running] = {}  # slot -> its trial
         self.returns: list[JobReturn | None] = []

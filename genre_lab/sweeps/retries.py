@@ -29,6 +29,7 @@ from genre_lab.runs.layout import RunLayout
 log = logging.getLogger(__name__)
 
 RETRY_OF, RETRIES, JOB_DIR = "retry_of", "retries", "job_dir"
+CARRIED = (JOB_DIR, "confirm_of", "seed")  # what a retry keeps of the trial it retries (confirm.py's tags)
 
 
 def check_heartbeat(interval: Any, grace: Any, storage_url: str | None) -> tuple[int, int] | None:
@@ -62,9 +63,8 @@ def retry(study: Any, trial: Any, max_retries: int, why: str) -> int | None:
         log.warning("trial %d %s; it had its %d retr%s (hydra.sweeper.max_retries) and stays FAIL", trial.number,
                     why, max_retries, "y" if max_retries == 1 else "ies")
         return None
-    attrs = {RETRY_OF: trial.number, RETRIES: retries}
-    if JOB_DIR in trial.user_attrs:
-        attrs[JOB_DIR] = trial.user_attrs[JOB_DIR]
+    carried = {k: trial.user_attrs[k] for k in CARRIED if k in trial.user_attrs}
+    attrs = {**carried, RETRY_OF: trial.number, RETRIES: retries}
     study.enqueue_trial(trial.params, user_attrs=attrs)
     log.warning("trial %d %s: enqueued again with the same parameters (retry %d of %d)", trial.number, why, retries,
                 max_retries)

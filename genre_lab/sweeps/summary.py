@@ -58,9 +58,23 @@ def search_notes(sweep_dir: Path) -> str:
                      f"search after {search['trials_launched']} trials.")
     lines += [f"Trial {r['trial']} ({r['state']}) retried trial {r['retry_of']}, whose process died, in its "
               f"directory {r['dir']}." for r in search.get("retries", [])]
+    if search.get("confirmation"):
+        lines.append(confirmation_line(search["confirmation"]))
     if search.get("running"):
         lines.append(f"Still RUNNING in the study: trials {search['running']} (another sweeper's, or found stale "
                      "by the heartbeat of the next sweeper on the study).")
     for line in lines:
         print(line)
     return "".join(f"\n{line}\n" for line in lines)
+
+
+def confirmation_line(entry: dict[str, Any]) -> str:
+    """What the confirmation runs said: the winner, its margin, and how sure the paired bootstrap is."""
+    line = (f"Confirmed over {len(entry['winner_runs'])} seeds: trial {entry['winner_trial']} wins with a mean of "
+            f"{entry['winner_mean']:.4f}, {entry['margin']:+.4f} over trial {entry['runner_up_trial']}")
+    paired = entry.get("paired")
+    if paired:
+        low, high = paired["interval_95"]
+        line += (f"; paired bootstrap of micro-F1: {paired['difference']:+.4f} (95% {low:+.4f} to {high:+.4f}), "
+                 f"ahead in {paired['winner_ahead_share']:.0%} of the draws")
+    return line + " (best/winner.yaml, confirmation.md)."

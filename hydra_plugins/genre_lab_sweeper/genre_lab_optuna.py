@@ -39,6 +39,8 @@ class GenreLabOptunaConf:
     heartbeat_interval: Any = None
     grace_period: Any = None  # a RUNNING trial with no beat for this long is stale (null: 3 × the interval)
     max_retries: Any = 1  # a stale or killed trial is re-run from its own last.ckpt at most this many times
+    # after the search: the top_k configurations retrained with each seed, ranked by their mean (top_k 0: off)
+    confirm: Any = field(default_factory=lambda: {"top_k": 0, "seeds": [1, 2, 3]})
     # null: every trial keeps its checkpoints; k: only the best k trials do (the others keep metrics and history)
     keep_checkpoints: Any = None
     params: Any = None

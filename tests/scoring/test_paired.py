@@ -6,7 +6,7 @@ from sklearn.metrics import f1_score
 
 from genre_lab.errors import GenreLabError
 from genre_lab.runs.stored_probs import StoredProbs
-from genre_lab.scoring.paired import RowCounts, paired_bootstrap, resample_indices
+from genre_lab.scoring.paired import RowCounts, paired_bootstrap, resample_indices, stacked
 
 
 def example(seed: int, rows: int = 60, genres: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,3 +61,24 @@ def test_runs_scored_on_different_rows_are_refused():
         a.aligned_to(other, ("A", "B"))
     with pytest.raises(GenreLabError, match="different genres"):
         a.aligned_to(StoredProbs(ids, probs, targets, ("a", "b", "c", "e")), ("A", "B"))
+
+
+def test_seed_blocks_resample_the_same_rows_in_every_run_and_pool_their_counts():
+    """Two seeds per side: a draw takes the same rows from both runs; the figures are those of the pooled rows."""
+    a1, a2, b1, b2 = example(0), example(0), example(0), example(0)
+    a2 = (a2[0], a2[1], (a2[0] > 0.55).astype(np.uint8))
+    b1, b2 = [(b[0], b[1], (b[0] > cut).astype(np.uint8)) for b, cut in ((b1, 0.45), (b2, 0.4))]
+    side_a = stacked([RowCounts.of(*a1), RowCounts.of(*a2)])
+    side_b = stacked([RowCounts.of(*b1), RowCounts.of(*b2)])
+    table = paired_bootstrap(side_a, side_b, resamples=100, seed=3, blocks=2).set_index("figure")
+    draws = resample_indices(len(a1[0]), 100, 3)
+
+    def pooled(run1, run2, draw):
+        return direct(*[np.concatenate([x[draw], y[draw]]) for x, y in zip(run1, run2, strict=True)],
+                      np.arange(2 * len(draw)))["f1_micro"]
+
+    diffs = np.array([pooled(b1, b2, d) - pooled(a1, a2, d) for d in draws])
+    assert table.loc["f1_micro", "95% low"] == pytest.approx(np.percentile(diffs, 2.5), abs=1e-9)
+    assert table.loc["f1_micro", "B wins"] == pytest.approx((diffs > 0).mean())
+    everything = np.arange(len(a1[0]))
+    assert table.loc["f1_micro", "A"] == pytest.approx(pooled(a1, a2, everything))

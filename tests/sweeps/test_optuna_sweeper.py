@@ -284,10 +284,12 @@ SEARCH = ("train", "-m", "hparams_search=optuna", *TINY_FAST, "data=sample", "tr
                                  "resume=true", "hydra.sweeper.on_timeout=kill", "hydra.sweeper.max_retries=-1",
                                  "hydra.sweeper.heartbeat_interval=5",
                                  "hydra.sweeper.heartbeat_interval=0",
-                                 "hydra.sweeper.grace_period=1"])
+                                 "hydra.sweeper.grace_period=1", "hydra.sweeper.confirm.top_k=30",
+                                 "hydra.sweeper.confirm.top_k=2 hydra.sweeper.confirm.seeds=[]",
+                                 "hydra.sweeper.confirm.top_k=1", "hydra.sweeper.confirm.top_k=-1"])
 def test_a_search_that_cannot_start_is_one_line_exit_2_and_writes_nothing(tmp_path, bad):
     sweep = tmp_path / "sweep"
-    result = genre_lab_here(*SEARCH, bad, f"hydra.sweep.dir={sweep}",
+    result = genre_lab_here(*SEARCH, *bad.split(' '), f"hydra.sweep.dir={sweep}",
                             cwd=tmp_path)
     errors = [line for line in result.stderr.splitlines() if line.startswith("genre-lab: error:")]
     assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
@@ -488,3 +490,34 @@ def test_the_jobs_of_a_stopped_parallel_sweeper_stop_with_it_and_a_rerun_resumes
     for trial in "01":
         assert json.loads((sweep / trial / "metrics.json").read_text())["epochs"] == 30
         assert history_epochs(sweep / trial) == list(range(30))
+
+
+def test_confirmation_retrains_the_top_configurations_over_seeds_and_names_a_winner(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = genre_lab_here(*SEARCH, "hydra.sweeper.n_trials=3", "hydra.sweeper.confirm.top_k=2",
+                            "hydra.sweeper.confirm.seeds=[1,2]", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["states"] == {"COMPLETE": 3} and results["trials_launched"] == 3  # confirmation: a study of its own
+    confirmed = pd.read_csv(sweep / "confirmation.csv")
+    assert len(confirmed) == 2 and (confirmed["seeds"] == 2).all()
+    top = sorted(range(3), key=lambda n: -json.loads((sweep / str(n) / "metrics.json").read_text())["val/f1_micro"])
+    assert set(confirmed["trial"]) == set(top[:2])
+    runs = sorted((sweep / "confirm").iterdir(), key=lambda p: int(p.name))
+    assert [p.name for p in runs] == ["0", "1", "2", "3"]  # 2 configurations x 2 seeds, tagged by their overrides
+    seeds = sorted(job_config(run)["seed"] for run in runs)
+    assert seeds == [1, 1, 2, 2]
+    for _, row in confirmed.iterrows():  # each row's mean is the mean of its two runs' figures
+        values = [json.loads((run / "metrics.json").read_text())["val/f1_micro"] for run in runs
+                  if job_config(run)["model"]["lr"] == job_config(sweep / str(row["trial"]))["model"]["lr"]]
+        assert row["mean"] == pytest.approx(sum(values) / 2, abs=1e-6)
+    assert confirmed["mean"].is_monotonic_decreasing
+    winner = yaml.safe_load((sweep / "best" / "winner.yaml").read_text())
+    assert winner["winner_trial"] == confirmed["trial"][0] and winner["runner_up_trial"] == confirmed["trial"][1]
+    assert all(os.path.isfile(c) for c in winner["winner_checkpoints"])
+    low, high = winner["paired"]["interval_95"]
+    assert low <= winner["paired"]["difference"] <= high and 0 <= winner["paired"]["winner_ahead_share"] <= 1
+    assert results["confirmation"]["winner_trial"] == winner["winner_trial"]
+    assert f"trial {winner['winner_trial']} wins" in (sweep / "sweep_summary.md").read_text()
+    shown = genre_lab_here("compare", str(sweep), cwd=tmp_path)
+    assert shown.returncode == 0 and "the top configurations retrained over seeds" in shown.stdout
