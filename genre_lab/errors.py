@@ -28,9 +28,9 @@ from hydra.errors import (
     SearchPathException,
 )
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from genre_lab.io import write_json
+from genre_lab.io import atomic_write_text, write_json
 from genre_lab.runs.layout import RunLayout
 
 log = logging.getLogger(__name__)
@@ -139,6 +139,18 @@ def record_failure(output_dir: str | Path, err: BaseException) -> None:
         "status": "failed", "error": f"{type(err).__name__}: {err}",
         "traceback": "".join(traceback.format_exception(err)),
     })
+
+
+def record_refused_job(config: DictConfig, overrides: Sequence[str], err: BaseException) -> None:
+    """A sweep job its sweeper refused before launch leaves the record a failed job does (its config, overrides and
+    failed.json), so the sweep summary and compare list it with the others."""
+    job_dir = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
+    hydra_dir = RunLayout(job_dir).hydra
+    hydra_dir.mkdir(parents=True, exist_ok=True)
+    task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+    atomic_write_text(hydra_dir / "config.yaml", OmegaConf.to_yaml(task))
+    atomic_write_text(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+    record_failure(job_dir, err)
 
 
 def failure_file(layout: RunLayout) -> Path:

@@ -6,6 +6,7 @@ the whole config knows: keys that no class takes, the seed, the epoch budget, th
 
 from __future__ import annotations
 
+import copy
 import difflib
 import inspect
 import logging
@@ -17,6 +18,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from genre_lab.data.datamodule import data_defaults
+from genre_lab.data.movie_data import check_data_settings
 from genre_lab.errors import GenreLabError, require_int
 from genre_lab.framework.logger_checks import check_logger_paths
 from genre_lab.model.module import GenreClassifier, check_hparams
@@ -57,6 +60,20 @@ def check_train_settings(cfg: DictConfig) -> None:
     check_logger_paths(cfg.get("logger"))  # before the data is read: a logger folder no run could write
     if cfg.get("tuning"):  # used after training: a bad value must not cost the whole fit
         hydra.utils.instantiate(cfg.tuning)
+
+
+def check_before_launch(cfg: DictConfig) -> None:
+    """A sweeper's check of one job's composed config before it starts the job's process: the data settings and
+    ``check_train_settings`` (loggers aside: their paths depend on the job's directory), so that a sampled value
+    no run can take fails its trial at once, with the same message the job would give."""
+    if cfg.get("task_name") != "train":
+        return
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.logger = None
+    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "_target_"}
+    check_data_settings({**data_defaults(), **data})
+    check_train_settings(cfg)
 
 
 def fits_texts(model_cfg: DictConfig) -> bool:

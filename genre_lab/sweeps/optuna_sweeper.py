@@ -176,7 +176,7 @@ class OptunaSweeper:
             IN_PROCESS.pop(confirm_name(study), None)
             write_results(study, sweep_dir / "optimization_results.yaml", search.record(
                 on_timeout=self.on_timeout, barrier=self.barrier, confirmation=confirmation))
-        refuse_no_result(search.launched, search.failed, sweep_dir)
+        refuse_no_result(search.launched, search.failed, sweep_dir, search.first_error)
         return [search.returns]
 
     def beating(self, study: Any) -> Any:
@@ -277,10 +277,12 @@ class OptunaSweeper:
         search.launched += not is_retry
         try:
             self.validate([job])
-        except Exception as err:  # e.g. a sampled value the config schema rejects: only this trial fails
-            search.failed += 1
+        except Exception as err:  # a sampled value the config or train's checks reject: only this trial fails
+            search.failed += not is_retry
+            search.first_error = search.first_error or f"refused before launch: {err}"
+            trial.set_user_attr("error", f"refused before launch: {err}"[:1000])
             study.tell(trial, state=TrialState.FAIL)
-            log.error("trial %d: its config does not compose (%s); the search goes on", trial.number, err)
+            log.error("trial %d: refused before launch, the search goes on: %s", trial.number, err)
             return
         slot = min(set(range(search.slots.count)) - set(search.running))
         if self.heartbeat is not None:  # a trial with no beat is never found stale

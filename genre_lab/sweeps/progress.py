@@ -63,6 +63,7 @@ class Search:
         self.returns: list[JobReturn | None] = []
         self.launched = self.failed = 0  # new trials (n_trials counts these; a retry is not one)
         self.retried = 0
+        self.first_error = ""  # of the first trial that failed, for the message when every one did
         self.ended_by = "n_trials"
         # the budget's end: monotonic for the sweeper, wall-clock for jobs (on_timeout=stop), maybe on other nodes
         self.deadline = None if timeout is None else time.monotonic() + timeout
@@ -88,6 +89,8 @@ class Search:
         del self.running[slot]
         self.returns.append(ret)
         self.failed += outcome.state == TrialState.FAIL and not run.retry
+        if outcome.state == TrialState.FAIL:
+            self.first_error = self.first_error or outcome.reason
 
     def record(self, **settings: Any) -> dict[str, Any]:
         """What ``optimization_results.yaml`` says about this search besides the study."""

@@ -23,12 +23,13 @@ class SearchFailed(GenreLabError):
     exit_code = 1
 
 
-def refuse_no_result(launched: int, failed: int, sweep_dir: Path) -> None:
+def refuse_no_result(launched: int, failed: int, sweep_dir: Path, first_error: str) -> None:
     """Exit non-zero when every trial of this search failed (a pruned trial has figures: a search whose pruner
     stopped every trial still ended as it should)."""
     if launched and failed == launched:
-        raise SearchFailed(f"every one of the {launched} trials of this search failed, no figures to compare: see "
-                           f"the failed.json files and optimization_results.yaml in {sweep_dir}")
+        raise SearchFailed(f"every one of the {launched} trials of this search failed, the first with: "
+                           f"{first_error.splitlines()[0] if first_error else '(no message)'} — each trial's error is "
+                           f"in {sweep_dir / 'optimization_results.yaml'} (failed:) and its directory's failed.json")
 
 
 def tell(study: Any, trial: Any, ret: JobReturn | None, outcome: Outcome) -> bool:
@@ -66,6 +67,9 @@ def write_results(study: Any, path: Path, search: dict[str, Any] | None = None) 
                 "dir": t.user_attrs.get("job_dir")} for t in trials if t.user_attrs.get("retry_of") is not None]
     if retries:
         result["retries"] = retries  # the lineage: each retry trained on in the directory of the trial it retried
+    failed = [{"trial": t.number, "error": t.user_attrs.get("error", "")} for t in trials if t.state == TrialState.FAIL]
+    if failed:
+        result["failed"] = failed  # with why: a trial refused before launch has no directory to look in
     running = [t.number for t in trials if t.state == TrialState.RUNNING]
     if running:
         result["running"] = running  # another sweeper's, or one that died and is not yet found stale

@@ -42,6 +42,7 @@ class SearchSpace:
     distributions: dict[str, Any] = field(default_factory=dict)  # key -> optuna distribution
     categoricals: dict[str, Categorical] = field(default_factory=dict)
     fixed: list[str] = field(default_factory=list)  # override strings, as given
+    written: dict[str, str] = field(default_factory=dict)  # key -> as the override names it (+key, ++key)
 
     def suggest(self, trial: Any) -> list[str]:
         """Sample every parameter on ``trial`` (public suggest_* API); the trial's overrides."""
@@ -55,7 +56,7 @@ class SearchSpace:
                 value = repr(trial.suggest_float(key, dist.low, dist.high, step=dist.step, log=dist.log))
             else:
                 raise TypeError(f"unsupported distribution {dist!r}")
-            overrides.append(f"{key}={value}")
+            overrides.append(f"{self.written.get(key, key)}={value}")
         return overrides
 
 
@@ -73,6 +74,7 @@ def parse_search_space(params: Mapping[str, Any] | None, arguments: Sequence[str
         elif override.is_hydra_override():
             raise GenreLabError(f"{override.input_line}: the Optuna sweeper does not sweep hydra.* keys")
         else:
+            space.written[key] = override.get_key_element()  # +model.x=interval(…) samples +model.x=…
             try:
                 space.distributions[key] = to_distribution(override, space, key)
             except ValueError as err:  # Optuna's own checks: low > high, a log scale from 0, …

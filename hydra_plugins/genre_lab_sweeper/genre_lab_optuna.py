@@ -69,7 +69,22 @@ class GenreLabOptunaSweeper(Sweeper):
         self.hydra_context, self.config = hydra_context, config
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
-        self.impl.setup(config, self.launcher, self.validate_batch_is_legal)
+        self.impl.setup(config, self.launcher, self.validate_trial)
+
+    def validate_trial(self, batch: Any) -> None:
+        """Hydra's check that each job's overrides compose, then train's own settings checks on the composed
+        config (genre_lab.settings.check_before_launch): a trial no run could train fails before its launch."""
+        from genre_lab.errors import GenreLabError, record_refused_job  # deferred: module docstring
+        from genre_lab.settings import check_before_launch
+
+        self.validate_batch_is_legal(batch)
+        for overrides in batch:
+            config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            try:
+                check_before_launch(config)
+            except GenreLabError as err:  # recorded as a failed job is: the summary and compare list it
+                record_refused_job(config, overrides, err)
+                raise
 
     def sweep(self, arguments: list[str]) -> Any:
         from genre_lab.errors import GenreLabError, exit_with  # deferred: module docstring
@@ -77,4 +92,13 @@ class GenreLabOptunaSweeper(Sweeper):
         try:
             return self.impl.sweep(arguments)
         except GenreLabError as err:  # one line, exit 2, rather than Hydra's report of an exception in a sweeper
+            if type(err).__name__ == "SearchFailed":  # its trials ran: the sweep summary lists them all the same
+                self.summarise()
             exit_with(err)
+
+    def summarise(self) -> None:
+        from hydra.utils import instantiate  # deferred: module docstring
+
+        summary = self.config.hydra.callbacks.get("sweep_summary")
+        if summary is not None:
+            instantiate(summary).on_multirun_end(self.config)

@@ -304,9 +304,23 @@ def test_a_search_whose_every_trial_fails_exits_non_zero(tmp_path):
     result = genre_lab_here(*SEARCH, "data.batch_size=choice(0,-4)",
                             "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 1, result.stderr[-2000:]
-    assert "genre-lab: error: every one of the 2 trials of this search failed" in result.stderr
-    assert all("data.batch_size=" in json.loads((sweep / t / "failed.json").read_text())["error"] for t in "01")
-    assert yaml.safe_load((sweep / "optimization_results.yaml").read_text())["states"] == {"FAIL": 2}
+    assert ("genre-lab: error: every one of the 2 trials of this search failed, the first with: refused before "
+            "launch: data.batch_size=") in result.stderr
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["states"] == {"FAIL": 2} and results["slots"][0]["trials"] == 0  # no job was started
+    assert all("must be a whole number ≥ 1" in failed["error"] for failed in results["failed"])
+    for trial in "01":  # recorded as a failed job is, without a process started for it
+        assert "data.batch_size=" in json.loads((sweep / trial / "failed.json").read_text())["error"]
+        assert job_config(sweep / trial)["trial"]["number"] == int(trial)
+        assert not (sweep / trial / "checkpoints").exists()
+    assert (pd.read_csv(sweep / "sweep_summary.csv").status == "failed").all()
+
+
+def test_a_misspelt_added_key_is_refused_before_launch_with_the_settings_hint(tmp_path):
+    result = genre_lab_here(*SEARCH, "+model.lrr=interval(0.1,0.2)", "hydra.sweeper.n_trials=2",
+                            f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 1 and "model.lrr is not a setting of" in result.stderr
+    assert "did you mean model.lr?" in result.stderr and "To append to your config use" not in result.stderr
 
 
 def test_a_time_budget_ends_the_search_and_the_summary_says_so(tmp_path):
