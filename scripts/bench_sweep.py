@@ -1,14 +1,19 @@
-"""Benchmark of the Optuna search (README "Sweeps: measured"): what pruning saves, and parallel trials on CPU.
+"""Benchmark of the Optuna search (README "Sweeps: measured").
 
-1. The same seeded TPE search (16 trials of MiniLM, 3 epochs each unless pruned, on a fixed stratified 25 %
-   sample of tmdb_movies_10genre.csv) with pruning off and on: training epochs run (the compute), wall time,
-   best val/f1_micro.
-2. Trials per hour of 4 one-epoch trials: one at a time with all cores vs `hydra/launcher=parallel` with 2 at
-   once (cores split between them).
+The search: seeded TPE, 16 trials of MiniLM, 3 epochs each unless pruned, on a fixed stratified 25 % sample of
+tmdb_movies_10genre.csv. Parts (``--parts``, comma-separated; default ``slots,rerun``):
+- ``slots``: 2 parallel slots of 1 CPU thread each (`hydra/launcher=parallel`): unpruned; pruned (percentile)
+  with the round barrier of earlier versions (`hydra.sweeper.barrier=true`); pruned without it. Training epochs
+  (the compute), wall-clock, busy share of the slots, best value; and how much of pruning's compute saving
+  reaches the wall-clock with and without the barrier.
+- ``rerun``: kill -9 of a search's sweeper in the middle of an epoch, then the same command: the training lost
+  (the interrupted epoch's part), the epochs the retry trains, and the rerun's wall-clock.
+- ``pruning``: one trial at a time with all cores, unpruned vs pruned (the earlier table);
+- ``parallel``: trials per hour of 4 one-epoch trials, one at a time with all cores vs 2 at once.
 
     python scripts/bench_sweep.py [--csv ../shared/data/tmdb_movies_10genre.csv] [--out bench_sweep]
 
-Prints both tables and the machine, and writes bench_sweep.json / bench_sweep.md into --out. Each search is a
+Prints the tables and the machine, and writes bench_sweep.json / bench_sweep.md into --out. Each search is a
 plain `genre-lab train hparams_search=optuna …` command (printed), so any figure can be reproduced alone.
 """
 
@@ -18,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -62,9 +68,74 @@ def search(name: str, out: Path, common: list[str], extra: list[str], reuse: boo
     figures = {"name": name, "command": " ".join(command[2:]), "wall_s": wall, "trials": len(jobs),
                "epochs": sum(j["epochs"] for j in jobs), "states": results["states"],
                "best_value": results.get("best_value"), "best_trial": results.get("best_trial"),
-               "trials_per_hour": len(jobs) / wall * 3600}
+               "trials_per_hour": len(jobs) / wall * 3600, "busy_share": results.get("busy_share"),
+               "search_wall_s": results.get("wall_s")}
     saved.write_text(json.dumps(figures, indent=2))
     return figures
+
+
+def slots_part(out: Path, common: list[str], trials: int, epochs: int, pruner: str, reuse: bool) -> list[dict]:
+    """Unpruned, pruned with the round barrier, pruned without: 2 slots of 1 thread each."""
+    two = [*common, f"hydra.sweeper.n_trials={trials}", f"trainer.max_epochs={epochs}", "hydra/launcher=parallel",
+           "hydra.sweeper.n_jobs=2"]
+    rows = [search("slots_unpruned", out, two, ["hydra/sweeper/pruner=none"], reuse),
+            search("slots_pruned_barrier", out, two, [f"hydra/sweeper/pruner={pruner}", "hydra.sweeper.barrier=true"],
+                   reuse),
+            search("slots_pruned", out, two, [f"hydra/sweeper/pruner={pruner}"], reuse)]
+    unpruned = rows[0]
+    for row in rows[1:]:  # share of pruning's compute saving that reaches the wall-clock
+        compute = 1 - row["epochs"] / unpruned["epochs"]
+        wall = 1 - row["wall_s"] / unpruned["wall_s"]
+        row["wall_saving_of_compute_saving"] = wall / compute if compute > 0 else float("nan")
+    return rows
+
+
+def rerun_part(out: Path, common: list[str], epochs: int) -> dict:
+    """kill -9 of the sweeper halfway through the third epoch of its one trial, then the same command."""
+    sweep, db = out / "rerun", out / "rerun.db"
+    for path in (db, db.with_suffix(".db.lock")):
+        path.unlink(missing_ok=True)
+    if sweep.exists():
+        shutil.rmtree(sweep)
+    command = [sys.executable, "-m", "genre_lab", "train", "hparams_search=optuna", *common, "hydra.sweeper.n_trials=1",
+               f"trainer.max_epochs={epochs}", "hydra/sweeper/pruner=none", f"hydra.sweeper.storage=sqlite:///{db}",
+               "hydra.sweeper.heartbeat_interval=5", "hydra.sweeper.grace_period=15", f"hydra.sweep.dir={sweep}"]
+    print("$", " ".join(command[2:]), "  (killed, then run again)", flush=True)
+    first = subprocess.Popen(command, cwd=out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = sweep / "0" / "checkpoints" / "last.ckpt"
+    while not last.exists():
+        if first.poll() is not None:
+            sys.exit("the search to kill ended before its first epoch did")
+        time.sleep(0.2)
+    first_saved = last.stat().st_mtime
+    while last.stat().st_mtime == first_saved:  # the second epoch's last.ckpt: an epoch's length
+        if first.poll() is not None:
+            sys.exit("the search to kill ended before its second epoch did; give --epochs ≥ 3")
+        time.sleep(0.2)
+    saved = last.stat().st_mtime
+    time.sleep((saved - first_saved) / 2)  # halfway through the third epoch
+    killed = time.time()
+    first.kill()
+    first.wait()
+    saved = last.stat().st_mtime  # the latest epoch end before the kill
+    time.sleep(16)  # past the grace period: the rerun finds the trial stale at once
+    again = time.perf_counter()
+    rerun = subprocess.run(command, cwd=out, capture_output=True, text=True)
+    rerun_wall = time.perf_counter() - again
+    (out / "rerun.log").write_text(rerun.stdout + rerun.stderr)
+    if rerun.returncode != 0:
+        sys.exit(f"the rerun failed (exit {rerun.returncode}); see {out / 'rerun.log'}")
+    import optuna
+
+    study = optuna.load_study(study_name="genre_lab", storage=f"sqlite:///{db}")
+    retry = study.trials[-1]
+    timing = json.loads((sweep / "0" / "timing.json").read_text())
+    return {"command": " ".join(command[2:]), "lost_training_s": killed - saved,
+            "epoch_s": timing["fit_seconds"] / max(1, len(retry.intermediate_values)),
+            "retry_trained_epochs": len(retry.intermediate_values), "planned_epochs": epochs,
+            "retried_from_epoch": min(retry.intermediate_values, default=epochs), "rerun_wall_s": rerun_wall,
+            "states": [t.state.name for t in study.trials], "final_epochs": json.loads(
+                (sweep / "0" / "metrics.json").read_text())["epochs"]}
 
 
 def machine() -> str:
@@ -94,7 +165,8 @@ def main() -> None:
     parser.add_argument("--frac", type=float, default=0.25)
     parser.add_argument("--max-length", type=int, default=64, help="tokens per text (the mean is 63)")
     parser.add_argument("--pruner", default="percentile", help="hydra/sweeper/pruner for the pruned search")
-    parser.add_argument("--skip", choices=["pruning", "parallel"], help="run only the other part")
+    parser.add_argument("--parts", default="slots,rerun",
+                        help="comma-separated: slots, rerun, pruning, parallel (default slots,rerun)")
     parser.add_argument("--reuse", action="store_true",
                         help="take the figures of a search already run with the same command in --out")
     args = parser.parse_args()
@@ -106,12 +178,17 @@ def main() -> None:
     common = ["model=minilm", f"data.train_csv={sample}", f"data.max_length={args.max_length}", "seed=0",
               "logger=csv", "callbacks.progress_bar=null"]
     report: dict = {"machine": machine(), "sample": str(sample), "sample_rows": len(pd.read_csv(sample))}
-    if args.skip != "pruning":
+    parts = set(args.parts.split(","))
+    if "slots" in parts:
+        report["slots"] = slots_part(out, common, args.trials, args.epochs, args.pruner, args.reuse)
+    if "rerun" in parts:
+        report["rerun"] = rerun_part(out, common, args.epochs)
+    if "pruning" in parts:
         search_args = [*common, f"hydra.sweeper.n_trials={args.trials}", f"trainer.max_epochs={args.epochs}"]
         report["pruning"] = [search("unpruned", out, search_args, ["hydra/sweeper/pruner=none"], args.reuse),
                              search("pruned", out, search_args, [f"hydra/sweeper/pruner={args.pruner}"],
                                     args.reuse)]
-    if args.skip != "parallel":
+    if "parallel" in parts:
         quick = [*common, "hydra.sweeper.n_trials=4", "trainer.max_epochs=1", "hydra/sweeper/pruner=none"]
         report["parallel"] = [search("serial_1x2threads", out, quick, ["hydra.sweeper.n_jobs=1"], args.reuse),
                               search("parallel_2x1thread", out, quick,
@@ -125,7 +202,17 @@ def main() -> None:
                   f"{unpruned['wall_s'] / pruned['wall_s']:.2f}x less wall time; best value "
                   f"{pruned['best_value'] - unpruned['best_value']:+.4f}", ""]
     if "parallel" in report:
-        lines += [table(report["parallel"], ["name", "trials", "wall_s", "trials_per_hour"])]
+        lines += [table(report["parallel"], ["name", "trials", "wall_s", "trials_per_hour"]), ""]
+    if "slots" in report:
+        lines += [table(report["slots"], ["name", "trials", "epochs", "wall_s", "busy_share", "best_value", "states"]),
+                  ""] + [f"{row['name']}: {row['wall_saving_of_compute_saving']:.0%} of pruning's compute saving "
+                         "reaches the wall-clock" for row in report["slots"][1:]] + [""]
+    if "rerun" in report:
+        rerun = report["rerun"]
+        lines += [f"killed and rerun: {rerun['lost_training_s']:.1f} s of training lost (one epoch: "
+                  f"{rerun['epoch_s']:.1f} s); the retry resumed at epoch {rerun['retried_from_epoch']} and trained "
+                  f"{rerun['retry_trained_epochs']} of {rerun['planned_epochs']} epochs; the rerun took "
+                  f"{rerun['rerun_wall_s']:.1f} s; trials: {rerun['states']}"]
     text = "\n".join(lines)
     (out / "bench_sweep.md").write_text(text + "\n")
     print(text)

@@ -67,7 +67,10 @@ def write_results(study: Any, path: Path, search: dict[str, Any] | None = None) 
                 "dir": t.user_attrs.get("job_dir")} for t in trials if t.user_attrs.get("retry_of") is not None]
     if retries:
         result["retries"] = retries  # the lineage: each retry trained on in the directory of the trial it retried
-    failed = [{"trial": t.number, "error": t.user_attrs.get("error", "")} for t in trials if t.state == TrialState.FAIL]
+    retried_as = {r["retry_of"]: r["trial"] for r in retries}
+    failed = [{"trial": t.number, "error": t.user_attrs.get("error") or (
+        f"its process died or went silent (found stale); retried as trial {retried_as[t.number]}"
+        if t.number in retried_as else "no message")} for t in trials if t.state == TrialState.FAIL]
     if failed:
         result["failed"] = failed  # with why: a trial refused before launch has no directory to look in
     running = [t.number for t in trials if t.state == TrialState.RUNNING]
