@@ -159,6 +159,19 @@ TINY_FAST = ["model=tiny", "trainer.precision=32-true", "data.batch_size=16", "~
 
 
 @pytest.fixture(scope="session")
+def confirmed_search(tmp_path_factory) -> Path:
+    """A finished 3-trial Optuna search of the tiny model with its top 2 configurations confirmed over 2 seeds."""
+    pytest.importorskip("optuna")
+    root = tmp_path_factory.mktemp("confirmed")
+    sweep = root / "sweep"
+    result = genre_lab_here("train", "-m", "hparams_search=optuna", *TINY_FAST, "data=sample", "trainer.max_epochs=1",
+                            "hydra.sweeper.n_trials=3", "hydra.sweeper.confirm.top_k=2",
+                            "hydra.sweeper.confirm.seeds=[1,2]", f"hydra.sweep.dir={sweep}", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return sweep
+
+
+@pytest.fixture(scope="session")
 def grid_sweep(tmp_path_factory, four_csv) -> Path:
     """A finished 2x2 multirun of the tiny model: max_epochs x lr."""
     root = tmp_path_factory.mktemp("grid")

@@ -193,5 +193,19 @@ def test_compare_notebook_takes_the_paths_it_is_given(tmp_path, grid_sweep, trai
                                                  "GENRE_LAB_NB_RUN": str(trained_run),
                                                  "GENRE_LAB_NB_METRIC": "val/f1_macro"}, tmp_path)
     assert f"run: {trained_run}\nsweep: {grid_sweep}" in text_of(notebook)
+    assert "not an Optuna search (no optimization_results.yaml)" in text_of(notebook)
     (ranking,) = check_run_shown(notebook, trained_run)
     check_sweep_shown(ranking, grid_sweep, "val/f1_macro")  # a metric also among the default columns: shown once
+
+
+def test_compare_notebook_shows_an_optuna_search_s_slots_and_confirmed_winner(tmp_path, confirmed_search):
+    notebook = execute("02_compare_runs.ipynb", {"GENRE_LAB_NB_SWEEP": str(confirmed_search)}, tmp_path)
+    text = text_of(notebook)
+    winner = yaml.safe_load((confirmed_search / "best" / "winner.yaml").read_text())
+    assert "study genre_lab: {'COMPLETE': 3}; ended by n_trials" in text
+    assert f"winner: trial {winner['winner_trial']} (mean {winner['winner_mean']:.4f}" in text
+    confirmation = next(f for f in frames_of(notebook) if "search_value" in f.columns)
+    assert len(confirmation) == 2 and list(confirmation["trial"]) == list(
+        pd.read_csv(confirmed_search / "confirmation.csv")["trial"])
+    assert any("busy_s" in f.columns for f in frames_of(notebook))  # the slots table
+

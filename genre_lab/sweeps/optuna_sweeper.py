@@ -118,8 +118,8 @@ class OptunaSweeper:
         self.config, self.launcher, self.validate = config, launcher, validate
         in_process = type(launcher).__name__ == "BasicLauncher"
         if in_process and self.n_jobs > 1:
-            log.warning("hydra.sweeper.n_jobs=%d with the basic launcher: each round's trials run one after "
-                        "another; add hydra/launcher=parallel to run them at once", self.n_jobs)
+            log.warning("hydra.sweeper.n_jobs=%d with the basic launcher: trials run one at a time in this "
+                        "process; add hydra/launcher=parallel to run %d at once", self.n_jobs, self.n_jobs)
         if not in_process and self.storage_url is None:
             # jobs in other processes reach their trial (to be pruned) only through a storage on disk
             self.storage_url = absolute_url(f"journal://{Path(config.hydra.sweep.dir) / 'optuna.journal'}")

@@ -506,11 +506,8 @@ def test_the_jobs_of_a_stopped_parallel_sweeper_stop_with_it_and_a_rerun_resumes
         assert history_epochs(sweep / trial) == list(range(30))
 
 
-def test_confirmation_retrains_the_top_configurations_over_seeds_and_names_a_winner(tmp_path):
-    sweep = tmp_path / "sweep"
-    result = genre_lab_here(*SEARCH, "hydra.sweeper.n_trials=3", "hydra.sweeper.confirm.top_k=2",
-                            "hydra.sweeper.confirm.seeds=[1,2]", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_confirmation_retrains_the_top_configurations_over_seeds_and_names_a_winner(confirmed_search, tmp_path):
+    sweep = confirmed_search
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["states"] == {"COMPLETE": 3} and results["trials_launched"] == 3  # confirmation: a study of its own
     confirmed = pd.read_csv(sweep / "confirmation.csv")
