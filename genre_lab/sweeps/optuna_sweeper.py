@@ -112,7 +112,6 @@ class OptunaSweeper:
         self.validate: Any = None  # the Hydra sweeper's validate_batch_is_legal
         self.job_idx = 0
         self.seeded = False
-        self.exhausted = False  # a grid / brute-force sampler has proposed every point
 
     def setup(self, config: DictConfig, launcher: Any, validate: Any) -> None:
         self.config, self.launcher, self.validate = config, launcher, validate
@@ -183,7 +182,7 @@ class OptunaSweeper:
         if self.heartbeat is None:
             return contextlib.nullcontext()
         return Heartbeat(study, self.storage, self.heartbeat[0],
-                         lambda: [r.trial_id for r in self.active[1].running.values()])
+                         lambda: [r.trial_id for r in list(self.active[1].running.values())])  # one C call: atomic
 
     def confirm(self, study: Any, space: SearchSpace, search: Search, sweep_dir: Path) -> dict[str, Any] | None:
         """Retrain the top-k configurations over the confirmation seeds; rank, compare, write (sweeps/confirm.py)."""
@@ -238,7 +237,7 @@ class OptunaSweeper:
                 return
             for slot, run, ret in search.wait():
                 outcome = job_outcome(ret, len(self.directions))
-                self.exhausted |= tell(study, run.trial, ret, outcome)
+                search.exhausted |= tell(study, run.trial, ret, outcome)
                 search.ended(slot, run, ret, outcome)
                 if outcome.died:
                     self.retry_died(study, run, f"died without a result ({outcome.reason})")
@@ -250,7 +249,9 @@ class OptunaSweeper:
                                        f"failed.json in {self.config.hydra.sweep.dir})")
 
     def may_start(self, study: Any, search: Search) -> bool:
-        if self.exhausted:
+        if search.exhausted:
+            if search.ended_by != "exhausted":
+                log.info("the sampler has proposed every point of its search space; the search ends")
             search.ended_by = "exhausted"
             return False
         if search.earlier + search.launched >= search.budget and not pending_retries(study):
@@ -266,7 +267,9 @@ class OptunaSweeper:
 
     def start_trial(self, study: Any, space: SearchSpace, search: Search) -> None:
         trial = self.ask(study)
-        frozen = self.storage.get_trial(trial._trial_id)
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(
+            self.storage.get_study_id_from_name(study.study_name), trial.number)
+        frozen = self.storage.get_trial(trial_id)
         is_retry = frozen.user_attrs.get(RETRY_OF) is not None
         job = self.trial_overrides(study, trial, space, search.stop_at if self.on_timeout == "stop" else None,
                                    search.prefix)
@@ -286,9 +289,9 @@ class OptunaSweeper:
             return
         slot = min(set(range(search.slots.count)) - set(search.running))
         if self.heartbeat is not None:  # a trial with no beat is never found stale
-            self.storage.record_heartbeat(frozen._trial_id)
+            self.storage.record_heartbeat(trial_id)
         started = time.monotonic()
-        search.running[slot] = Running(trial, None, started, frozen._trial_id, is_retry)
+        search.running[slot] = Running(trial, None, started, trial_id, is_retry)
         search.running[slot].handle = search.slots.start(slot, job, self.job_idx)
         self.job_idx += 1
 

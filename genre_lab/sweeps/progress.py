@@ -65,6 +65,7 @@ class Search:
         self.retried = 0
         self.first_error = ""  # of the first trial that failed, for the message when every one did
         self.ended_by = "n_trials"
+        self.exhausted = False  # a grid / brute-force sampler has proposed every point
         # the budget's end: monotonic for the sweeper, wall-clock for jobs (on_timeout=stop), maybe on other nodes
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.stop_at = None if timeout is None else time.time() + timeout
