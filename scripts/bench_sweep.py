@@ -74,18 +74,21 @@ def search(name: str, out: Path, common: list[str], extra: list[str], reuse: boo
     return figures
 
 
-def slots_part(out: Path, common: list[str], trials: int, epochs: int, pruner: str, reuse: bool) -> list[dict]:
-    """Unpruned, pruned with the round barrier, pruned without: 2 slots of 1 thread each."""
-    two = [*common, f"hydra.sweeper.n_trials={trials}", f"trainer.max_epochs={epochs}", "hydra/launcher=parallel",
-           "hydra.sweeper.n_jobs=2"]
-    rows = [search("slots_unpruned", out, two, ["hydra/sweeper/pruner=none"], reuse),
-            search("slots_pruned_barrier", out, two, [f"hydra/sweeper/pruner={pruner}", "hydra.sweeper.barrier=true"],
-                   reuse),
-            search("slots_pruned", out, two, [f"hydra/sweeper/pruner={pruner}"], reuse)]
-    unpruned = rows[0]
-    for row in rows[1:]:  # share of pruning's compute saving that reaches the wall-clock
-        compute = 1 - row["epochs"] / unpruned["epochs"]
-        wall = 1 - row["wall_s"] / unpruned["wall_s"]
+SLOT_SEARCHES = {"pruned": ["hydra/sweeper/pruner={pruner}"],
+                 "pruned_barrier": ["hydra/sweeper/pruner={pruner}", "hydra.sweeper.barrier=true"],
+                 "unpruned": ["hydra/sweeper/pruner=none"]}
+
+
+def slots_part(out: Path, common: list[str], args: argparse.Namespace) -> list[dict]:
+    """Pruned without and with the round barrier, and unpruned (``--slot-searches``): 2 slots of 1 thread each."""
+    two = [*common, f"hydra.sweeper.n_trials={args.trials}", f"trainer.max_epochs={args.epochs}",
+           "hydra/launcher=parallel", "hydra.sweeper.n_jobs=2"]
+    rows = [search(f"slots_{name}", out, two, [o.format(pruner=args.pruner) for o in SLOT_SEARCHES[name]], args.reuse)
+            for name in args.slot_searches.split(",")]
+    unpruned = next((row for row in rows if row["name"] == "slots_unpruned"), None)
+    for row in rows:  # share of pruning's compute saving that reaches the wall-clock
+        compute = 1 - row["epochs"] / unpruned["epochs"] if unpruned else 0
+        wall = 1 - row["wall_s"] / unpruned["wall_s"] if unpruned else 0
         row["wall_saving_of_compute_saving"] = wall / compute if compute > 0 else float("nan")
     return rows
 
@@ -167,6 +170,8 @@ def main() -> None:
     parser.add_argument("--pruner", default="percentile", help="hydra/sweeper/pruner for the pruned search")
     parser.add_argument("--parts", default="slots,rerun",
                         help="comma-separated: slots, rerun, pruning, parallel (default slots,rerun)")
+    parser.add_argument("--slot-searches", default="pruned,pruned_barrier,unpruned",
+                        help="the slots part's searches, comma-separated (default pruned,pruned_barrier,unpruned)")
     parser.add_argument("--reuse", action="store_true",
                         help="take the figures of a search already run with the same command in --out")
     args = parser.parse_args()
@@ -180,7 +185,7 @@ def main() -> None:
     report: dict = {"machine": machine(), "sample": str(sample), "sample_rows": len(pd.read_csv(sample))}
     parts = set(args.parts.split(","))
     if "slots" in parts:
-        report["slots"] = slots_part(out, common, args.trials, args.epochs, args.pruner, args.reuse)
+        report["slots"] = slots_part(out, common, args)
     if "rerun" in parts:
         report["rerun"] = rerun_part(out, common, args.epochs)
     if "pruning" in parts:
@@ -206,7 +211,8 @@ def main() -> None:
     if "slots" in report:
         lines += [table(report["slots"], ["name", "trials", "epochs", "wall_s", "busy_share", "best_value", "states"]),
                   ""] + [f"{row['name']}: {row['wall_saving_of_compute_saving']:.0%} of pruning's compute saving "
-                         "reaches the wall-clock" for row in report["slots"][1:]] + [""]
+                         "reaches the wall-clock" for row in report["slots"]
+                         if row["wall_saving_of_compute_saving"] == row["wall_saving_of_compute_saving"]] + [""]
     if "rerun" in report:
         rerun = report["rerun"]
         lines += [f"killed and rerun: {rerun['lost_training_s']:.1f} s of training lost (one epoch: "

@@ -227,12 +227,12 @@ class OptunaSweeper:
         retry(study, self.storage.get_trial(run.trial_id), self.max_retries, why)
 
     def run_search(self, study: Any, space: SearchSpace, search: Search) -> None:
-        """Keep every slot busy: start trials while a slot is free (with ``barrier``, only when all are), then
-        wait for any one to end and tell the study."""
+        """Keep every slot busy: start trials while a slot is free (with ``barrier``, fill every slot only once
+        the whole round has ended), then wait for any one to end and tell the study."""
         while True:
-            while (len(search.running) < search.slots.count and not (self.barrier and search.running)
-                   and self.may_start(study, search)):
-                self.start_trial(study, space, search)
+            if not self.barrier or not search.running:
+                while len(search.running) < search.slots.count and self.may_start(study, search):
+                    self.start_trial(study, space, search)
             if not search.running:
                 return
             for slot, run, ret in search.wait():

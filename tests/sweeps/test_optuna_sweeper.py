@@ -532,3 +532,25 @@ def test_confirmation_retrains_the_top_configurations_over_seeds_and_names_a_win
     assert f"trial {winner['winner_trial']} wins" in (sweep / "sweep_summary.md").read_text()
     shown = genre_lab_here("compare", str(sweep), cwd=tmp_path)
     assert shown.returncode == 0 and "the top configurations retrained over seeds" in shown.stdout
+
+
+@pytest.mark.process
+def test_any_hydra_launcher_gets_slots_too_submitit_local(tmp_path, four_csv):
+    """A launcher without our slot API (hydra-submitit-launcher's submitit_local; SLURM and Ray likewise): a thread
+    per slot hands it one job at a time, so a short trial's slot takes the next one while a long one trains."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    db = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=db, study_name="threads", direction="maximize")
+    for epochs in (50, 1, 1):
+        study.enqueue_trial({"trainer.max_epochs": epochs})
+    sweep = tmp_path / "sweep"
+    result = genre_lab_cli(
+        "train", "hparams_search=optuna", "hydra/launcher=submitit_local", *TINY_FAST, f"data.train_csv={four_csv}",
+        "trainer.max_epochs=choice(1,50)", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2",
+        "hydra/sweeper/pruner=none", f"hydra.sweeper.storage={db}", "hydra.sweeper.study_name=threads",
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert [t.state.name for t in optuna.load_study(study_name="threads", storage=db).trials] == ["COMPLETE"] * 3
+    timing = {n: json.loads((sweep / str(n) / "timing.json").read_text()) for n in range(3)}
+    assert timing[2]["job_started_at"] < timing[0]["fit_ended_at"]
+    assert len({timing[n]["pid"] for n in range(3)}) == 3

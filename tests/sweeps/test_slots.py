@@ -88,7 +88,10 @@ def test_a_freed_slot_starts_the_next_trial_before_the_slowest_running_one_ends(
 
 def test_with_the_barrier_a_round_waits_for_its_slowest_trial(tmp_path):
     launcher, results = run_search(tmp_path, DURATIONS, barrier=True)
-    assert when(launcher, "start", "2") >= when(launcher, "end", "0")
+    assert when(launcher, "start", "1") < when(launcher, "end", "0")  # a round fills every slot
+    assert when(launcher, "start", "2") >= when(launcher, "end", "0")  # and waits for its slowest trial
+    assert when(launcher, "start", "3") < when(launcher, "end", "2")
+    assert [s["trials"] for s in results["slots"]] == [4, 3]
     assert results["busy_share"] < 0.75 and results["barrier"] is True  # ~2.1 s of wall-clock
     assert results["slots"][1]["idle_s"] > 1.2  # trial 1's slot waited for trial 0 in the first round
 
