@@ -150,10 +150,13 @@ def machine() -> str:
     return f"{len(os.sched_getaffinity(0))} CPU cores ({cpu}), {gpu}, torch {torch.__version__}"
 
 
+FOUR_DIGITS = ("best_value", "busy_share")
+
+
 def table(rows: list[dict], keys: list[str]) -> str:
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for row in rows:
-        lines.append("| " + " | ".join(f"{row[k]:.4f}" if isinstance(row[k], float) and k == "best_value"
+        lines.append("| " + " | ".join(f"{row[k]:.4f}" if isinstance(row[k], float) and k in FOUR_DIGITS
                                        else f"{row[k]:.1f}" if isinstance(row[k], float) else str(row[k])
                                        for k in keys) + " |")
     return "\n".join(lines)
