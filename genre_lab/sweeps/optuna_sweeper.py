@@ -217,6 +217,7 @@ class OptunaSweeper:
         command resumes it from its last.ckpt."""
         for run in list(search.running.values()):
             try:
+                run.trial.set_user_attr("error", "stopped with its sweeper (SIGTERM, Ctrl-C or a crash)")
                 study.tell(run.trial, state=TrialState.FAIL)
                 self.retry_died(study, run, "was stopped with its sweeper")
             except Exception as err:  # the storage may be what failed

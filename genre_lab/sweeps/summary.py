@@ -56,8 +56,8 @@ def search_notes(sweep_dir: Path) -> str:
     if search.get("ended_by") == "timeout":
         lines.append(f"The time budget (hydra.sweeper.timeout={search['timeout']:g} s), not n_trials, ended this "
                      f"search after {search['trials_launched']} trials.")
-    lines += [f"Trial {r['trial']} ({r['state']}) retried trial {r['retry_of']}, whose process died, in its "
-              f"directory {r['dir']}." for r in search.get("retries", [])]
+    lines += [f"Trial {r['trial']} ({r['state']}) retried trial {r['retry_of']} (its process died or was stopped) "
+              f"in its directory {r['dir']}." for r in search.get("retries", [])]
     if search.get("confirmation"):
         lines.append(confirmation_line(search["confirmation"]))
     if search.get("running"):

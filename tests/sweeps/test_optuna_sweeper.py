@@ -501,6 +501,9 @@ def test_the_jobs_of_a_stopped_parallel_sweeper_stop_with_it_and_a_rerun_resumes
     study = optuna.load_study(study_name="genre_lab", storage=db)
     assert [t.state.name for t in study.trials] == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
     assert sorted(t.user_attrs["retry_of"] for t in study.trials[2:]) == [0, 1]
+    if sig == signal.SIGTERM:  # told by the sweeper itself; after kill -9, found stale by the rerun
+        assert {t.user_attrs["error"] for t in study.trials[:2]} == {"stopped with its sweeper (SIGTERM, Ctrl-C or "
+                                                                       "a crash)"}
     for trial in "01":
         assert json.loads((sweep / trial / "metrics.json").read_text())["epochs"] == 30
         assert history_epochs(sweep / trial) == list(range(30))
