@@ -354,22 +354,29 @@ def test_on_timeout_stop_stops_the_running_trial_at_its_next_epoch_end_with_its_
     assert (sweep / "0" / "checkpoints" / "best.ckpt").is_file()  # figures and checkpoints, as a pruned trial
 
 
+def epochs_search(tmp_path, four_csv, launcher: str, epochs: tuple[int, ...]) -> tuple:
+    """A search on 2 slots of ``launcher`` whose trials train ``epochs`` (enqueued in that order); its sweep
+    directory and its study."""
+    db = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=db, study_name="slots", direction="maximize")
+    for count in epochs:
+        study.enqueue_trial({"trainer.max_epochs": count})
+    sweep = tmp_path / "sweep"
+    choices = ",".join(map(str, sorted(set(epochs))))
+    result = genre_lab_cli(
+        "train", "hparams_search=optuna", f"hydra/launcher={launcher}", *TINY_FAST, f"data.train_csv={four_csv}",
+        f"trainer.max_epochs=choice({choices})", f"hydra.sweeper.n_trials={len(epochs)}", "hydra.sweeper.n_jobs=2",
+        "hydra/sweeper/pruner=none", f"hydra.sweeper.storage={db}", "hydra.sweeper.study_name=slots",
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return sweep, optuna.load_study(study_name="slots", storage=db)
+
+
 @pytest.mark.process
 def test_parallel_slots_start_the_next_trial_as_soon_as_one_ends(tmp_path, four_csv):
     """6 trials, 2 slots: trial 0 trains 50 epochs, the others 1 or 2; the short ones run one after another in the
     other slot while trial 0 still runs (no round barrier), each job in its own directory."""
-    db = f"sqlite:///{tmp_path / 'study.db'}"
-    study = optuna.create_study(storage=db, study_name="slots", direction="maximize")
-    for epochs in (50, 1, 1, 2, 1, 1):
-        study.enqueue_trial({"trainer.max_epochs": epochs})
-    sweep = tmp_path / "sweep"
-    result = genre_lab_cli(
-        "train", "hparams_search=optuna", "hydra/launcher=parallel", *TINY_FAST, f"data.train_csv={four_csv}",
-        "trainer.max_epochs=choice(1,2,50)", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2",
-        "hydra/sweeper/pruner=none", f"hydra.sweeper.storage={db}", "hydra.sweeper.study_name=slots",
-        f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
-    study = optuna.load_study(study_name="slots", storage=db)
+    sweep, study = epochs_search(tmp_path, four_csv, "parallel", (50, 1, 1, 2, 1, 1))
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 6
     timing = {n: json.loads((sweep / str(n) / "timing.json").read_text()) for n in range(6)}
     assert [timing[n]["epochs"] for n in range(6)] == [50, 1, 1, 2, 1, 1]
@@ -542,18 +549,8 @@ def test_any_hydra_launcher_gets_slots_too_submitit_local(tmp_path, four_csv):
     """A launcher without our slot API (hydra-submitit-launcher's submitit_local; SLURM and Ray likewise): a thread
     per slot hands it one job at a time, so a short trial's slot takes the next one while a long one trains."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    db = f"sqlite:///{tmp_path / 'study.db'}"
-    study = optuna.create_study(storage=db, study_name="threads", direction="maximize")
-    for epochs in (50, 1, 1):
-        study.enqueue_trial({"trainer.max_epochs": epochs})
-    sweep = tmp_path / "sweep"
-    result = genre_lab_cli(
-        "train", "hparams_search=optuna", "hydra/launcher=submitit_local", *TINY_FAST, f"data.train_csv={four_csv}",
-        "trainer.max_epochs=choice(1,50)", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2",
-        "hydra/sweeper/pruner=none", f"hydra.sweeper.storage={db}", "hydra.sweeper.study_name=threads",
-        f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert [t.state.name for t in optuna.load_study(study_name="threads", storage=db).trials] == ["COMPLETE"] * 3
+    sweep, study = epochs_search(tmp_path, four_csv, "submitit_local", (50, 1, 1))
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
     timing = {n: json.loads((sweep / str(n) / "timing.json").read_text()) for n in range(3)}
     assert timing[2]["job_started_at"] < timing[0]["fit_ended_at"]
     assert len({timing[n]["pid"] for n in range(3)}) == 3
