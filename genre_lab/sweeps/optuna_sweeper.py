@@ -58,7 +58,7 @@ from genre_lab.sweeps.search_results import SearchFailed, refuse_no_result, tell
 from genre_lab.sweeps.search_space import SearchSpace, parse_search_space
 from genre_lab.sweeps.slots import slots_for
 from genre_lab.sweeps.storage import absolute_url, open_storage, storage_lock
-from genre_lab.sweeps.trial_link import IN_PROCESS, store_pruner, trial_override
+from genre_lab.sweeps.trial_link import IN_PROCESS, store_pruner, trial_id, trial_override
 
 log = logging.getLogger(__name__)
 
@@ -268,9 +268,8 @@ class OptunaSweeper:
 
     def start_trial(self, study: Any, space: SearchSpace, search: Search) -> None:
         trial = self.ask(study)
-        trial_id = self.storage.get_trial_id_from_study_id_trial_number(
-            self.storage.get_study_id_from_name(study.study_name), trial.number)
-        frozen = self.storage.get_trial(trial_id)
+        storage_id = trial_id(self.storage, study.study_name, trial.number)
+        frozen = self.storage.get_trial(storage_id)
         is_retry = frozen.user_attrs.get(RETRY_OF) is not None
         job = self.trial_overrides(study, trial, space, search.stop_at if self.on_timeout == "stop" else None,
                                    search.prefix)
@@ -290,9 +289,9 @@ class OptunaSweeper:
             return
         slot = min(set(range(search.slots.count)) - set(search.running))
         if self.heartbeat is not None:  # a trial with no beat is never found stale
-            self.storage.record_heartbeat(trial_id)
+            self.storage.record_heartbeat(storage_id)
         started = time.monotonic()
-        search.running[slot] = Running(trial, None, started, trial_id, is_retry)
+        search.running[slot] = Running(trial, None, started, storage_id, is_retry)
         search.running[slot].handle = search.slots.start(slot, job, self.job_idx)
         self.job_idx += 1
 

@@ -36,8 +36,8 @@ def check_heartbeat(interval: Any, grace: Any, storage_url: str | None) -> tuple
     """(interval, grace period) in seconds, or None (no heartbeat). ``interval`` null: 60 s where the storage
     keeps beats (an RDB), off elsewhere; set with a storage that cannot keep them: GenreLabError."""
     rdb = storage_url is not None and not storage_url.startswith("journal://")
-    if interval is None and grace is None:
-        return (60, 180) if rdb else None
+    if interval is None and grace is None and not rdb:
+        return None
     if not rdb:
         key, value = ("heartbeat_interval", interval) if interval is not None else ("grace_period", grace)
         raise GenreLabError(f"hydra.sweeper.{key}={value} needs a storage that keeps heartbeats: "

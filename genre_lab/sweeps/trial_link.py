@@ -54,5 +54,9 @@ def reach_trial(node: Any) -> Any:
         study = optuna.load_study(study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler())
         pruner = study.user_attrs.get(PRUNER_ATTR)
         study.pruner = instantiate(pruner) if pruner else optuna.pruners.NopPruner()
-    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(name), number)
-    return optuna.trial.Trial(study, trial_id)
+    return optuna.trial.Trial(study, trial_id(storage, name, number))
+
+
+def trial_id(storage: Any, study_name: str, number: int) -> int:
+    """The storage's id of trial ``number`` of ``study_name`` (public storage API)."""
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
