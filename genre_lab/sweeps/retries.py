@@ -1,9 +1,9 @@
 """Nothing lost when a sweeper or a worker dies: stale trials are found and re-run from their own last.ckpt.
 
-- **Heartbeat** (Optuna's, RDB storages: sqlite, PostgreSQL, MySQL): the sweeper records a beat for each of its
-  running trials every ``heartbeat_interval`` seconds; a RUNNING trial whose last beat is older than
-  ``grace_period`` (its sweeper was killed, its SLURM job preempted) is failed by any sweeper on the study, at
-  its start or while it runs (``optuna.storages.fail_stale_trials``). Optuna's journal storage keeps no beats.
+- **Heartbeat** (Optuna's on RDB storages: sqlite, PostgreSQL, MySQL; ours on journals, storage.beating_journal):
+  the sweeper records a beat for each of its running trials every ``heartbeat_interval`` seconds; a RUNNING
+  trial whose last beat is older than ``grace_period`` (its sweeper was killed, its SLURM job preempted) is failed
+  by any sweeper on the study, at its start or while it runs (``optuna.storages.fail_stale_trials``).
 - **Retry**: a stale trial, or one whose process died without a result (kill -9 of a parallel worker), is
   enqueued again with the same parameters, linked to it (``retry_of``, ``retries``, ``job_dir``), at most
   ``max_retries`` times. The retry trains in the dead trial's own directory, resumed from its ``last.ckpt``
@@ -33,17 +33,15 @@ CARRIED = (JOB_DIR, "confirm_of", "seed")  # what a retry keeps of the trial it 
 
 
 def check_heartbeat(interval: Any, grace: Any, storage_url: str | None) -> tuple[int, int] | None:
-    """(interval, grace period) in seconds, or None (no heartbeat). ``interval`` null: 60 s where the storage
-    keeps beats (an RDB), off elsewhere; set with a storage that cannot keep them: GenreLabError."""
-    rdb = storage_url is not None and not storage_url.startswith("journal://")
-    if interval is None and grace is None and not rdb:
+    """(interval, grace period) in seconds, or None (no heartbeat). ``interval`` null: 60 s with a persistent
+    storage (RDB or journal), off in memory; set for an in-memory study: GenreLabError."""
+    if interval is None and grace is None and storage_url is None:
         return None
-    if not rdb:
+    if storage_url is None:
         key, value = ("heartbeat_interval", interval) if interval is not None else ("grace_period", grace)
-        raise GenreLabError(f"hydra.sweeper.{key}={value} needs a storage that keeps heartbeats: "
-                            f"hydra.sweeper.storage={storage_url or 'null'} "
-                            f"{'dies with its sweeper' if storage_url is None else 'is a journal, which has none'}; "
-                            "set hydra.sweeper.storage=sqlite:///optuna.db (or postgresql://…, mysql://…)")
+        raise GenreLabError(f"hydra.sweeper.{key}={value} needs a persistent storage: hydra.sweeper.storage=null "
+                            "keeps the study in memory, which dies with its sweeper; set hydra.sweeper.storage="
+                            "sqlite:///optuna.db (or journal:///path/study.log, postgresql://…, mysql://…)")
     interval = 60 if interval is None else interval
     if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
         raise GenreLabError(f"hydra.sweeper.heartbeat_interval={interval!r} must be a whole number of seconds ≥ 1 "

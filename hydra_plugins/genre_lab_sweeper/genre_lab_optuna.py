@@ -35,7 +35,7 @@ class GenreLabOptunaConf:
     timeout: Any = None  # seconds of wall-clock after which no trial starts; null: none
     on_timeout: str = "finish"  # running trials at the budget: finish, or stop at their next epoch end
     barrier: bool = False  # true: rounds of n_jobs trials that wait for their slowest (for benchmarks)
-    # liveness through Optuna's heartbeat (RDB storages): null = 60 s with sqlite/PostgreSQL/MySQL, off otherwise
+    # liveness through trial heartbeats: null = 60 s with a persistent storage (RDB or journal), off in memory
     heartbeat_interval: Any = None
     grace_period: Any = None  # a RUNNING trial with no beat for this long is stale (null: 3 × the interval)
     max_retries: Any = 1  # a stale or killed trial is re-run from its own last.ckpt at most this many times

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from genre_lab.sweeps.shares import available_cores
+from genre_lab.sweeps.storage import open_storage
 from tests.conftest import TINY_FAST, genre_lab_cli, genre_lab_here
 
 optuna = pytest.importorskip("optuna")
@@ -425,8 +426,9 @@ BEATS = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3"]
 
 
 @pytest.mark.process
-def test_a_killed_sweeper_s_trial_is_resumed_from_its_last_checkpoint_by_rerunning_the_command(tmp_path):
-    sweep, db = tmp_path / "sweep", f"sqlite:///{tmp_path / 'study.db'}"
+@pytest.mark.parametrize("store", ["sqlite:///{}/study.db", "journal://{}/study.log"], ids=["sqlite", "journal"])
+def test_a_killed_sweeper_s_trial_is_resumed_from_its_last_checkpoint_by_rerunning_the_command(tmp_path, store):
+    sweep, db = tmp_path / "sweep", store.format(tmp_path)
     command = [sys.executable, "-m", "genre_lab", *SEARCH, "trainer.max_epochs=30", "hydra.sweeper.n_trials=1",
                f"hydra.sweeper.storage={db}", *BEATS, f"hydra.sweep.dir={sweep}"]
     first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -438,7 +440,7 @@ def test_a_killed_sweeper_s_trial_is_resumed_from_its_last_checkpoint_by_rerunni
     killed_at = ckpt_epoch(last)
     rerun = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
-    study = optuna.load_study(study_name="genre_lab", storage=db)
+    study = optuna.load_study(study_name="genre_lab", storage=open_storage(db))
     assert [(t.number, t.state.name) for t in study.trials] == [(0, "FAIL"), (1, "COMPLETE")]  # n_trials: once
     retried = study.trials[1]
     assert retried.user_attrs["retry_of"] == 0 and retried.params == study.trials[0].params

@@ -1,5 +1,8 @@
 """Heartbeat settings and the retry of a trial that died: same parameters, linked, at most max_retries times."""
 
+import time
+import warnings
+
 import pytest
 
 optuna = pytest.importorskip("optuna")
@@ -11,19 +14,48 @@ SQLITE = "sqlite:////tmp/study.db"
 
 
 @pytest.mark.parametrize("interval,grace,url,expected", [
-    (None, None, None, None), (None, None, "journal:///tmp/j.log", None), (None, None, SQLITE, (60, 180)),
+    (None, None, None, None), (None, None, "journal:///tmp/j.log", (60, 180)), (None, None, SQLITE, (60, 180)),
     (5, None, SQLITE, (5, 15)), (5, 6, SQLITE, (5, 6)), (None, 300, SQLITE, (60, 300))])
 def test_heartbeat_settings(interval, grace, url, expected):
     assert check_heartbeat(interval, grace, url) == expected
 
 
 @pytest.mark.parametrize("interval,grace,url,says", [
-    (5, None, None, "dies with its sweeper"), (5, None, "journal:///tmp/j.log", "a journal, which has none"),
-    (None, 10, None, "grace_period=10 needs a storage"), (0, None, SQLITE, "≥ 1"), (True, None, SQLITE, "≥ 1"),
+    (5, None, None, "dies with its sweeper"), (0, None, "journal:///tmp/j.log", "≥ 1"),
+    (None, 10, None, "grace_period=10 needs a persistent storage"), (0, None, SQLITE, "≥ 1"),
+    (True, None, SQLITE, "≥ 1"),
     (5, 5, SQLITE, "larger than heartbeat_interval=5")])
 def test_bad_heartbeat_settings_are_refused(interval, grace, url, says):
     with pytest.raises(GenreLabError, match=says):
         check_heartbeat(interval, grace, url)
+
+
+def test_a_journal_keeps_heartbeats_and_fails_only_trials_whose_beats_stopped(tmp_path, monkeypatch):
+    from genre_lab.sweeps import storage as storage_module
+
+    stale = []
+    storage = storage_module.open_storage(f"journal://{tmp_path / 'j.log'}", (1, 3),
+                                          lambda study, trial: stale.append(trial.number))
+    warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used", UserWarning)  # as the sweeper
+    study = optuna.create_study(storage=storage)
+    beating, _silent, done = study.ask(), study.ask(), study.ask()
+    for trial in (beating, done):
+        storage.record_heartbeat(trial._trial_id)
+    study.tell(done, 1.0)
+    storage.record_heartbeat(done._trial_id)  # a trial that ended since it was listed: no error
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+        assert stale == []  # fresh beats; a trial with no beat yet is never stale
+        now = time.time()
+        monkeypatch.setattr(storage_module.time, "time", lambda: now + 10)
+        optuna.storages.fail_stale_trials(study)
+        optuna.storages.fail_stale_trials(optuna.load_study(  # a second sweeper on the journal: nothing twice
+            study_name=study.study_name, storage=storage_module.open_storage(f"journal://{tmp_path / 'j.log'}",
+                                                                             (1, 3), stale.append)))
+    assert stale == [beating.number]
+    states = [t.state.name for t in study.get_trials()]
+    assert states == ["FAIL", "RUNNING", "COMPLETE"]
 
 
 def died(study, job_dir: str) -> optuna.trial.FrozenTrial:
