@@ -1,4 +1,5 @@
-"""The one error type for problems the user can fix (bad input, bad config, missing files).
+"""The one error type for problems the user can fix (bad input, bad config, missing files), and its one path to the
+user (defined, with the plain value checks, in the Hydra-free leaf genre_lab/checks.py).
 
 The CLI prints these as a short message and exits with code 2; everything else is a bug and keeps
 its traceback. Inside a multirun, a failing job is recorded (``failed.json`` in its directory) and
@@ -11,8 +12,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
-import numbers
 import re
 import sys
 import traceback
@@ -30,49 +29,17 @@ from hydra.errors import (
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+# the error type and value checks live in a leaf without Hydra (the ONNX runtime raises them too)
+from genre_lab.checks import GenreLabError as GenreLabError
+from genre_lab.checks import is_number as is_number
+from genre_lab.checks import require_choice as require_choice
+from genre_lab.checks import require_int as require_int
+from genre_lab.checks import require_number as require_number
+from genre_lab.checks import require_positive as require_positive
 from genre_lab.io import atomic_write_text, write_json
 from genre_lab.runs.layout import RunLayout
 
 log = logging.getLogger(__name__)
-
-
-class GenreLabError(Exception):
-    """A user-fixable problem: the message says what is wrong, where, and how to fix it."""
-
-    exit_code = 2
-
-
-def is_number(value: Any) -> bool:
-    """A real number from the config (not a bool, not a string such as ``abc``, not NaN)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
-
-
-def require_int(value: Any, key: str, minimum: int, example: Any, maximum: int | None = None) -> int:
-    """``value`` as a whole number in [minimum, maximum], or a GenreLabError naming ``key`` and an example."""
-    whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if not whole or value < minimum or (maximum is not None and value > maximum):
-        bounds = f"≥ {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise GenreLabError(f"{key}={value!r} must be a whole number {bounds}, e.g. {key}={example}")
-    return int(value)
-
-
-def require_positive(value: Any, key: str) -> int:
-    """``value`` as a whole number ≥ 1 (batch sizes, counts), or a GenreLabError naming ``key``."""
-    return require_int(value, key, 1, 32)
-
-
-def require_number(value: Any, key: str, ok: Callable[[float], bool], rule: str, example: str) -> float:
-    """``value`` as a finite number for which ``ok`` holds (``rule`` says which, e.g. "in (0, 1)")."""
-    if not is_number(value) or math.isinf(value) or not ok(float(value)):
-        raise GenreLabError(f"{key}={value!r} must be a number {rule}, e.g. {key}={example}")
-    return float(value)
-
-
-def require_choice(value: Any, key: str, choices: Sequence[str]) -> Any:
-    """``value`` when it is one of ``choices``, or a GenreLabError naming ``key``, the choices and an example."""
-    if value not in choices:
-        raise GenreLabError(f"{key}={value!r} must be one of {', '.join(choices)}, e.g. {key}={choices[0]}")
-    return value
 
 
 def exit_with(err: GenreLabError) -> NoReturn:

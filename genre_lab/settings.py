@@ -27,7 +27,7 @@ from genre_lab.scoring.figure_names import HEADLINE, PER_CLASS
 
 log = logging.getLogger(__name__)
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's limit
-INSTANTIATED = ("data", "model", "decode", "trainer", "tuning", "optimizer", "scheduler")
+INSTANTIATED = ("data", "model", "decode", "trainer", "tuning", "calibration", "optimizer", "scheduler")
 # the model.* keys check_hparams checks: its own signature (the keyword-only rest are not model.* keys), so the two
 # cannot drift
 HPARAM_KEYS = tuple(name for name, p in inspect.signature(check_hparams).parameters.items()
@@ -58,8 +58,19 @@ def check_train_settings(cfg: DictConfig) -> None:
     check_monitor(cfg.get("monitor"))
     check_start_checkpoint(cfg.get("ckpt_path"))
     check_logger_paths(cfg.get("logger"))  # before the data is read: a logger folder no run could write
-    if cfg.get("tuning"):  # used after training: a bad value must not cost the whole fit
-        hydra.utils.instantiate(cfg.tuning)
+    for key in ("tuning", "calibration"):  # used after training: a bad value must not cost the whole fit
+        if cfg.get(key):
+            hydra.utils.instantiate(cfg[key])
+    check_calibration(cfg)
+
+
+def check_calibration(cfg: DictConfig) -> None:
+    """A fitted calibration scales a transformer's logits; the TF-IDF baseline's probabilities come from its
+    scikit-learn model, which has none to scale."""
+    target = str((cfg.get("calibration") or {}).get("_target_", ""))
+    if fits_texts(cfg.model) and target and not target.endswith("NoCalibration"):
+        raise GenreLabError(f"calibration={target.rsplit('.', 1)[-1].lower()} scales a transformer's logits; the "
+                            f"TF-IDF baseline ({cfg.model._target_}) has none: use calibration=none with it")
 
 
 def check_before_launch(cfg: DictConfig) -> None:

@@ -34,14 +34,16 @@ from genre_lab.framework.loggers import finish_logger, instantiate_loggers, log_
 from genre_lab.framework.trainer import build_trainer
 from genre_lab.io import write_json
 from genre_lab.model.build import build_model
-from genre_lab.model.inference import predict_probs
-from genre_lab.runs.checkpoint import store_decoder
+from genre_lab.model.inference import predict_logits
+from genre_lab.model.module import probabilities
+from genre_lab.runs.checkpoint import store_in_checkpoint
 from genre_lab.runs.finished import Run
 from genre_lab.runs.guard import NothingToDo, refuse_reuse
 from genre_lab.runs.layout import RunLayout
 from genre_lab.runs.results import Report, build_tuner, finish
 from genre_lab.runs.resume import budgets, check_resume, finished_already, nothing_to_do
 from genre_lab.runs.stored_probs import StoredProbs
+from genre_lab.scoring.metrics import score
 from genre_lab.scoring.seed_groups import config_id
 from genre_lab.settings import check_train_settings, fits_texts
 from genre_lab.sweeps.pruning import TrialPruning
@@ -60,27 +62,52 @@ def final_metrics(cfg: DictConfig, model: Any, data: MovieData, ckpt: str | None
                   facts: dict[str, Any] | None = None) -> dict[str, Any]:
     """Figures of the best checkpoint, computed the way `genre-lab eval` computes them (``runs.results.finish``).
 
-    Validation probabilities are computed once; thresholds are tuned on them (``tuning``), the tuned rule is
-    written into the checkpoint, and both the fixed-rule (``val_fixed/…``) and the final (``val/…``) figures are
-    reported. A labelled test set is scored with the final rule.
+    Validation logits are computed once; the calibration (``calibration``) is fitted on them, then thresholds are
+    tuned on the calibrated probabilities (``tuning``); both go into the checkpoint. The fixed-rule
+    (``val_fixed/…``), the uncalibrated (``val_uncalibrated/…``, when calibrated) and the final (``val/…``) figures
+    are reported. A labelled test set is scored with the final calibration and rule.
     """
     if ckpt:
         model = Run(Path(ckpt), None).model
     collate = make_collator(data.tokenizer)
+    precision = str(cfg.trainer.precision)
 
-    def probs_and_targets(stage: str) -> tuple[np.ndarray, np.ndarray]:
+    def logits_and_targets(stage: str) -> tuple[np.ndarray, np.ndarray]:
         rows = data.splits[stage].dataset
-        probs = predict_probs(model, rows.input_ids, collate, data.eval_batch, precision=str(cfg.trainer.precision))
-        return probs, rows.targets
+        return predict_logits(model, rows.input_ids, collate, data.eval_batch, precision=precision), rows.targets
 
-    val = StoredProbs(np.asarray(data.splits["val"].movie_ids), *probs_and_targets("val"), model.label_space.names)
+    logits, targets = logits_and_targets("val")
+    objective = model.hparams.get("objective", "bce")
+    model.calibration = hydra.utils.instantiate(cfg.calibration).fit(logits, targets, objective) \
+        if cfg.get("calibration") else None
+    probs = model.probabilities(torch.from_numpy(logits)).numpy()
+    val = StoredProbs(np.asarray(data.splits["val"].movie_ids), probs, targets, model.label_space.names)
     tuner = build_tuner(cfg)
-    keep = (lambda scored: store_decoder(ckpt, scored.metrics["decoder"])) if tuner is not None and ckpt else None
     # the fixed rule is the configured one (decode.*), never a rule tuned earlier and stored in best.ckpt (a
     # resumed run whose best epoch predates the resume would otherwise take its tuned rule as "fixed")
-    metrics, _ = finish(val, model.label_space, hydra.utils.instantiate(cfg.decode), tuner, report, facts,
-                        probs_and_targets("test") if data.has_labels("test") else None, keep)
+    decoder = hydra.utils.instantiate(cfg.decode)
+    facts = {**(facts or {}), "calibration": model.calibration}
+    if model.calibration is not None:
+        facts.update(uncalibrated(probabilities(torch.from_numpy(logits), objective).numpy(), targets, decoder,
+                                  model.label_space.names, tuner))
+
+    def keep(scored: Any) -> None:
+        rule = scored.metrics["decoder"] if tuner is not None else None
+        store_in_checkpoint(ckpt, calibration=model.calibration, **({"decoder": rule} if rule else {}))
+
+    test = None
+    if data.has_labels("test"):
+        test_logits, test_targets = logits_and_targets("test")
+        test = (model.probabilities(torch.from_numpy(test_logits)).numpy(), test_targets)
+    metrics, _ = finish(val, model.label_space, decoder, tuner, report, facts, test, keep if ckpt else None)
     return metrics
+
+
+def uncalibrated(probs: np.ndarray, targets: np.ndarray, decoder: Any, names: Any, tuner: Any) -> dict[str, float]:
+    """``val_uncalibrated/…``: the headline and calibration figures of the probabilities before calibration,
+    with thresholds tuned on them as they would have been: what calibration changed."""
+    scored = score(probs, targets, decoder, names, "val_uncalibrated", tuner).metrics
+    return {k: v for k, v in scored.items() if k.startswith("val_uncalibrated/") and k.count("/") == 1}
 
 
 def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:

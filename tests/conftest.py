@@ -73,6 +73,18 @@ def trained_run(tmp_path_factory, run_frame) -> Path:
     return root / "run"
 
 
+@pytest.fixture(scope="session")
+def onnx_folder(tmp_path_factory, trained_run) -> Path:
+    """``trained_run`` exported with format=onnx (fp32): the ONNX runtime's, eval's and predict's exported folder."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from genre_lab.export import export
+
+    root = tmp_path_factory.mktemp("onnx")
+    export(compose_cfg("export", [f"run_dir={trained_run}", f"out={root / 'model'}", "format=onnx"], root / "x"))
+    return root / "model"
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     def make(*overrides: str) -> DictConfig:

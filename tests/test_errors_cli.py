@@ -332,6 +332,15 @@ def tuning_grid_not_a_number(tmp, run_dir, frame):  # used after training: check
     return _good(tmp, frame, "tuning.grid_step=abc"), ["tuning.grid_step='abc'", "(0, 0.5)"]
 
 
+def calibration_min_positives_negative(tmp, run_dir, frame):  # used after training: checked before it
+    return _good(tmp, frame, "calibration=temperature", "calibration.min_positives=-2"), [
+        "calibration.min_positives=-2", "≥ 0"]
+
+
+def calibration_of_the_tfidf_baseline(tmp, run_dir, frame):
+    return _good(tmp, frame, "model=tfidf_lr", "calibration=temperature"), ["TF-IDF baseline", "calibration=none"]
+
+
 def eval_csv_is_a_directory(tmp, run_dir, frame):
     (tmp / "data").mkdir()
     return [f"run_dir={run_dir}", f"input_csv={tmp / 'data'}"], [f"{tmp / 'data'} is a directory"]
@@ -374,7 +383,8 @@ CASES: dict[str, tuple[str, Builder]] = {f.__name__: (command, f) for command, f
               misspelt_key_added, unknown_data_key, single_genre_file, train_csv_is_a_directory, gzip_csv_is_read,
               corrupt_gzip, gzip_without_gz_suffix, invalid_template, sample_frac_not_a_number, negative_workers,
               pos_weight_count, bad_precision, bad_attn_implementation, missing_start_checkpoint,
-              tuning_grid_not_a_number, train_with_the_checkpoint_rule],
+              tuning_grid_not_a_number, train_with_the_checkpoint_rule, calibration_min_positives_negative,
+              calibration_of_the_tfidf_baseline],
     "eval": [eval_other_label_space, eval_run_dir_without_checkpoints, eval_threshold_out_of_range,
              eval_zero_batch_size, eval_csv_is_a_directory, eval_gzip_csv_is_read, eval_top_k_above_genre_count],
     "predict": [predict_missing_text_columns, predict_negative_batch_size, predict_csv_is_a_directory,

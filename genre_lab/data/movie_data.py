@@ -28,7 +28,8 @@ from genre_lab.data.sampling import (
 )
 from genre_lab.data.table import MovieTable, TableSpec, drop_genres, read_table
 from genre_lab.data.token_cache import cached_tokenize
-from genre_lab.data.tokens import TokenIds, check_truncation
+from genre_lab.data.token_rows import check_truncation
+from genre_lab.data.tokens import TokenIds
 from genre_lab.errors import GenreLabError, require_choice, require_int, require_number, require_positive
 
 log = logging.getLogger(__name__)

@@ -1,14 +1,13 @@
 """A movie CSV as a table: check its columns, build the model text from a template, parse the labels, apply the
 empty-text policy and the unique ids (files.py turns the file into a frame of strings).
 
-This is the one place that turns a row into model text (``build_text``): training, eval and predict
-all go through it.
+A row becomes model text in one place, ``build_text`` (genre_lab/data/text_template.py, free of pandas so the ONNX
+runtime shares it): training, eval, predict and the exported model all go through it.
 """
 
 from __future__ import annotations
 
 import logging
-import string
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 
 from genre_lab.data.files import delimiter_hint, line_numbers, read_csv
 from genre_lab.data.labels import is_missing, parse_label_cell, unify_spellings
+from genre_lab.data.text_template import build_text, template_fields
 from genre_lab.errors import GenreLabError, require_choice
 
 log = logging.getLogger(__name__)
@@ -92,38 +92,6 @@ class MovieTable:
         labels = self.labels if labels is None else labels
         return MovieTable(self.path, self.frame[keep], [t for t, k in zip(self.texts, keep, strict=True) if k],
                           None if labels is None else [r for r, k in zip(labels, keep, strict=True) if k])
-
-
-def template_fields(template: str) -> list[str]:
-    """Column names a ``str.format`` template refers to, in order, without repeats."""
-    fields: list[str] = []
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as err:  # e.g. an unclosed brace
-        raise GenreLabError(f"text template {template!r} is not valid ({err}); write column names in braces, "
-                            "e.g. '{synopsis} {movie_name}', and double a literal brace ({{ or }})") from None
-    for _, name, _, _ in parsed:
-        if name is None:
-            continue
-        if name == "" or name.isdigit():
-            raise GenreLabError(f"text template {template!r}: use column names in braces, e.g. {{synopsis}}")
-        if name not in fields:
-            fields.append(name)
-    if not fields:
-        raise GenreLabError(f"text template {template!r} names no column; e.g. '{{synopsis}} {{movie_name}}'")
-    return fields
-
-
-def build_text(row: Mapping[str, Any], template: str) -> str:
-    """Fill the template from a row; missing/NaN values become empty; whitespace is collapsed."""
-    values = {name: _clean(row.get(name)) for name in template_fields(template)}
-    return " ".join(template.format_map(values).split())
-
-
-def _clean(value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    return str(value).strip()
 
 
 def require_columns(frame: pd.DataFrame, needed: list[str], path: str | Path, fix: str) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from genre_lab.data.tokens import TokenIds, kept_tokens, tokenize, tokenizer_fingerprint
+from genre_lab.data.token_rows import kept_tokens
+from genre_lab.data.tokens import TokenIds, tokenize, tokenizer_fingerprint
 from genre_lab.io import atomic_target
 
 log = logging.getLogger(__name__)

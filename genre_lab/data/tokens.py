@@ -1,4 +1,5 @@
-"""Tokenization and padding: the one way texts become model inputs (training, eval, predict).
+"""Tokenization and padding: the one way texts become model inputs (training, eval, predict); the cutting and padding
+themselves are data/token_rows.py's, which the ONNX runtime shares.
 
 Token ids are kept unpadded in one flat int32 array plus row offsets (``TokenIds``): compact, fast to
 save and load (the on-disk cache, ``token_cache.py``), and each batch is padded only to its own longest row.
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from genre_lab.data.token_rows import check_truncation, cutting_tokenizer, encode_cut, pad_rows
 from genre_lab.errors import GenreLabError
 
 
@@ -73,24 +75,6 @@ class TokenIds:
             raise ValueError(f"inconsistent token ids: {len(self.flat)} ids, offsets of shape {offsets.shape}")
 
 
-# which tokens of a text longer than max_length the model sees (special tokens are always kept)
-TRUNCATIONS = ("head", "tail", "head+tail")
-KEPT = {"head": "their first {n} tokens", "tail": "their last {n} tokens",
-        "head+tail": "their first quarter and last three quarters of {n} tokens"}
-
-
-def check_truncation(truncation: Any) -> None:
-    if truncation not in TRUNCATIONS:
-        raise GenreLabError(f"data.truncation={truncation!r} must be head (keep a long text's first max_length "
-                            "tokens), tail (its last) or head+tail (its first quarter and last three quarters), "
-                            "e.g. data.truncation=head")
-
-
-def kept_tokens(truncation: str, max_length: int) -> str:
-    """What the model sees of a text cut at ``max_length``, for messages."""
-    return KEPT[truncation].format(n=max_length)
-
-
 def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, truncation: str = "head") -> TokenIds:
     """Truncate at ``max_length`` (``truncation``: which tokens of a longer text are kept); no padding here (each
     batch is padded to its own longest row).
@@ -106,34 +90,9 @@ def tokenize_flagging_truncation(tokenizer: Any, texts: Sequence[str], max_lengt
                                  truncation: str = "head") -> tuple[TokenIds, np.ndarray]:
     """``tokenize``, and a boolean mask of the rows that were longer than ``max_length`` and cut."""
     check_truncation(truncation)
-    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
-    backend.no_padding()
-    if truncation == "head+tail":
-        backend.no_truncation()
-    else:
-        backend.enable_truncation(max_length, direction="left" if truncation == "tail" else "right")
-    encodings = backend.encode_batch_fast(list(texts), add_special_tokens=True)
-    rows = [e.ids for e in encodings]
-    if truncation != "head+tail":
-        cut = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(encodings))
-        return TokenIds.from_lists(rows), cut
-    cut = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)) > max_length
-    for i in np.flatnonzero(cut):
-        rows[i] = head_and_tail(rows[i], encodings[i].special_tokens_mask, max_length)
+    backend = cutting_tokenizer(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()), max_length, truncation)
+    rows, cut = encode_cut(backend, texts, max_length, truncation)
     return TokenIds.from_lists(rows), cut
-
-
-def head_and_tail(ids: list[int], special: list[int], max_length: int) -> list[int]:
-    """The first quarter and the last three quarters of the text's token budget, special tokens kept in place.
-
-    Sun et al. 2019, "How to Fine-Tune BERT for Text Classification?" (arXiv:1905.05583): keeping the head and
-    the tail (128 + 382 of 512 tokens) beat head-only and tail-only truncation on long reviews.
-    """
-    text = [i for i, s in enumerate(special) if not s]
-    start, stop = text[0], text[-1] + 1  # the special tokens before and after the text stay
-    budget = max_length - (len(ids) - (stop - start))
-    head = -(-budget // 4)  # 510 -> 128 as in the paper
-    return ids[:start] + ids[start : start + head] + ids[stop - (budget - head) : stop] + ids[stop:]
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -155,15 +114,11 @@ class PadCollator:
     pad_multiple: int | None = None
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        lengths = [len(item["input_ids"]) for item in items]
-        width = self.pad_to or max(lengths)
+        width = self.pad_to or max(len(item["input_ids"]) for item in items)
         if self.pad_multiple:
             width = -(-width // self.pad_multiple) * self.pad_multiple
-        input_ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(items), width), dtype=torch.long)
-        for row, (item, n) in enumerate(zip(items, lengths, strict=True)):
-            input_ids[row, :n] = torch.as_tensor(np.asarray(item["input_ids"], dtype=np.int64))
-            mask[row, :n] = 1
+        ids, mask = pad_rows([item["input_ids"] for item in items], self.pad_id, width)
+        input_ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
         batch = {"input_ids": input_ids, "attention_mask": mask}
         for key in ("labels", "teacher"):  # per-genre rows, where the dataset has them
             if key in items[0]:

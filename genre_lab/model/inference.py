@@ -6,12 +6,12 @@ lengths (little wasted compute); the results are put back in the caller's order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from genre_lab.data.token_rows import length_sorted_batches
 from genre_lab.data.tokens import TokenIds
 from genre_lab.framework.progress import RowProgress
 
@@ -22,14 +22,8 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device.type, dtype=dtype, enabled=str(precision).endswith("-mixed"))
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
-    """Index batches over rows sorted by length (longest first, so memory peaks at once)."""
-    order = np.argsort(-np.asarray(lengths), kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 @torch.inference_mode()
-def predict_probs(
+def predict_logits(
     model: torch.nn.Module,
     input_ids: TokenIds,
     collate: Any,
@@ -38,8 +32,8 @@ def predict_probs(
     precision: str = "32-true",
     progress: bool = False,
 ) -> np.ndarray:
-    """Probabilities ``[len(input_ids), num_labels]`` for unpadded token ids (``data.tokens.tokenize``), as the
-    model's objective defines them (``model.probabilities``: sigmoid for bce, softmax for ce).
+    """The network's logits ``[len(input_ids), num_labels]`` (float32, before any calibration) for unpadded token
+    ids (``data.tokens.tokenize``), in input order.
 
     ``model`` is a ``GenreClassifier``; ``collate`` pads a list of ``{"input_ids": …}`` (``data.tokens.make_collator``);
     ``precision`` is a Lightning precision string: ``bf16-mixed``/``16-mixed`` run under autocast.
@@ -54,10 +48,19 @@ def predict_probs(
             batch = collate([{"input_ids": input_ids[i]} for i in idx])
             with autocast(device, precision):
                 logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            probs = model.probabilities(logits.float()).cpu().numpy()
+            logits = logits.float().cpu().numpy()
             if out is None:
-                out = np.empty((len(input_ids), probs.shape[1]), dtype=np.float32)
-            out[idx] = probs
+                out = np.empty((len(input_ids), logits.shape[1]), dtype=np.float32)
+            out[idx] = logits
             bar.advance(len(idx))
     model.train(was_training)
     return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+
+def predict_probs(model: torch.nn.Module, input_ids: TokenIds, collate: Any, batch_size: int = 64,
+                  device: str | torch.device | None = None, precision: str = "32-true",
+                  progress: bool = False) -> np.ndarray:
+    """Probabilities as the model defines them (``model.probabilities``: its calibration, then sigmoid for bce,
+    softmax for ce) of ``predict_logits``."""
+    logits = predict_logits(model, input_ids, collate, batch_size, device, precision, progress)
+    return model.probabilities(torch.from_numpy(logits)).numpy() if logits.size else logits

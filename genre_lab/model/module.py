@@ -16,6 +16,7 @@ from genre_lab.data.labels import LabelSpace
 from genre_lab.errors import GenreLabError, is_number, require_choice, require_number
 from genre_lab.model.backbone import load_classifier
 from genre_lab.model.optim import build_optimizers, check_recipe
+from genre_lab.scoring.calibration import scale, temperatures
 from genre_lab.scoring.decoding import Decoder
 from genre_lab.scoring.metrics import BestThresholdF1, GenreMetrics, flatten
 
@@ -32,9 +33,26 @@ def init_bias_to_prior(model: nn.Module, prior: Sequence[float], objective: str 
     to telling genres apart from step one (measured gain: README, Design notes).
     """
     p = torch.as_tensor(list(prior), dtype=torch.float32).clamp(1e-4, 1 - 1e-4)
-    heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == len(p)]
     with torch.no_grad():
-        heads[-1].bias.copy_(torch.log(p / p.sum()) if objective == "ce" else torch.log(p / (1 - p)))
+        output_layer(model, len(p)).bias.copy_(torch.log(p / p.sum()) if objective == "ce" else torch.log(p / (1 - p)))
+
+
+def output_layer(model: nn.Module, genres: int) -> nn.Linear:
+    """The layer that gives the logits: the last linear layer with one output per genre."""
+    return [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == genres][-1]
+
+
+def fold_calibration(model: nn.Module, calibration: Mapping[str, Any] | None, genres: int) -> None:
+    """Divide the output layer's weights and bias by the temperatures, in place: the model then gives calibrated
+    logits itself, so an exported folder (plain transformers, ONNX) needs no calibration step of its own."""
+    found = temperatures(calibration)
+    if found is None:
+        return
+    layer = output_layer(model, genres)
+    t = torch.tensor(found, dtype=layer.weight.dtype, device=layer.weight.device)
+    with torch.no_grad():
+        layer.weight.div_(t.unsqueeze(1))
+        layer.bias.div_(t)
 
 
 def probabilities(logits: torch.Tensor, objective: str = "bce") -> torch.Tensor:
@@ -96,7 +114,8 @@ class GenreClassifier(pl.LightningModule):
 
     A checkpoint alone rebuilds it: hyper-parameters carry the label names, the backbone's
     architecture config (so no download is needed to restore it) and the optimizer/scheduler configs
-    (plain dicts), the state dict the weights, and ``checkpoint["decoder"]`` the decision rule.
+    (plain dicts), the state dict the weights, ``checkpoint["decoder"]`` the decision rule and
+    ``checkpoint["calibration"]`` the temperatures fitted after training (scoring/calibration.py), if any.
     """
 
     def __init__(
@@ -147,6 +166,7 @@ class GenreClassifier(pl.LightningModule):
         # val/f1_micro_tuned, val/f1_macro_tuned: what picks best.ckpt and what pruning compares (train.yaml monitor)
         self.val_tuned = BestThresholdF1(len(label_names))
         self.compiled_forward: Any = None  # set by configure_model when model.compile=true
+        self.calibration: dict[str, Any] | None = None  # fitted after training (train.final_metrics)
 
     def configure_model(self) -> None:
         # torch.compile of the backbone's forward function, not of the module: a compiled function is a plain
@@ -159,8 +179,9 @@ class GenreClassifier(pl.LightningModule):
         return forward(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Per-genre probabilities for this model's objective (metrics, final figures, eval, predict)."""
-        return probabilities(logits, self.hparams.get("objective", "bce"))
+        """Per-genre probabilities for this model's objective (metrics, final figures, eval, predict), of the
+        calibrated logits once a calibration is fitted."""
+        return probabilities(scale(logits, self.calibration), self.hparams.get("objective", "bce"))
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor | None = None) -> torch.Tensor:
         """BCE on targets smoothed to y·(1−ε)+ε/2, or cross-entropy with torch's label smoothing ε; with a
@@ -218,9 +239,12 @@ class GenreClassifier(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["label_space"] = self.label_space.to_dict()
         checkpoint["decoder"] = self.decoder.to_dict()
+        if self.calibration is not None:
+            checkpoint["calibration"] = self.calibration
         # eval/predict compute in the same precision by default, so they reproduce training's figures
         checkpoint["precision"] = str(self.trainer.precision) if self._trainer is not None else "32-true"
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "decoder" in checkpoint:
             self.decoder = Decoder(**checkpoint["decoder"])
+        self.calibration = checkpoint.get("calibration")

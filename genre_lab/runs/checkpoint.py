@@ -11,10 +11,15 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from genre_lab.io import atomic_target
 
 
-def store_decoder(path: str | Path, decoder: dict[str, Any]) -> None:
-    """Put a (tuned) decision rule into an existing checkpoint, keeping everything else."""
+def store_in_checkpoint(path: str | Path, **entries: Any) -> None:
+    """Put entries (the tuned ``decoder``, the fitted ``calibration``) into an existing checkpoint, keeping
+    everything else; an entry given as None is removed."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    checkpoint["decoder"] = decoder
+    for key, value in entries.items():
+        if value is None:
+            checkpoint.pop(key, None)
+        else:
+            checkpoint[key] = value
     with atomic_target(path) as tmp:
         torch.save(checkpoint, tmp)
 

@@ -1,9 +1,10 @@
 """Finished runs for eval, predict and export, from ``run_dir`` or ``ckpt_path``: one interface (``FinishedRun``)
-over a transformer run (``Run``: checkpoint, tokenizer), the TF-IDF baseline (``BaselineRun``: model.skops) and an
-ensemble of runs (``EnsembleRun``: ensemble.json); ``locate`` returns the right one.
+over a transformer run (``Run``: checkpoint, tokenizer), the TF-IDF baseline (``BaselineRun``: model.skops), an
+ensemble of runs (``EnsembleRun``: ensemble.json) and an exported ONNX folder (``ExportedRun``: genre_lab.json, run
+by genre_lab/serving); ``locate`` returns the right one.
 
-It is over 350 lines: the three kinds each implement the whole interface, kept side by side so that a change to
-``FinishedRun`` is made, and reviewed, for all three at once."""
+It is over 350 lines: the four kinds each implement the whole interface, kept side by side so that a change to
+``FinishedRun`` is made, and reviewed, for all four at once."""
 
 from __future__ import annotations
 
@@ -18,18 +19,23 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from genre_lab.backbones import cache_dir as machine_cache
 from genre_lab.backbones import load_tokenizer
 from genre_lab.data.datamodule import data_defaults
 from genre_lab.data.labels import LabelSpace
 from genre_lab.data.table import TableSpec
 from genre_lab.data.token_cache import cached_tokenize
-from genre_lab.data.tokens import TokenIds, kept_tokens, make_collator, tokenize, tokenize_flagging_truncation
+from genre_lab.data.token_rows import kept_tokens
+from genre_lab.data.tokens import TokenIds, make_collator, tokenize, tokenize_flagging_truncation
 from genre_lab.errors import GenreLabError
+from genre_lab.framework.progress import RowProgress
 from genre_lab.model.baseline import TfidfLogReg
 from genre_lab.model.inference import predict_probs
 from genre_lab.model.module import GenreClassifier
 from genre_lab.runs.layout import RunLayout
 from genre_lab.scoring.decoding import Decoder
+from genre_lab.serving.manifest import MANIFEST, Manifest
+from genre_lab.serving.onnx_runtime import OnnxGenreModel
 
 log = logging.getLogger(__name__)
 # an ensemble run's definition file (genre-lab ensemble), as RunLayout names it
@@ -43,7 +49,7 @@ class FinishedRun(Protocol):
     dir: Path | None  # the run directory, when the model file sits in one
 
     @property
-    def model_file(self) -> Path: ...  # best.ckpt, model.skops or ensemble.json
+    def model_file(self) -> Path: ...  # best.ckpt, model.skops, ensemble.json or an exported model.onnx
 
     @property
     def label_space(self) -> LabelSpace: ...
@@ -114,9 +120,10 @@ class Run:
         if layout.removed_note.is_file():
             raise GenreLabError(f"run_dir={root} has no checkpoints left. {layout.removed_note.read_text().strip()}")
         raise GenreLabError(
-            f"run_dir={root} holds no checkpoints/best.ckpt or last.ckpt (nor a baseline's model.skops or an "
-            f"{ENSEMBLE_FILE}) — did the run finish its first epoch? (debug=fast_dev_run saves none.) An "
-            "interrupted run leaves checkpoints/interrupted.ckpt: pass ckpt_path=… to use it or another file."
+            f"run_dir={root} holds no checkpoints/best.ckpt or last.ckpt (nor a baseline's model.skops, an "
+            f"{ENSEMBLE_FILE} or an export's {MANIFEST}) — did the run finish its first epoch? (debug=fast_dev_run "
+            "saves none.) An interrupted run leaves checkpoints/interrupted.ckpt: pass ckpt_path=… to use it or "
+            "another file."
         )
 
     @cached_property
@@ -359,11 +366,75 @@ class EnsembleRun(SavedRule):
         return f"cut for a member ({'; '.join(notes)})"
 
 
+@dataclass
+class ExportedRun:
+    """An exported ONNX folder (``genre-lab export format=onnx``): its manifest, run by the ONNX runtime. It computes
+    as it was exported (fp32, or int8 weights): eval's and predict's ``precision`` does not apply to it."""
+
+    folder: Path
+    dir: Path | None = None  # not a run directory: nothing (eval's cache included) is written into the folder
+
+    @cached_property
+    def manifest(self) -> Manifest:
+        return Manifest.read(self.folder)
+
+    @cached_property
+    def runtime(self) -> OnnxGenreModel:
+        return OnnxGenreModel(self.folder)
+
+    @property
+    def model_file(self) -> Path:
+        return self.folder / self.manifest.onnx_file
+
+    @property
+    def label_space(self) -> LabelSpace:
+        return LabelSpace(tuple(self.manifest.genres), bool(self.manifest.multi_label))
+
+    @property
+    def decoder(self) -> Decoder:
+        return Decoder(**self.manifest.decision_rule)
+
+    @property
+    def data_hparams(self) -> dict[str, Any]:
+        return {**self.manifest.data, "text_template": self.manifest.text_template,
+                "max_length": self.manifest.max_length, "truncation": self.manifest.truncation}
+
+    @property
+    def spec(self) -> TableSpec:
+        return TableSpec.from_settings(self.data_hparams)
+
+    @property
+    def cache_dir(self) -> Path:
+        """This machine's cache, by the graph's hash: the exported folder stays as exported (and may be read-only)."""
+        return machine_cache() / "eval_cache" / str(self.manifest.model.get("sha256", "unhashed"))[:16]
+
+    def cache_identity(self, precision: str | None) -> dict[str, Any]:
+        return {"onnx": file_identity(self.model_file), "sha256": self.manifest.model.get("sha256")}
+
+    def probabilities(self, texts: Sequence[str], batch_size: int = 64, precision: str | None = None,
+                      progress: bool = False, token_cache_dir: str | None = None) -> np.ndarray:
+        """The runtime's probabilities (calibrated, as exported); the texts are tokenized as they run."""
+        return self.probabilities_and_cuts(texts, batch_size, precision, progress)[0]
+
+    def probabilities_and_cuts(self, texts: Sequence[str], batch_size: int = 64, precision: str | None = None,
+                               progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        if precision is not None:
+            log.warning("precision=%s does not apply to an exported ONNX model, which computes as it was exported "
+                        "(%s weights)", precision, self.manifest.model.get("quantization") or "fp32")
+        with RowProgress(len(texts), "predicting", enabled=progress) as bar:
+            return self.runtime.probabilities_and_cuts(texts, batch_size, on_batch=bar.advance)
+
+    @property
+    def cut_note(self) -> str:
+        return (f"longer than max_length={self.manifest.max_length} tokens, truncated (the model sees only "
+                f"{kept_tokens(self.manifest.truncation, self.manifest.max_length)})")
+
+
 def locate(run_dir: str | Path | None = None, ckpt_path: str | Path | None = None) -> FinishedRun:
     """The finished run at ``run_dir`` (a run directory) or ``ckpt_path`` (a .ckpt, model.skops or ensemble.json)."""
     if not run_dir and not ckpt_path:
-        raise GenreLabError("say which model: run_dir=<a run directory> or ckpt_path=<a .ckpt file, a baseline's "
-                            f"model.skops or an {ENSEMBLE_FILE}>")
+        raise GenreLabError("say which model: run_dir=<a run directory or an exported ONNX folder> or ckpt_path=<a "
+                            f".ckpt file, a baseline's model.skops or an {ENSEMBLE_FILE}>")
     if ckpt_path:
         return from_file(Path(ckpt_path))
     root = Path(run_dir)  # type: ignore[arg-type]
@@ -371,6 +442,8 @@ def locate(run_dir: str | Path | None = None, ckpt_path: str | Path | None = Non
         raise GenreLabError(f"run_dir={root}: no such directory")
     if (root / ENSEMBLE_FILE).is_file():
         return EnsembleRun(root / ENSEMBLE_FILE, root)
+    if (root / MANIFEST).is_file():
+        return ExportedRun(root)
     if RunLayout(root).baseline.is_file():
         return BaselineRun(RunLayout(root).baseline, root)
     return Run.in_directory(root)
@@ -382,6 +455,8 @@ def from_file(path: Path) -> FinishedRun:
         raise GenreLabError(f"ckpt_path={path}: no such checkpoint file")
     if path.name == ENSEMBLE_FILE:
         return EnsembleRun(path, path.resolve().parent)
+    if path.name == MANIFEST or (path.suffix == ".onnx" and (path.parent / MANIFEST).is_file()):
+        return ExportedRun(path.parent)
     root = RunLayout(path.resolve().parent.parent)
     run_dir = root.root if root.metrics.is_file() else None
     return BaselineRun(path, run_dir) if path.suffix == ".skops" else Run(path, run_dir)

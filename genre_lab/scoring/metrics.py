@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
+    BinaryCalibrationError,
     MultilabelAUROC,
     MultilabelExactMatch,
     MultilabelF1Score,
@@ -179,6 +180,43 @@ def per_class_rows(results: dict[str, torch.Tensor], label_names: Sequence[str])
     ]
 
 
+ECE_BINS = 15  # equal-width bins of the expected calibration error and the reliability diagram
+
+
+def top1_confidence(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's top probability and whether that genre is one of its true genres (what ``ece`` bins)."""
+    top = probs.argmax(1)
+    return probs[np.arange(len(probs)), top], targets[np.arange(len(targets)), top].astype(bool)
+
+
+def reliability_bins(forecast: np.ndarray, outcome: np.ndarray, bins: int = ECE_BINS) -> dict[str, np.ndarray]:
+    """The reliability diagram's points: for each non-empty equal-width bin of ``forecast`` probabilities, their
+    mean (``forecast``), the share of true ``outcome``s (``observed``) and the row count (``rows``)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ids = np.searchsorted(edges[1:-1], forecast)  # bin i holds (edge_i, edge_i+1]; the first also holds 0
+    rows = np.bincount(ids, minlength=bins)
+    kept = rows > 0
+    mean = np.bincount(ids, weights=forecast, minlength=bins)[kept] / rows[kept]
+    observed = np.bincount(ids, weights=outcome.astype(float), minlength=bins)[kept] / rows[kept]
+    return {"forecast": mean, "observed": observed, "rows": rows[kept]}
+
+
+def calibration_figures(probs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """``ece``: expected calibration error of the top-1 probability (15 equal-width bins: the row-weighted mean
+    gap between confidence and accuracy); ``ece_genres``: the same over every (movie, genre) probability as a yes/no
+    forecast of that genre, the multi-label variant; ``brier``: per movie, the summed squared error of its genre
+    probabilities, averaged over movies."""
+    if not len(probs):
+        return {}
+    ece = BinaryCalibrationError(n_bins=ECE_BINS, norm="l1", validate_args=False)
+    confidence, correct = top1_confidence(probs, targets)
+    top1 = float(ece(torch.from_numpy(confidence).float(), torch.from_numpy(correct).long()))
+    ece.reset()
+    genres = float(ece(torch.from_numpy(probs.ravel()).float(), torch.from_numpy(targets.ravel()).long()))
+    brier = float(((probs - targets) ** 2).sum(1).mean())
+    return {"ece": top1, "ece_genres": genres, "brier": brier}
+
+
 def summarize(
     probs: np.ndarray, targets: np.ndarray, decisions: np.ndarray, label_names: Sequence[str], prefix: str
 ) -> tuple[dict[str, float], list[dict[str, float | str]]]:
@@ -187,7 +225,10 @@ def summarize(
     metrics.update(torch.from_numpy(np.asarray(probs, dtype=np.float32)), torch.from_numpy(np.asarray(decisions)),
                    torch.from_numpy(np.asarray(targets)))
     results = metrics.compute()
-    return flatten(results, label_names, prefix), per_class_rows(results, label_names)
+    flat = flatten(results, label_names, prefix)
+    flat.update({f"{prefix}/{k}": v for k, v in calibration_figures(np.asarray(probs, dtype=np.float64),
+                                                                       np.asarray(targets)).items()})
+    return flat, per_class_rows(results, label_names)
 
 
 @dataclass

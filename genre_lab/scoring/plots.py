@@ -15,7 +15,7 @@ from torchmetrics.classification import MultilabelPrecisionRecallCurve  # noqa: 
 
 from genre_lab.data.labels import LabelSpace  # noqa: E402
 from genre_lab.scoring.decoding import Decoder  # noqa: E402
-from genre_lab.scoring.metrics import quiet_undefined  # noqa: E402
+from genre_lab.scoring.metrics import quiet_undefined, reliability_bins, top1_confidence  # noqa: E402
 from genre_lab.scoring.thresholds import threshold_curves  # noqa: E402
 
 
@@ -85,13 +85,30 @@ def f1_vs_threshold(probs: np.ndarray, targets: np.ndarray, path: Path, marks: d
     return _save(fig, path)
 
 
+def reliability(probs: np.ndarray, targets: np.ndarray, path: Path) -> Path:
+    """Reliability diagram: observed frequency against forecast probability, for the top-1 genre (its
+    confidence vs being right) and for every genre probability as a yes/no forecast; the diagonal is perfect."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    confidence, correct = top1_confidence(probs, targets)
+    for (forecast, outcome), label in (((confidence, correct), "top-1 genre"),
+                                       ((probs.ravel(), targets.ravel()), "every genre")):
+        points = reliability_bins(forecast, outcome)
+        ax.plot(points["forecast"], points["observed"], marker="o", markersize=3, label=label)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="forecast probability (bin mean)", ylabel="observed frequency",
+           title="reliability (15 equal-width bins)")
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
 def write_all(out: Path, probs: np.ndarray, targets: np.ndarray, decisions: np.ndarray, space: LabelSpace,
               decoder: Decoder) -> list[Path]:
     """The evaluation plots for one set of predictions; returns the PNG paths."""
     names = list(space.names)
     marks = {"0.5": 0.5} | ({"chosen": decoder.threshold} if isinstance(decoder.threshold, float) else {})
     paths = [pr_curves(probs, targets, names, out / "pr_curves.png"),
-             f1_vs_threshold(probs, targets, out / "f1_vs_threshold.png", marks)]
+             f1_vs_threshold(probs, targets, out / "f1_vs_threshold.png", marks),
+             reliability(probs, targets, out / "reliability.png")]
     if space.multi_label:
         paths.append(cooccurrence(targets, decisions, names, out / "predicted_given_true.png"))
     else:

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from genre_lab.backbones import load_tokenizer
-from genre_lab.data.tokens import TokenIds, head_and_tail, make_collator, tokenize, tokenize_flagging_truncation
+from genre_lab.data.token_rows import head_and_tail
+from genre_lab.data.tokens import TokenIds, make_collator, tokenize, tokenize_flagging_truncation
 from genre_lab.errors import GenreLabError
 
 ROWS = [[101, 7, 8, 102], [101, 102], [101, 5, 6, 7, 8, 9, 102]]

@@ -3,7 +3,7 @@ import torch
 from torch.nn import functional as F
 
 from genre_lab.errors import GenreLabError
-from genre_lab.model.module import GenreClassifier
+from genre_lab.model.module import GenreClassifier, fold_calibration
 from genre_lab.model.pooling import masked_mean
 from genre_lab.scoring.decoding import Decoder
 from tests.conftest import QUIET, genre_lab_here
@@ -75,6 +75,22 @@ def test_prior_bias_is_log_odds_for_bce_and_log_priors_for_ce(pooling):
         module = GenreClassifier("tiny", ["a", "b", "c"], objective=objective, pooling=pooling,
                                  label_prior=prior.tolist())
         torch.testing.assert_close(module.model.classifier.bias.detach(), expected)
+
+
+@pytest.mark.parametrize("pooling", ["head", "mean"])
+def test_folding_the_calibration_into_the_output_layer_gives_the_calibrated_logits(pooling):
+    module = GenreClassifier("tiny", ["a", "b", "c"], pooling=pooling).eval()
+    ids, mask = torch.tensor([[5, 9, 17, 3], [8, 2, 0, 0]]), torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    before = module(ids, mask)
+    calibration = {"method": "temperature", "temperature": [2.0, 0.5, 4.0]}
+    module.calibration = calibration
+    calibrated = module.probabilities(before)
+    fold_calibration(module.model, calibration, 3)
+    module.calibration = None
+    torch.testing.assert_close(module(ids, mask), before / torch.tensor([2.0, 0.5, 4.0]))
+    torch.testing.assert_close(module.probabilities(module(ids, mask)), calibrated)
+    fold_calibration(module.model, None, 3)  # uncalibrated: nothing to fold
+    torch.testing.assert_close(module(ids, mask), before / torch.tensor([2.0, 0.5, 4.0]))
 
 
 @pytest.mark.parametrize(("settings", "message"), [

@@ -87,13 +87,13 @@ def test_the_fixed_rule_is_the_configured_one_not_a_tuned_rule_stored_in_best_ck
     finish; the fixed-rule figures must still be those of decode.* (0.5)."""
     import hydra
 
-    from genre_lab.runs.checkpoint import store_decoder
+    from genre_lab.runs.checkpoint import store_in_checkpoint
     from genre_lab.runs.results import Report
     from genre_lab.train import final_metrics
 
     best = run / "checkpoints" / "best.ckpt"
     stored = torch.load(best, weights_only=True)["decoder"]
-    store_decoder(best, {**stored, "threshold": 0.03})  # as if tuned to 0.03
+    store_in_checkpoint(best, decoder={**stored, "threshold": 0.03})  # as if tuned to 0.03
     cfg = compose_train(finished[1], run / "rescored")
     data = hydra.utils.instantiate(cfg.data, _convert_="all").data
     data.tokenized()

@@ -1,0 +1,42 @@
+"""A row to model text: the one ``build_text`` that training, eval, predict and the ONNX runtime (genre_lab/serving)
+share. Plain Python, so the runtime imports it where pandas and torch are not installed."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from typing import Any
+
+from genre_lab.checks import GenreLabError
+
+
+def template_fields(template: str) -> list[str]:
+    """Column names a ``str.format`` template refers to, in order, without repeats."""
+    fields: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as err:  # e.g. an unclosed brace
+        raise GenreLabError(f"text template {template!r} is not valid ({err}); write column names in braces, "
+                            "e.g. '{synopsis} {movie_name}', and double a literal brace ({{ or }})") from None
+    for _, name, _, _ in parsed:
+        if name is None:
+            continue
+        if name == "" or name.isdigit():
+            raise GenreLabError(f"text template {template!r}: use column names in braces, e.g. {{synopsis}}")
+        if name not in fields:
+            fields.append(name)
+    if not fields:
+        raise GenreLabError(f"text template {template!r} names no column; e.g. '{{synopsis}} {{movie_name}}'")
+    return fields
+
+
+def build_text(row: Mapping[str, Any], template: str) -> str:
+    """Fill the template from a row; missing/NaN values become empty; whitespace is collapsed."""
+    values = {name: _clean(row.get(name)) for name in template_fields(template)}
+    return " ".join(template.format_map(values).split())
+
+
+def _clean(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return str(value).strip()
