@@ -15,6 +15,7 @@ the study; its sampler is seeded from (seed, number of its first trial), so it p
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import signal
 import time
@@ -269,7 +270,9 @@ class OptunaSweeper:
     def start_trial(self, study: Any, space: SearchSpace, search: Search) -> None:
         trial = self.ask(study)
         storage_id = trial_id(self.storage, study.study_name, trial.number)
-        frozen = self.storage.get_trial(storage_id)
+        # a copy: a journal storage hands out its own FrozenTrial, which trial.set_user_attr then edits in place
+        # (the job_dir set below would hide the dead trial's directory that a retry resumes)
+        frozen = copy.deepcopy(self.storage.get_trial(storage_id))
         is_retry = frozen.user_attrs.get(RETRY_OF) is not None
         job = self.trial_overrides(study, trial, space, search.stop_at if self.on_timeout == "stop" else None,
                                    search.prefix)
