@@ -3,6 +3,8 @@
 - Lightning relaunches extra DDP ranks by re-running the program; under Hydra it builds that command in the
   private ``pytorch_lightning.strategies.launchers.subprocess_script._hydra_subprocess_cmd``, which genre_lab
   replaces (genre_lab/framework/distributed.py says why). There is no public hook for it.
+- hydra-ray-launcher starts Ray inside its first ``launch`` (``_launcher_util.start_ray``, not thread-safe); the
+  sweeper's slot threads launch at once, so it is started once before them (``start_ray_of``).
 - Hydra's ``JobReturn.return_value`` re-raises a failed job's exception after printing "Error executing job"
   to stderr; the sweeper reads the stored value (``_return_value``) instead, because a pruned trial is a
   failed job by Hydra's count but no error.
@@ -49,6 +51,18 @@ def set_rank_command(command: Callable[[int], tuple[Sequence[str], str]]) -> Non
     """Make Lightning's subprocess launcher start DDP rank ``local_rank`` with ``command(local_rank)``, which
     returns (argv, working directory)."""
     setattr(_subprocess_script, RANK_COMMAND_HOOK, command)
+
+
+def start_ray_of(launcher: Any) -> None:
+    """Start Ray, as hydra-ray-launcher's first ``launch`` would, before several threads call ``launch`` at once:
+    two first launches both find Ray not yet started and the second ``ray.init`` fails ("called ray.init twice").
+    Any other launcher: nothing to do."""
+    if type(launcher).__name__ != "RayLauncher":
+        return
+    from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray  # deferred: an optional plugin
+
+    launcher.ray_cfg.init.setdefault("object_store_memory", 78643200)  # the plugin's default (its _core.launch)
+    start_ray(launcher.ray_cfg.init)
 
 
 class JobDied(RuntimeError):

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 from hydra.core.utils import JobReturn
 
+from genre_lab.framework.compat import start_ray_of
+
 log = logging.getLogger(__name__)
 
 
@@ -77,6 +79,7 @@ class ThreadSlots:
 
     def __init__(self, launcher: Any, count: int) -> None:
         self.launcher, self.count = launcher, count
+        start_ray_of(launcher)  # its first launch is not thread-safe
         self.pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="genre_lab-slot")
 
     def start(self, slot: int, overrides: list[str], job_idx: int) -> Any:

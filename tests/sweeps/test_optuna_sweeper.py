@@ -556,3 +556,18 @@ def test_any_hydra_launcher_gets_slots_too_submitit_local(tmp_path, four_csv):
     timing = {n: json.loads((sweep / str(n) / "timing.json").read_text()) for n in range(3)}
     assert timing[2]["job_started_at"] < timing[0]["fit_ended_at"]
     assert len({timing[n]["pid"] for n in range(3)}) == 3
+
+
+@pytest.mark.process
+def test_a_search_on_a_local_ray_keeps_both_slots_busy_with_no_failed_launch(tmp_path):
+    """hydra/launcher=ray (the plugin's local Ray): two slot threads launch at once from the first trial on (Ray
+    is started once before them: framework/compat.start_ray_of), and a freed slot takes the next trial."""
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher")  # the ray extra: not in dev (see ray_cluster.yaml)
+    sweep, db = tmp_path / "sweep", f"sqlite:///{tmp_path / 'study.db'}"
+    result = genre_lab_cli(*SEARCH, "trainer.max_epochs=range(1,7)", "hydra.sweeper.n_trials=4",
+                           "hydra.sweeper.n_jobs=2", "hydra/launcher=ray", f"hydra.sweeper.storage={db}",
+                           f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["states"] == {"COMPLETE": 4} and "failed" not in results
+    assert sum(slot["trials"] for slot in results["slots"]) == 4 and all(slot["trials"] for slot in results["slots"])
