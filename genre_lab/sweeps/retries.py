@@ -45,7 +45,7 @@ def check_heartbeat(interval: Any, grace: Any, storage_url: str | None) -> tuple
     interval = 60 if interval is None else interval
     if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
         raise GenreLabError(f"hydra.sweeper.heartbeat_interval={interval!r} must be a whole number of seconds ≥ 1 "
-                            "(or null: 60 with an RDB storage)")
+                            "(or null: 60 with a persistent storage)")
     grace = 3 * interval if grace is None else grace
     if isinstance(grace, bool) or not isinstance(grace, int) or grace <= interval:
         raise GenreLabError(f"hydra.sweeper.grace_period={grace!r} must be a whole number of seconds larger than "
