@@ -19,22 +19,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from genre_lab.errors import GenreLabError, require_int
+from genre_lab.errors import require_int
+from genre_lab.scoring.calibration_entry import METHOD, temperatures
 
-METHOD = "temperature"
 # temperatures are kept in this range: a genre whose validation rows all sit on one side of the threshold would
 # otherwise drive its T to 0 or infinity (probabilities of exactly 0 and 1)
 T_RANGE = (0.05, 20.0)
-
-
-def temperatures(calibration: Mapping[str, Any] | None) -> list[float] | None:
-    """The temperatures of a stored calibration entry (None: uncalibrated); refuses an entry it cannot apply."""
-    if calibration is None:
-        return None
-    if calibration.get("method") != METHOD or not calibration.get("temperature"):
-        raise GenreLabError(f"calibration {dict(calibration)!r} is not one this version applies "
-                            f"({{'method': '{METHOD}', 'temperature': [T, …]}}); retrain the run or upgrade genre_lab")
-    return [float(t) for t in calibration["temperature"]]
 
 
 def scale(logits: torch.Tensor, calibration: Mapping[str, Any] | None) -> torch.Tensor:

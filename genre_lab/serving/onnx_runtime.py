@@ -12,7 +12,6 @@ template (data/text_template.py), the cutting and padding (data/token_rows.py) a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from tokenizers import Tokenizer
 from genre_lab.checks import GenreLabError
 from genre_lab.data.text_template import build_text, template_fields
 from genre_lab.data.token_rows import cutting_tokenizer, encode_cut, length_sorted_batches, pad_rows
+from genre_lab.scoring.calibration_entry import temperatures
 from genre_lab.scoring.rule import DecisionRule
 from genre_lab.serving.manifest import MANIFEST, Manifest
 
@@ -52,19 +52,6 @@ def squash(logits: np.ndarray, objective: str) -> np.ndarray:
         return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
 
 
-def temperatures(calibration: Mapping[str, Any] | None, genres: int, where: str) -> np.ndarray | None:
-    """The calibration's temperatures (one, or one per genre) as a divisor of the logits; None when uncalibrated."""
-    if calibration is None:
-        return None
-    entry = calibration if isinstance(calibration, Mapping) else {}
-    values = entry.get("temperature") if isinstance(entry.get("temperature"), list) else [entry.get("temperature")]
-    good = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values)
-    if entry.get("method") != "temperature" or not good or len(values) not in (1, genres):
-        raise GenreLabError(f"{where}: calibration {calibration!r} must be {{\"method\": \"temperature\", "
-                            f"\"temperature\": [T]}} with one T > 0, or {genres} (one per genre); re-export the run")
-    return np.asarray(values, dtype=np.float64)
-
-
 def open_session(path: Path, threads: int | None) -> Any:
     """An onnxruntime CPU session on ``path`` (``threads`` None: onnxruntime's default, one per core)."""
     try:
@@ -91,7 +78,8 @@ class OnnxGenreModel:
         self.manifest = Manifest.read(self.folder)
         where = str(self.folder / MANIFEST)
         self.rule = DecisionRule(**self.manifest.decision_rule).for_genres(len(self.genres), where)
-        self.temperature = temperatures(self.manifest.calibration, len(self.genres), where)
+        found = temperatures(self.manifest.calibration, len(self.genres), where)
+        self.temperature = None if found is None else np.asarray(found, dtype=np.float64)
         self.text_columns = template_fields(self.manifest.text_template)
         backend = Tokenizer.from_file(str(self.folder / self.manifest.tokenizer_file))
         self.tokenizer = cutting_tokenizer(backend, self.manifest.max_length, self.manifest.truncation)

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from genre_lab.errors import GenreLabError
+from genre_lab.scoring.calibration_entry import temperatures
 from genre_lab.serving.manifest import MANIFEST, Manifest
-from genre_lab.serving.onnx_runtime import OnnxGenreModel, squash, temperatures
+from genre_lab.serving.onnx_runtime import OnnxGenreModel, squash
 
 pytest.importorskip("onnxruntime")
 
@@ -97,10 +98,10 @@ def test_squash_is_trainings_sigmoid_and_softmax():
 def test_temperatures_are_one_or_one_per_genre():
     assert temperatures(None, 3, "m") is None
     np.testing.assert_array_equal(temperatures({"method": "temperature", "temperature": [2.0]}, 3, "m"), [2.0])
-    assert temperatures({"method": "temperature", "temperature": [1.0, 2.0, 3.0]}, 3, "m").shape == (3,)
+    assert temperatures({"method": "temperature", "temperature": [1.0, 2.0, 3.0]}, 3, "m") == [1.0, 2.0, 3.0]
     for bad in ({"method": "temperature", "temperature": [1.0, 2.0]}, {"method": "temperature", "temperature": [0]},
                 {"method": "isotonic", "temperature": [1.0]}, {"method": "temperature", "temperature": ["x"]},
-                [2.0]):
+                [2.0], {"method": "temperature", "temperature": []}):
         with pytest.raises(GenreLabError, match="calibration"):
             temperatures(bad, 3, "m")
 
