@@ -47,6 +47,7 @@ from genre_lab.model.onnx_graph import (
     require_onnx_packages,
 )
 from genre_lab.runs.finished import BaselineRun, ExportedRun, FinishedRun, Run, locate
+from genre_lab.runs.layout import RunLayout
 from genre_lab.scoring.decoding import rule_for_run
 from genre_lab.serving.manifest import Manifest
 
@@ -173,7 +174,8 @@ def onnx_manifest(run: Run, graph: Path, decoder: dict[str, Any], pad_id: int, q
                     objective=hparams.get("objective", "bce"), text_template=run.spec.text_template,
                     max_length=run.max_length, truncation=run.truncation, pad_token_id=pad_id,
                     decision_rule=decoder, calibration=run.checkpoint.get("calibration"), onnx_file=graph.name,
-                    tokenizer_file=TOKENIZER_FILE, model=identity, data=run.data_hparams)
+                    tokenizer_file=TOKENIZER_FILE, model=identity, data=run.data_hparams,
+                    training=RunLayout(run.dir).final_figures() if run.dir else {})
 
 
 def save_tokenizer(run: Run, folder: Path) -> None:

@@ -79,6 +79,11 @@ class RunLayout:
         """The final figures in ``metrics.json``; ``{}`` while the run has none (not finished, or failed)."""
         return json.loads(self.metrics.read_text()) if self.metrics.is_file() else {}
 
+    def final_figures(self) -> dict[str, float]:
+        """The run's final val/ and test/ figures (what an export and the server's /v1/metadata show)."""
+        return {k: v for k, v in self.read_metrics().items()
+                if k.startswith(("val/", "test/")) and isinstance(v, int | float)}
+
     @property
     def failed(self) -> Path:
         return self.root / "failed.json"

@@ -4,7 +4,8 @@
 the folder and the HTTP app read it. It holds what the graph alone does not: the genres, the text template, how
 texts are cut (max_length, head / tail / head+tail), the calibration temperatures, how logits become probabilities
 (objective: bce -> sigmoid, ce -> softmax), the decision rule, and the model's identity (sha256 of the ONNX file,
-its source checkpoint, the genre_lab version). Plain JSON and the standard library: readable with no genre_lab.
+its source checkpoint, the genre_lab version), and the run's final figures. Plain JSON and the standard library:
+readable with no genre_lab.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Manifest:
     tokenizer_file: str
     model: dict[str, Any]  # identity: sha256 of onnx_file, source checkpoint, genre_lab version, backbone, pooling
     data: dict[str, Any] = field(default_factory=dict)  # the run's data settings: eval rebuilds its validation rows
+    training: dict[str, float] = field(default_factory=dict)  # the run's final val/ and test/ figures (metrics.json)
 
     def __post_init__(self) -> None:
         if self.objective not in SQUASH:
@@ -69,7 +71,8 @@ class Manifest:
                                 f"{VERSION}; export the run again with this genre_lab, or install the one that wrote "
                                 f"it ({saved.get('model', {}).get('genre_lab_version', 'unknown')})")
         names = [f.name for f in fields(cls)]
-        missing = [name for name in names if name not in saved and name != "data"]
+        optional = ("data", "training")  # added after the first exports; a folder without them still reads
+        missing = [name for name in names if name not in saved and name not in optional]
         if missing:
             raise GenreLabError(f"{path}: missing {missing}; re-export the run with genre-lab export format=onnx")
         return cls(**{name: saved[name] for name in names if name in saved})
