@@ -121,7 +121,8 @@ def serve(cfg: DictConfig) -> None:
     exported = folder is not None and (folder / MANIFEST).is_file() and not cfg.get("ckpt_path")
     model = served_export(folder, cfg) if exported else served_run(cfg)
     server = uvicorn.Server(uvicorn.Config(create_app(model, limits), host=str(cfg.host), port=int(cfg.port),
-                                           log_level=str(cfg.log_level), timeout_graceful_shutdown=None))
+                                           log_level=str(cfg.log_level), access_log=bool(cfg.access_log),
+                                           timeout_graceful_shutdown=None))
     # uvicorn finishes the requests in flight on SIGTERM, then re-raises the signal it caught so the process dies of
     # it (exit 143); a handler of our own receives it instead, so a graceful stop exits 0
     previous = signal.signal(signal.SIGTERM, lambda *_: log.info("stopped on SIGTERM after the requests in flight"))

@@ -2,12 +2,8 @@
 without torch, finishes a request in flight on SIGTERM and exits 0; bad settings and a busy port exit 2."""
 
 import logging
-import os
-import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,33 +11,18 @@ from pathlib import Path
 import httpx
 import pytest
 
+from genre_lab.benchmark.http_load import ServerProcess
 from genre_lab.serve import API_KEY_ENV, limits_of, warn_if_open
 from genre_lab.serving.manifest import Manifest
 from tests.conftest import compose_cfg, genre_lab_here
 
 pytest.importorskip("uvicorn")
 pytest.importorskip("onnxruntime")
-LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
-
-
-def start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    """``genre-lab serve … port=0`` in a process of its own; returns it and its base URL once it is ready."""
-    log = open(tmp_path / "serve.log", "w+")  # noqa: SIM115 - read back while the server runs
-    process = subprocess.Popen([sys.executable, "-m", "genre_lab", "serve", "port=0", *args], cwd=tmp_path,
-                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        found = LISTENING.search(Path(log.name).read_text())
-        if found:
-            return process, f"http://127.0.0.1:{found[1]}"
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"genre-lab serve did not start:\n{Path(log.name).read_text()}")
-
-
+@pytest.mark.process
 def test_sigterm_finishes_the_request_in_flight_then_exits_zero_and_no_torch_was_loaded(onnx_folder, tmp_path):
     # max_wait_ms=3000: the request sits in the batcher, in flight, when SIGTERM arrives
-    process, url = start(tmp_path, f"run_dir={onnx_folder}", "max_wait_ms=3000")
+    server = ServerProcess([f"run_dir={onnx_folder}", "max_wait_ms=3000"], tmp_path / "serve.log", threads=1)
+    url, process = server.url, server.process
     try:
         assert httpx.get(f"{url}/ready", timeout=10).json()["ready"] is True
         maps = Path(f"/proc/{process.pid}/maps")
@@ -52,9 +33,8 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_zero_and_no_torch_was
             f"{url}/v1/predict", json={"texts": ["A ghost haunts a ship."]}, timeout=60)))
         request.start()
         time.sleep(1.0)
-        process.send_signal(signal.SIGTERM)
+        assert server.stop() == 0, (tmp_path / "serve.log").read_text()  # SIGTERM, then its exit code
         request.join(60)
-        assert process.wait(60) == 0, (tmp_path / "serve.log").read_text()
     finally:
         if process.poll() is None:
             process.kill()

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import hmac
 import logging
-from importlib.metadata import version
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
