@@ -44,12 +44,9 @@ def served_export(folder: Path, cfg: DictConfig) -> Any:
         probs, cut = model.probabilities_and_cuts(texts, cfg.batch_size)
         return probs, model.rule.decide(probs), cut
 
-    identity = {"kind": "onnx", "file": manifest.onnx_file, "sha256": file_digest(folder / manifest.onnx_file),
+    identity = {"kind": "onnx", "file": manifest.onnx_file, "sha256": model.sha256,
                 "quantization": manifest.model.get("quantization"), "backbone": manifest.model.get("backbone"),
                 "genre_lab_version": version("genre_lab")}
-    if manifest.model.get("sha256") and manifest.model["sha256"] != identity["sha256"]:
-        raise GenreLabError(f"{folder / manifest.onnx_file}: its sha256 is not the one {folder / MANIFEST} records "
-                            "(the file was changed or damaged after export); export the run again")
     return ServedModel(model.genres, manifest.text_template, compute, identity, {
         "multi_label": manifest.multi_label, "objective": manifest.objective, "max_length": manifest.max_length,
         "truncation": manifest.truncation, "decision_rule": manifest.decision_rule,

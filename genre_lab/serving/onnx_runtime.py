@@ -23,6 +23,7 @@ from tokenizers import Tokenizer
 from genre_lab.checks import GenreLabError
 from genre_lab.data.text_template import build_text, template_fields
 from genre_lab.data.token_rows import cutting_tokenizer, encode_cut, length_sorted_batches, pad_rows
+from genre_lab.io import file_digest
 from genre_lab.scoring.calibration_entry import temperatures
 from genre_lab.scoring.rule import DecisionRule
 from genre_lab.serving.manifest import MANIFEST, Manifest
@@ -62,9 +63,21 @@ def open_session(path: Path, threads: int | None) -> Any:
     options = onnxruntime.SessionOptions()
     if threads:
         options.intra_op_num_threads = int(threads)
-    if not path.is_file():
-        raise GenreLabError(f"{path}: no such ONNX file, which {path.parent / MANIFEST} names; re-export the run")
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def checked_digest(folder: Path, manifest: Manifest) -> str:
+    """The graph's sha256, refused when it is not the one the manifest recorded at export (a replaced or damaged
+    file would otherwise give other genres under the same identity)."""
+    path = folder / manifest.onnx_file
+    if not path.is_file():
+        raise GenreLabError(f"{path}: no such ONNX file, which {folder / MANIFEST} names; re-export the run")
+    digest = file_digest(path)
+    recorded = manifest.model.get("sha256")
+    if recorded and recorded != digest:
+        raise GenreLabError(f"{path}: sha256 {digest[:12]}…, but {folder / MANIFEST} records {str(recorded)[:12]}… "
+                            "(the file was changed or damaged after export); export the run again")
+    return digest
 
 
 class OnnxGenreModel:
@@ -83,6 +96,7 @@ class OnnxGenreModel:
         self.text_columns = template_fields(self.manifest.text_template)
         backend = Tokenizer.from_file(str(self.folder / self.manifest.tokenizer_file))
         self.tokenizer = cutting_tokenizer(backend, self.manifest.max_length, self.manifest.truncation)
+        self.sha256 = checked_digest(self.folder, self.manifest)
         self.session = open_session(self.folder / self.manifest.onnx_file, threads)
 
     @property

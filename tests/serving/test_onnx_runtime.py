@@ -129,3 +129,14 @@ def test_a_folder_without_a_readable_manifest_says_what_it_is(onnx_folder, tmp_p
     (tmp_path / MANIFEST).write_text("{not json")
     with pytest.raises(GenreLabError, match="not a readable genre_lab export manifest"):
         Manifest.read(tmp_path)
+
+
+def test_a_graph_changed_after_export_is_refused_by_its_hash(onnx_folder, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(onnx_folder, tmp_path / "copy")
+    assert OnnxGenreModel(folder).sha256 == Manifest.read(folder).model["sha256"]
+    with open(folder / Manifest.read(folder).onnx_file, "ab") as graph:
+        graph.write(b"\0")  # one byte more: still loads in onnxruntime, no longer the exported file
+    with pytest.raises(GenreLabError, match="sha256 .* records .* changed or damaged after export"):
+        OnnxGenreModel(folder)
