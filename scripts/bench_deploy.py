@@ -61,7 +61,9 @@ def samples_per_s(predict: Callable[[list[str]], object], texts: list[str]) -> f
 def hf_pipeline(folder: Path) -> Callable[[list[str]], object]:
     from transformers import pipeline
 
-    classify = pipeline("text-classification", model=str(folder), top_k=None, truncation=True, device=-1)
+    # trust_remote_code: a mean-pooling run's folder carries its pooling code (genre_lab's own, written by export)
+    classify = pipeline("text-classification", model=str(folder), top_k=None, truncation=True, device=-1,
+                        trust_remote_code=True)
     return lambda texts: classify(texts, batch_size=64)
 
 
