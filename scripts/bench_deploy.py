@@ -12,9 +12,9 @@ skipped when already there), then on the run's own validation rows measures
   2. on every validation row: each ONNX folder's decisions against fp32's, micro-F1, and ONNX fp32 against PyTorch
      fp32 in probability;
   3. `genre-lab serve` as a child process, loaded from loopback by 1, 8 and 32 closed-loop clients (one movie per
-     request) for --seconds each, with micro-batching on (max_batch=32, max_wait_ms=5) and off (max_batch=1):
-     requests/s, p50 and p99 latency (and batching with max_wait_ms=0: batches form only from requests that
-     queue while the model is busy), and the server's peak resident memory, for the ONNX folder served and for the
+     request) for --seconds each, with micro-batching as serve's defaults set it (max_batch=32, max_wait_ms=0,
+     batch_size=4), as a GPU would want it (max_wait_ms=5, batch_size=32), and off (max_batch=1): requests/s,
+     p50 and p99 latency, and the server's peak resident memory, for the ONNX folder served and for the
      PyTorch run. The clients run on the same cores as the server: on a 2-core machine they take a share.
 Prints the tables and writes them with every figure to --out/deploy.json and --out/table.md. Run it alone.
 """
@@ -116,15 +116,14 @@ def served(args: list[str], texts: list[str], seconds: float, log: Path) -> list
 
 
 def server_figures(run: Path, folder: Path, texts: list[str], seconds: float, out: Path) -> dict[str, list]:
-    return {
-        "onnx batching on": served([f"run_dir={folder}", "max_batch=32", "max_wait_ms=5"], texts, seconds,
-                                   out / "serve_onnx_on.log"),
-        "onnx batching on, no wait": served([f"run_dir={folder}", "max_batch=32", "max_wait_ms=0"], texts, seconds,
-                                            out / "serve_onnx_nowait.log"),
-        "onnx batching off": served([f"run_dir={folder}", "max_batch=1"], texts, seconds, out / "serve_onnx_off.log"),
-        "pytorch batching on": served([f"run_dir={run}", "max_batch=32", "max_wait_ms=5"], texts, seconds,
-                                      out / "serve_torch_on.log"),
+    settings = {  # name: (model, serve settings)
+        "ONNX, batching (defaults)": (folder, []),
+        "ONNX, batching max_wait_ms=5 batch_size=32": (folder, ["max_wait_ms=5", "batch_size=32"]),
+        "ONNX, one at a time (max_batch=1)": (folder, ["max_batch=1"]),
+        "PyTorch run, batching (defaults)": (run, []),
     }
+    return {name: served([f"run_dir={model}", *extra], texts, seconds, out / f"serve_{k}.log")
+            for k, (name, (model, extra)) in enumerate(settings.items())}
 
 
 def tables(rates: dict[str, float], agree: dict[str, float], server: dict[str, list]) -> str:
@@ -139,7 +138,7 @@ def tables(rates: dict[str, float], agree: dict[str, float], server: dict[str, l
     for name, rows in server.items():
         lines += [f"| {name} | {r['clients']} | {r['requests_per_s']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
                   f"{r['errors']} | {r['peak_rss_mib']:.0f} |" for r in rows]
-    on, off = server["onnx batching on"][-1], server["onnx batching off"][-1]
+    on, off = server["ONNX, batching (defaults)"][-1], server["ONNX, one at a time (max_batch=1)"][-1]
     lines += ["", f"Micro-batching at 32 clients: {on['requests_per_s'] / off['requests_per_s']:.2f}× the "
                   "one-request-at-a-time throughput."]
     return "\n".join(lines) + "\n"

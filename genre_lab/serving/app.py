@@ -54,7 +54,7 @@ class ServedModel:
 @dataclass(frozen=True)
 class ServeLimits:
     max_batch: int = 32  # texts per model call; 1 = no micro-batching
-    max_wait_ms: float = 5.0  # how long the first request of a batch waits for others
+    max_wait_ms: float = 0.0  # how long the first request of a batch waits for others (0: what queued meanwhile)
     max_rows: int = 256  # movies or texts per request (413 above)
     max_body_bytes: int = 1_048_576  # request body (413 above)
     api_key: str | None = None  # when set, /v1/* and /metrics need "Authorization: Bearer <api_key>"
