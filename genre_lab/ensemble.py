@@ -27,7 +27,7 @@ from genre_lab.data.labels import LabelSpace
 from genre_lab.errors import GenreLabError, is_number, require_number, run_app, user_errors
 from genre_lab.framework.loggers import instantiate_loggers, log_config
 from genre_lab.io import write_json
-from genre_lab.runs.finished import ENSEMBLE_FILE, FinishedRun, average, locate
+from genre_lab.runs.finished import ENSEMBLE_FILE, ExportedRun, FinishedRun, average, locate
 from genre_lab.runs.guard import refuse_record
 from genre_lab.runs.layout import RunLayout
 from genre_lab.runs.results import Report, build_tuner, finish
@@ -117,6 +117,10 @@ def load_member(path: Path) -> Member:
         raise GenreLabError(f"runs: {path} is not a directory; give finished run directories")
     layout = RunLayout(path)
     run = locate(run_dir=path)  # eval and predict of the ensemble will need the member's model
+    if isinstance(run, ExportedRun):
+        source = run.manifest.model.get("source_checkpoint")
+        raise GenreLabError(f"runs: {path} is an exported ONNX folder, which keeps no validation probabilities to "
+                            f"average; give the run directory it was exported from (the one holding {source})")
     figures = layout.read_metrics()
     return Member(path, run, StoredProbs.load(layout.val_probs), figures)
 

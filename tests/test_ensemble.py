@@ -234,3 +234,10 @@ def test_compare_shows_an_ensemble_of_absolute_paths(mixed_sweep, tmp_path):
     assert made.returncode == 0, made.stderr[-3000:]
     ranked = genre_lab_here("compare", str(tmp_path / "ens"), cwd=tmp_path)
     assert ranked.returncode == 0, ranked.stderr[-3000:]
+
+
+def test_an_exported_folder_as_a_member_is_refused_naming_the_run_to_give(trained_run, onnx_folder, tmp_path):
+    result = genre_lab_here("ensemble", f"runs=[{trained_run},{onnx_folder}]", f"hydra.run.dir={tmp_path / 'e'}",
+                            cwd=tmp_path)
+    refused(result, f"runs: {onnx_folder} is an exported ONNX folder", str(trained_run / "checkpoints" / "best.ckpt"))
+    assert not (tmp_path / "e" / "ensemble.json").exists()
