@@ -173,5 +173,7 @@ def test_each_shipped_recipe_composes_and_runs_one_step(experiment, tmp_path, mu
     assert cfg.model.pooling == "mean" and cfg.model.layer_lr_decay < 1 and cfg.trainer.max_epochs == 3
     assert cfg.model.objective == ("bce" if "multilabel" in experiment else "ce")  # softmax for one genre a row
     assert bool(cfg.data.teacher) == (cfg.model.distill_weight > 0) == ("10genre" in experiment)  # distilled
+    # calibrated where it was measured to help (README, Calibration): the softmax recipe
+    assert cfg.calibration._target_.endswith("Temperature" if "10genre" in experiment else "NoCalibration")
     metrics = train(cfg)
     assert metrics["global_step"] == 1 and metrics["val/top1_accuracy"] >= 0
