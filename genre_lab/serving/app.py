@@ -112,66 +112,73 @@ def refuse_bad_text(text: str, where: str) -> None:
         raise RequestError(422, where, f"{where} contains a NUL character (\\u0000); remove it")
 
 
-def create_app(model: ServedModel, limits: ServeLimits = ServeLimits()) -> FastAPI:
-    """The app for ``model``; ``uvicorn.run(create_app(...))`` serves it."""
-    columns = template_fields(model.text_template)
-    telemetry = Telemetry({"/v1/predict", "/v1/metadata", "/health", "/ready", "/metrics", "/docs", "/openapi.json"})
-    batcher = MicroBatcher(model.compute, limits.max_batch, limits.max_wait_ms, telemetry.observe_batch)
-    state = {"ready": False}
+class Endpoints:
+    """The routes' bodies, over one model, its limits, its batcher and its metrics (create_app wires them)."""
+
+    def __init__(self, model: ServedModel, limits: ServeLimits) -> None:
+        self.model, self.limits, self.ready_now = model, limits, False
+        self.columns = template_fields(model.text_template)
+        self.telemetry = Telemetry({"/v1/predict", "/v1/metadata", "/health", "/ready", "/metrics", "/docs",
+                                    "/openapi.json"})
+        self.batcher = MicroBatcher(model.compute, limits.max_batch, limits.max_wait_ms, self.telemetry.observe_batch)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ANN202 - FastAPI's lifespan protocol
-        batcher.start()
-        await batcher.submit(["warm-up"])  # the first model call pays one-off costs before readiness is reported
-        state["ready"] = True
-        log.info("model %s ready", model.identity.get("sha256", "")[:12])
+    async def lifespan(self, app: FastAPI):  # noqa: ANN201 - FastAPI's lifespan protocol
+        self.batcher.start()
+        await self.batcher.submit(["warm-up"])  # the first model call pays one-off costs before readiness is reported
+        self.ready_now = True
+        log.info("model %s ready", self.model.identity.get("sha256", "")[:12])
         yield
-        state["ready"] = False  # uvicorn has finished the requests in flight by now
-        await batcher.stop()
+        self.ready_now = False  # uvicorn has finished the requests in flight by now
+        await self.batcher.stop()
 
-    app = FastAPI(title="genre_lab", summary="movie genres from synopsis and title", lifespan=lifespan,
-                  version=version("genre_lab"))
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
-    app.add_middleware(Observed, telemetry=telemetry)  # outermost: counts the body limit's 413s too
-    add_error_handlers(app)
-    authorized = [Depends(api_key_check(limits.api_key))]
-
-    @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS, dependencies=authorized)
-    async def predict(body: PredictRequest) -> dict[str, Any]:
+    async def predict(self, body: PredictRequest) -> dict[str, Any]:
         """Genres of movies (objects with the template columns) or raw texts, in input order."""
-        texts = texts_of(body, model.text_template, columns, limits.max_rows)
-        probs, decisions, cut = await batcher.submit(texts)
-        genres = model.genres
-        return {"model": model.identity, "predictions": [
+        texts = texts_of(body, self.model.text_template, self.columns, self.limits.max_rows)
+        probs, decisions, cut = await self.batcher.submit(texts)
+        genres = self.model.genres
+        return {"model": self.model.identity, "predictions": [
             {"genres": [g for g, chosen in zip(genres, row, strict=True) if chosen],
              "probabilities": dict(zip(genres, map(float, p), strict=True)), "cut": bool(c)}
             for p, row, c in zip(probs, decisions, cut, strict=True)]}
 
-    @app.get("/v1/metadata", dependencies=authorized, responses=ERRORS)
-    async def metadata() -> dict[str, Any]:
+    async def metadata(self) -> dict[str, Any]:
         """The genres, the text template and its columns, the decision rule, the calibration, the training
         figures and the model's identity."""
-        return {"model": model.identity, "genres": model.genres, "text_template": model.text_template,
-                "text_columns": columns, **model.metadata,
-                "server": {k: v for k, v in vars(limits).items() if k != "api_key"}}
+        return {"model": self.model.identity, "genres": self.model.genres, "text_template": self.model.text_template,
+                "text_columns": self.columns, **self.model.metadata,
+                "server": {k: v for k, v in vars(self.limits).items() if k != "api_key"}}
 
-    @app.get("/health")
-    async def health() -> dict[str, str]:
+    async def health(self) -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/ready", responses={503: {"model": ErrorResponse}})
-    async def ready() -> Any:
+    async def ready(self) -> Any:
         """Readiness: the model is loaded and has answered its warm-up call."""
-        if not state["ready"]:
+        if not self.ready_now:
             return error(503, None, "the model is not ready (loading, or the server is shutting down)")
-        return {"ready": True, "model": model.identity}
+        return {"ready": True, "model": self.model.identity}
 
-    @app.get("/metrics", dependencies=authorized)
-    async def metrics() -> Response:
+    async def metrics(self) -> Response:
         """Prometheus metrics: requests, errors, latency, in-flight requests, micro-batch sizes."""
-        return Response(telemetry.exposition(), media_type=telemetry.content_type)
+        return Response(self.telemetry.exposition(), media_type=self.telemetry.content_type)
 
+
+def create_app(model: ServedModel, limits: ServeLimits = ServeLimits()) -> FastAPI:
+    """The app for ``model``; ``uvicorn.run(create_app(...))`` serves it."""
+    api = Endpoints(model, limits)
+    app = FastAPI(title="genre_lab", summary="movie genres from synopsis and title", lifespan=api.lifespan,
+                  version=version("genre_lab"))
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(Observed, telemetry=api.telemetry)  # outermost: counts the body limit's 413s too
+    add_error_handlers(app)
+    authorized = [Depends(api_key_check(limits.api_key))]
+    app.add_api_route("/v1/predict", api.predict, methods=["POST"], response_model=PredictResponse,
+                      responses=ERRORS, dependencies=authorized)
+    app.add_api_route("/v1/metadata", api.metadata, methods=["GET"], responses=ERRORS, dependencies=authorized)
+    app.add_api_route("/health", api.health, methods=["GET"])
+    app.add_api_route("/ready", api.ready, methods=["GET"], responses={503: {"model": ErrorResponse}})
+    app.add_api_route("/metrics", api.metrics, methods=["GET"], dependencies=authorized)
     return app
 
 
