@@ -154,6 +154,11 @@ def genre_lab_here(*args: str, cwd: Path, env: dict | None = None):
     finally:
         sys.argv = saved_argv
         os.chdir(saved_cwd)
+        # Hydra's --cfg / --help / --info paths leave their config (command line included) in a process-wide
+        # singleton; a later test composing in Python would be taken for that command (settings.command_line_keys)
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().cfg = None
         os.environ.clear()
         os.environ.update(saved_env)
     return subprocess.CompletedProcess(["genre-lab", *args], code, out.getvalue(), err.getvalue())
