@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException
 from genre_lab.data.text_template import build_text, template_fields
 from genre_lab.serving.batcher import Compute, MicroBatcher
 from genre_lab.serving.body_limit import BodyLimit
-from genre_lab.serving.schema import ErrorResponse, PredictRequest, PredictResponse
+from genre_lab.serving.schema import ErrorResponse, PredictRequest, PredictResponse, error_payload
 from genre_lab.serving.telemetry import Observed, Telemetry
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class RequestError(Exception):
 
 
 def error(status: int, field: str | None, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"status": status, "field": field, "message": message}}, status, headers=headers)
+    return JSONResponse(error_payload(status, field, message), status, headers=headers)
 
 
 def field_name(loc: Sequence[Any]) -> str | None:
@@ -118,8 +118,7 @@ class Endpoints:
     def __init__(self, model: ServedModel, limits: ServeLimits) -> None:
         self.model, self.limits, self.ready_now = model, limits, False
         self.columns = template_fields(model.text_template)
-        self.telemetry = Telemetry({"/v1/predict", "/v1/metadata", "/health", "/ready", "/metrics", "/docs",
-                                    "/openapi.json"})
+        self.telemetry = Telemetry()
         self.batcher = MicroBatcher(model.compute, limits.max_batch, limits.max_wait_ms, self.telemetry.observe_batch)
 
     @asynccontextmanager
@@ -179,6 +178,7 @@ def create_app(model: ServedModel, limits: ServeLimits = ServeLimits()) -> FastA
     app.add_api_route("/health", api.health, methods=["GET"])
     app.add_api_route("/ready", api.ready, methods=["GET"], responses={503: {"model": ErrorResponse}})
     app.add_api_route("/metrics", api.metrics, methods=["GET"], dependencies=authorized)
+    api.telemetry.routes.update(route.path for route in app.routes)  # /docs and /openapi.json included
     return app
 
 

@@ -8,10 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-
-def error_body(status: int, field: str | None, message: str) -> bytes:
-    """The API's one error shape (schema.ErrorResponse), for answers sent below FastAPI."""
-    return json.dumps({"error": {"status": status, "field": field, "message": message}}).encode()
+from genre_lab.serving.schema import error_payload
 
 
 class BodyLimit:
@@ -46,8 +43,9 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def refuse(self, send: Any, size: int) -> None:
-        payload = error_body(413, None, f"request body of {size:,} bytes or more is over the server's limit of "
-                                        f"{self.max_bytes:,} bytes (max_body_bytes); send fewer movies per request")
+        payload = json.dumps(error_payload(
+            413, None, f"request body of {size:,} bytes or more is over the server's limit of {self.max_bytes:,} "
+                       "bytes (max_body_bytes); send fewer movies per request")).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
                                 (b"connection", b"close")]})

@@ -48,3 +48,8 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+def error_payload(status: int, field: str | None, message: str) -> dict[str, Any]:
+    """The API's one error shape (ErrorResponse), for the app's handlers and the body limit below FastAPI alike."""
+    return {"error": {"status": status, "field": field, "message": message}}

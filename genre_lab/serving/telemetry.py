@@ -17,8 +17,10 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 class Telemetry:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, routes: set[str]) -> None:
-        self.routes = routes  # a path outside them is counted as "other": unbounded label values would be a leak
+    def __init__(self) -> None:
+        # the app's own paths (create_app fills them in); any other is counted as "other": unbounded label values
+        # would be a leak
+        self.routes: set[str] = set()
         self.registry = CollectorRegistry()
         self.requests = Counter("genre_lab_requests", "HTTP requests answered", ["path", "status"],
                                 registry=self.registry)
