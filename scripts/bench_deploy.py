@@ -32,9 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from genre_lab.benchmark.http_load import ServerProcess, load
+from genre_lab.benchmark.measuring import top1_and_f1
 from genre_lab.evaluate import validation_split
 from genre_lab.io import atomic_write_text
 from genre_lab.runs.finished import Run, locate
+from genre_lab.scoring.decoding import Decoder
 from genre_lab.serving.onnx_runtime import OnnxGenreModel
 
 QUANTIZED = ("fp32", "int8", "int8_block")
@@ -81,18 +83,14 @@ def predict_rates(run: Run, onnx: dict[str, OnnxGenreModel], hf: Path, texts: li
     return rates
 
 
-def micro_f1(decisions: np.ndarray, targets: np.ndarray) -> float:
-    hits = float((decisions * targets).sum())
-    return 2 * hits / max(float(decisions.sum() + targets.sum()), 1.0)
-
-
 def agreement(run: Run, onnx: dict[str, OnnxGenreModel], texts: list[str], targets: np.ndarray) -> dict[str, float]:
     probs = {q: m.probabilities_and_cuts(texts, 64)[0] for q, m in onnx.items()}
     decided = {q: onnx[q].rule.decide(p) for q, p in probs.items()}
     torch_fp32 = run.probabilities(texts, 64, "32-true")
     figures = {"rows": len(texts), "onnx_fp32_vs_pytorch_fp32_max_abs": float(np.abs(probs["fp32"] - torch_fp32).max())}
     for q in onnx:
-        figures[f"{q}_micro_f1"] = micro_f1(decided[q], targets)
+        rule = Decoder(**onnx[q].manifest.decision_rule)  # the folder's own rule, by the one scoring path
+        figures[f"{q}_micro_f1"] = top1_and_f1(probs[q], targets, rule)["f1_micro"]
         figures[f"{q}_same_decisions"] = float((decided[q] == decided["fp32"]).all(axis=1).mean())
     return figures
 
