@@ -145,7 +145,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     # Settings are checked before any work: a bad value must not leave a cache entry in the run directory.
     decoder = rule_for_run(run.decoder, cfg.decode)
     decoder.for_genres(len(space))
-    spec = with_policies(run.spec, {key: cfg.get(key) for key in ROW_POLICIES})
+    spec = with_policies(run.spec, {**{key: cfg.get(key) for key in ROW_POLICIES}, "format": cfg.get("input_format")})
     data = labelled_csv(run, spec, cfg.input_csv) if cfg.get("input_csv") else \
         validation_split(run, spec, cfg.token_cache_dir)
     probs, source = cached_probs(run, data, cfg)

@@ -87,9 +87,12 @@ def same_file(a: str | Path, b: str | Path) -> bool:
 
 
 def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes, read in blocks."""
+    """sha256 of a file's bytes, read in blocks; of a folder (a saved dataset), of its files' names and bytes."""
+    path = Path(path)
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+        digest.update(str(file.relative_to(path)).encode() if file != path else b"")
+        with open(file, "rb") as handle:
+            for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()

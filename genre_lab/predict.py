@@ -1,12 +1,12 @@
 """`genre-lab predict run_dir=… input_csv=…` (or ``text="…"`` / ``synopsis=… movie_name=…``).
 
-Writes a CSV with the input id, the predicted genres (``|``-joined), one probability column per genre
-and a status, from any finished run (transformer, TF-IDF baseline, ensemble). A transformer's texts are cut as
-the run was trained (its ``max_length`` and ``data.truncation``). Rows whose first template column (the synopsis
-by default) is empty are not guessed at: they keep their place with status ``empty <column>`` (``empty_text=keep``)
-or are left out (``empty_text=drop``), and are listed by line number. Duplicate ids, texts cut at ``max_length``
-and a CSV without rows are warned about; the output never replaces the input or, unless ``overwrite=true``, an
-existing file.
+Reads any input format of data/formats.py. Writes (CSV, TSV, JSONL or Parquet, by the extension of ``out=``) the
+input id, the predicted genres (``|``-joined), one probability column per genre and a status, from any finished
+run (transformer, TF-IDF baseline, ensemble). A transformer's texts are cut as the run was trained (its
+``max_length`` and ``data.truncation``). Rows whose first template column (the synopsis by default) is empty are
+not guessed at: they keep their place with status ``empty <column>`` (``empty_text=keep``) or are left out
+(``empty_text=drop``), and are listed by line number. Duplicate ids, texts cut at ``max_length`` and an input
+without rows are warned about; the output never replaces the input or, unless ``overwrite=true``, an existing file.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from genre_lab.config_dir import config_dir, config_keys
-from genre_lab.data.files import delimiter_hint, line_numbers, read_csv
+from genre_lab.data.files import delimiter_hint, places
+from genre_lab.data.formats import output_format, read_frame, write_frame
 from genre_lab.data.labels import is_missing
-from genre_lab.data.table import TableSpec, build_text, with_policies
+from genre_lab.data.table import TableSpec, build_text, require_columns, with_policies
 from genre_lab.errors import GenreLabError, require_choice, require_positive, run_app, user_errors
-from genre_lab.io import atomic_write_text, same_file
+from genre_lab.io import same_file
 from genre_lab.runs.finished import FinishedRun, locate
 from genre_lab.runs.layout import RunLayout
 from genre_lab.scoring.decoding import rule_for_run
@@ -36,7 +37,8 @@ COMMAND_LINE = ("text", "command line")  # sources without a file, hence without
 
 
 def output_path(cfg: DictConfig) -> Path:
-    """Where the predictions go: never over the input CSV, never over an existing file unless overwrite=true."""
+    """Where the predictions go (CSV, TSV, JSONL or Parquet by the extension): never over the input, never over an
+    existing file unless overwrite=true."""
     out = Path(cfg.out) if cfg.get("out") else RunLayout(cfg.paths.output_dir).predictions
     source = cfg.get("input_csv")
     if source and same_file(out, Path(source)):
@@ -44,6 +46,7 @@ def output_path(cfg: DictConfig) -> Path:
                             "Choose another out=")
     if out.is_dir():
         raise GenreLabError(f"out={out} is a directory; give a file name, e.g. out={out / 'predictions.csv'}")
+    output_format(out)
     if out.exists() and not cfg.get("overwrite"):
         raise GenreLabError(f"out={out} already exists; choose another file or pass overwrite=true to replace it")
     return out
@@ -71,18 +74,20 @@ def input_frame(cfg: DictConfig, spec: TableSpec) -> tuple[pd.DataFrame, list[st
     if not cfg.get("input_csv"):
         raise GenreLabError("nothing to predict: give input_csv=<file.csv>, text=\"…\" or "
                             f"{'=… '.join(spec.text_columns)}=…")
-    frame = read_csv(cfg.input_csv, spec.encoding_errors, spec.policy_key("encoding_errors"))
+    frame = read_frame(cfg.input_csv, spec.encoding_errors, spec.policy_key("encoding_errors"), spec.format,
+                       spec.format_key)
     missing = [c for c in spec.text_columns if c not in frame.columns]
     if missing:
         raise GenreLabError(f"{cfg.input_csv}: missing text column(s) {missing} that the model was trained on "
                             f"(template {spec.text_template!r}); found {list(frame.columns)}.{delimiter_hint(frame)}")
+    require_columns(frame, spec.text_columns, cfg.input_csv, "")
     texts = [build_text(row, spec.text_template) for row in frame[spec.text_columns].to_dict("records")]
     return frame, texts, str(cfg.input_csv)
 
 
 def where(mask: pd.Series, frame: pd.DataFrame, source: str) -> str:
-    """``: line(s) …`` of a CSV's rows; nothing for a command-line input (one row, no file)."""
-    return "" if source in COMMAND_LINE else f": line(s) {line_numbers(mask, frame)}"
+    """``: line(s) …`` of a file's rows (``row index …`` in Parquet); nothing for a command-line input."""
+    return "" if source in COMMAND_LINE else f": {places(mask, frame)}"
 
 
 def warn_about_input(frame: pd.DataFrame, source: str, id_col: str | None) -> None:
@@ -121,7 +126,7 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     space = run.label_space
     decoder = rule_for_run(run.decoder, cfg.decode)  # bad values fail first
     decoder.for_genres(len(space))
-    spec = with_policies(run.spec, {"encoding_errors": cfg.get("encoding_errors")})
+    spec = with_policies(run.spec, {"encoding_errors": cfg.get("encoding_errors"), "format": cfg.get("input_format")})
     frame, texts, source = input_frame(cfg, spec)
     id_col = spec.id_column if spec.id_column in frame.columns else None
     warn_about_input(frame, source, id_col)
@@ -147,7 +152,7 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
         **{f"prob_{n}": probs[:, i] for i, n in enumerate(names)},
         "status": np.where(empty.to_numpy(), f"empty {what}", "ok"),
     })
-    atomic_write_text(out, result.to_csv(index=False))
+    write_frame(result, out)
     show(result, names)
     log.info("%d predictions written to %s (decision rule %s)", len(result), out, decoder.to_dict())
     return result

@@ -280,7 +280,7 @@ def single_genre_file(tmp, run_dir, frame):
 def train_csv_is_a_directory(tmp, run_dir, frame):
     (tmp / "data").mkdir()
     _csv(tmp / "data", frame, "train.csv")
-    return [f"data.train_csv={tmp / 'data'}"], [f"{tmp / 'data'} is a directory", str(tmp / "data" / "train.csv")]
+    return [f"data.train_csv={tmp / 'data'}"], [f"{tmp / 'data'} is a folder, but not a saved Hugging Face dataset", str(tmp / "data" / "train.csv")]
 
 
 def gzip_csv_is_read(tmp, run_dir, frame):  # the error proves the columns inside were read
@@ -343,7 +343,7 @@ def calibration_of_the_tfidf_baseline(tmp, run_dir, frame):
 
 def eval_csv_is_a_directory(tmp, run_dir, frame):
     (tmp / "data").mkdir()
-    return [f"run_dir={run_dir}", f"input_csv={tmp / 'data'}"], [f"{tmp / 'data'} is a directory"]
+    return [f"run_dir={run_dir}", f"input_csv={tmp / 'data'}"], [f"{tmp / 'data'} is a folder, but not a saved Hugging Face dataset"]
 
 
 def eval_gzip_csv_is_read(tmp, run_dir, frame):  # an unknown genre inside: the rows were read
@@ -356,7 +356,7 @@ def eval_top_k_above_genre_count(tmp, run_dir, frame):
 
 
 def predict_csv_is_a_directory(tmp, run_dir, frame):
-    return [f"run_dir={run_dir}", f"input_csv={tmp}"], [f"{tmp} is a directory"]
+    return [f"run_dir={run_dir}", f"input_csv={tmp}"], [f"{tmp} is a folder, but not a saved Hugging Face dataset"]
 
 
 def predict_out_is_a_directory(tmp, run_dir, frame):

@@ -70,6 +70,7 @@ class GenreDataModule(pl.LightningDataModule):
         token_cache_dir: str | None = None,
         empty_text: str = TableSpec.empty_text,
         encoding_errors: str = TableSpec.encoding_errors,
+        format: str = TableSpec.format,  # noqa: A002 (the data config's key)
         unseen_labels: str = "fail",
         teacher: Teacher | None = None,
     ) -> None:

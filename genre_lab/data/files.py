@@ -31,30 +31,29 @@ DOWNLOAD_HINT = (
 )
 
 GZIP_MAGIC = b"\x1f\x8b"
-RECORD_LINES = "record_lines"  # frame.attrs key: the physical line where each record starts
+RECORD_LINES = "record_lines"  # frame.attrs key: the physical line (or row index) where each record starts
+# frame.attrs key: how messages name those places ("line(s)" in a text file, "row index" in Parquet, ...)
+RECORD_UNIT = "record_unit"
+COLUMN_TYPES = "column_types"  # frame.attrs key: {column: type name} of columns holding neither text nor a list
 
 
-def read_csv(path: str | Path, errors: str, key: str) -> pd.DataFrame:
-    """Read a CSV (or .csv.gz/.bz2/.xz/.zip) as strings; missing or unreadable file, bad bytes (``errors``: the
-    encoding_errors policy, set by setting ``key``) or unparsable content -> GenreLabError."""
+def read_csv(path: str | Path, errors: str, key: str, sep: str = ",") -> pd.DataFrame:
+    """Read a CSV (or .csv.gz/.bz2/.xz/.zip; ``sep="\\t"``: a TSV) as strings; missing or unreadable file, bad
+    bytes (``errors``: the encoding_errors policy, set by setting ``key``) or unparsable content -> GenreLabError."""
     path = Path(path)
-    if path.is_dir():
-        found = sorted(p.name for p in path.glob("*.csv*"))[:5]
-        raise GenreLabError(f"{path} is a directory, not a CSV file; give the file itself"
-                            + (f", e.g. {path / found[0]} (CSV files there: {found})" if found else ""))
-    if not path.is_file():
-        raise GenreLabError(f"data file not found: {path}. {DOWNLOAD_HINT}")
+    kind = "TSV" if sep == "\t" else "CSV"
     text = decode(path, errors, key)
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
+        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_filter=False)
     except pd.errors.EmptyDataError:
-        raise GenreLabError(f"{path}: the file is empty; expected a CSV with a header row") from None
+        raise GenreLabError(f"{path}: the file is empty; expected a {kind} with a header row") from None
     except pd.errors.ParserError as err:
-        hint = delimiter_hint(text.split("\n", 1)[0]) or (" Save it as UTF-8 comma-separated, with fields that "
-                                                           "contain commas or line breaks in double quotes.")
-        raise GenreLabError(f"{path}: not a readable CSV ({str(err).strip()}).{hint}") from None
+        hint = (delimiter_hint(text.split("\n", 1)[0]) if sep == "," else "") or (
+            f" Save it as UTF-8 {'tab' if sep == chr(9) else 'comma'}-separated, with fields that contain "
+            f"{'tabs' if sep == chr(9) else 'commas'} or line breaks in double quotes.")
+        raise GenreLabError(f"{path}: not a readable {kind} ({str(err).strip()}).{hint}") from None
     frame = frame.reset_index(drop=True)
-    frame.attrs[RECORD_LINES] = record_lines(text, len(frame))  # kept by pandas through row selections
+    frame.attrs[RECORD_LINES] = record_lines(text, len(frame), sep)  # kept by pandas through row selections
     return frame
 
 
@@ -138,10 +137,10 @@ def delimiter_hint(header: Any) -> str:
     return ""
 
 
-def record_lines(text: str, rows: int) -> np.ndarray | None:
+def record_lines(text: str, rows: int, sep: str = ",") -> np.ndarray | None:
     """The physical line where each of the ``rows`` data records of CSV ``text`` starts; None when the csv
     module splits the text differently from pandas (then line numbers fall back to row + 2)."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
     starts, consumed = [], 0
     try:
         for record in reader:
@@ -161,6 +160,12 @@ def line_numbers(mask: pd.Series, frame: pd.DataFrame, limit: int = 10) -> str:
     """
     starts = frame.attrs.get(RECORD_LINES)
     return shorten([int(starts[i]) if starts is not None else int(i) + 2 for i in mask[mask].index], limit)
+
+
+def places(mask: pd.Series, frame: pd.DataFrame, limit: int = 10) -> str:
+    """Where the rows ``mask`` selects are in the file, as a user can look them up: ``line(s) 3, 6`` in CSV, TSV
+    and JSONL; ``row index 4`` (0-based) in Parquet; ``split 'train' row index 4`` in a saved dataset."""
+    return f"{frame.attrs.get(RECORD_UNIT, 'line(s)')} {line_numbers(mask, frame, limit)}"
 
 
 def shorten(lines: list[int], limit: int = 10) -> str:

@@ -36,14 +36,18 @@ def is_missing(value: Any) -> bool:
 
 
 def parse_label_cell(cell: Any, multi_label: bool, sep: str = "|") -> list[str]:
-    """One CSV cell -> list of genre names, whitespace-cleaned, in the order written, without duplicates.
+    """One label cell -> list of genre names, whitespace-cleaned, in the order written, without duplicates. A
+    list-valued cell (JSONL, Parquet, datasets) is the list of names itself, whatever ``multi_label`` says.
 
     An empty, NaN or ``nan``/``NULL`` cell (or part of a multi-label cell) gives no name; the caller
     decides whether a row without genres is an error.
     """
-    if is_missing(cell):
+    if isinstance(cell, (list, tuple, np.ndarray)):  # JSONL, Parquet, datasets: the genres as a list
+        parts = [str(part) for part in cell if not is_missing(part)]
+    elif is_missing(cell):
         return []
-    parts = str(cell).split(sep) if multi_label else [str(cell)]
+    else:
+        parts = str(cell).split(sep) if multi_label else [str(cell)]
     names: list[str] = []
     for part in parts:
         name = clean_label(part)

@@ -17,6 +17,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from genre_lab.backbones import load_tokenizer
+from genre_lab.data.formats import dataset_splits
 from genre_lab.data.labels import LabelSpace
 from genre_lab.data.sampling import (
     check_split_support,
@@ -123,6 +124,28 @@ def check_data_settings(s: Mapping[str, Any]) -> None:
                             "e.g. data.label_column=genre")
 
 
+SPLIT_NAMES = {"train_csv": ("train",), "val_csv": ("validation", "valid", "val", "dev"), "test_csv": ("test",)}
+
+
+def split_folders(settings: dict[str, Any]) -> dict[str, Any]:
+    """A saved ``DatasetDict`` as ``train_csv``: its train split trains, and its validation and test splits serve
+    as ``val_csv`` / ``test_csv`` unless those are given (each then names its split's own folder)."""
+    folder = settings["train_csv"]
+    splits = dataset_splits(folder) if folder and Path(folder).is_dir() else None
+    if splits is None:
+        return settings
+    if "train" not in splits:
+        raise GenreLabError(f"{folder}: a dataset dict without a 'train' split (it has {splits}); give the split "
+                            f"to train on, e.g. data.train_csv={Path(folder) / splits[0]}")
+    chosen = {}
+    for key, names in SPLIT_NAMES.items():
+        found = next((n for n in names if n in splits), None)
+        if (key == "train_csv" or not settings.get(key)) and found:
+            chosen[key] = str(Path(folder) / found)
+    log.info("%s: dataset dict with splits %s; using %s", folder, splits, chosen)
+    return {**settings, **chosen}
+
+
 class MovieData:
     """The data a run is trained and scored on, from its settings (``GenreDataModule``'s arguments, checked here).
 
@@ -133,7 +156,8 @@ class MovieData:
     def __init__(self, settings: Mapping[str, Any], teacher: Teacher | None = None) -> None:
         check_data_settings(settings)
         # Absolute paths (and so in the checkpoint): eval/predict may run from another directory.
-        self.settings = {**settings, **{k: str(Path(settings[k]).resolve()) for k in FILE_KEYS if settings[k]}}
+        self.settings = split_folders({**settings, **{k: str(Path(settings[k]).resolve())
+                                                      for k in FILE_KEYS if settings[k]}})
         self.spec = TableSpec.from_settings(self.settings)
         self.teacher = teacher
         self.splits: dict[str, Split] = {}  # filled by ``tokenized``

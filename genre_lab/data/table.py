@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genre_lab.data.files import delimiter_hint, line_numbers, read_csv
+from genre_lab.data.files import COLUMN_TYPES, delimiter_hint, places
+from genre_lab.data.formats import read_frame
 from genre_lab.data.labels import is_missing, parse_label_cell, unify_spellings
 from genre_lab.data.text_template import build_text, template_fields
 from genre_lab.errors import GenreLabError, require_choice
@@ -37,6 +38,8 @@ class TableSpec:
     empty_text: str = "fail"
     # bytes that are not UTF-8: "fail" names the lines, "replace" decodes them as U+FFFD with a warning
     encoding_errors: str = "fail"
+    # the files' format: auto (by extension or folder content) | csv | tsv | jsonl | parquet | dataset
+    format: str = "auto"
     # how messages name the two policies above, so their hint is a key the running command takes: "data." in
     # train; eval and predict take them top-level ("")
     policy_prefix: str = field(default="data.", compare=False)
@@ -64,11 +67,20 @@ class TableSpec:
         """The setting that holds row policy ``name`` in the running command (``data.empty_text`` in train)."""
         return f"{self.policy_prefix}{name}"
 
+    @property
+    def format_key(self) -> str:
+        """The setting that chooses the input format: ``data.format`` in train, ``input_format`` in eval/predict."""
+        return "data.format" if self.policy_prefix else "input_format"
+
 
 def with_policies(spec: TableSpec, policies: Mapping[str, Any]) -> TableSpec:
     """``spec`` under the row policies of eval or predict, which take them as top-level keys (a None value keeps
-    ``spec``'s, the run's own); messages then name those keys."""
-    return replace(spec, **{key: value for key, value in policies.items() if value is not None}, policy_prefix="")
+    ``spec``'s, the run's own); messages then name those keys. Their input's format is their own ``input_format``
+    (key ``format`` here; None: auto), never the training files'."""
+    policies = dict(policies)
+    fmt = policies.pop("format", None) or "auto"
+    return replace(spec, **{key: value for key, value in policies.items() if value is not None}, format=fmt,
+                   policy_prefix="")
 
 
 @dataclass
@@ -94,25 +106,37 @@ class MovieTable:
                           None if labels is None else [r for r, k in zip(labels, keep, strict=True) if k])
 
 
-def require_columns(frame: pd.DataFrame, needed: list[str], path: str | Path, fix: str) -> None:
+def require_columns(frame: pd.DataFrame, needed: list[str], path: str | Path, fix: str,
+                    lists: Collection[str] = ()) -> None:
+    """Every ``needed`` column present and holding text (numbers count); those in ``lists`` may hold lists."""
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise GenreLabError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}."
                             f"{delimiter_hint(frame)} {fix}")
+    types = frame.attrs.get(COLUMN_TYPES, {})
+    for name in needed:
+        is_list = name in types or (len(frame) and isinstance(frame[name].iloc[0], list))
+        if name in types or (is_list and name not in lists):
+            kind = types.get(name, "a list")
+            raise GenreLabError(f"{path}: column {name!r} holds {kind}, but it must hold text or numbers"
+                                + (" (or, for the label column, a list of genre names)" if name in lists else "")
+                                + ". Flatten it into a text column, or point the settings at another column.")
 
 
 def read_table(path: str | Path, spec: TableSpec, require_labels: bool = True) -> MovieTable:
-    """Read and validate one CSV according to ``spec``."""
+    """Read and validate one data file (any format of formats.py) according to ``spec``."""
     path = Path(path)
-    frame = read_csv(path, spec.encoding_errors, spec.policy_key("encoding_errors"))
+    frame = read_frame(path, spec.encoding_errors, spec.policy_key("encoding_errors"), spec.format, spec.format_key)
     needed = list(spec.text_columns)
     has_labels = spec.label_column is not None and spec.label_column in frame.columns
-    if require_labels and spec.label_column is not None:
+    if has_labels or (require_labels and spec.label_column is not None):
         needed.append(spec.label_column)
-    require_columns(frame, needed, path,
-                    "Rename them or set data.text_template / data.label_column to the columns you have.")
+    if spec.id_column in frame.columns:
+        needed.append(spec.id_column)
+    require_columns(frame, needed, path, "Rename them or set data.text_template / data.label_column to the "
+                    "columns you have.", lists=[spec.label_column])
     if frame.empty:
-        raise GenreLabError(f"{path}: header only, no data rows")
+        raise GenreLabError(f"{path}: no data rows (header only, or an empty table)")
     frame = without_empty_text(frame, path, spec)
     texts = [build_text(row, spec.text_template) for row in frame[spec.text_columns].to_dict("records")]
     frame["__id__"] = frame[spec.id_column] if spec.id_column in frame.columns else frame.index.astype(str)
@@ -129,12 +153,12 @@ def without_empty_text(frame: pd.DataFrame, path: Path, spec: TableSpec) -> pd.D
     if not empty.any():
         return frame
     if spec.empty_text == "fail":
-        raise GenreLabError(f"{path}: empty {first!r} on line(s) {line_numbers(empty, frame)}. Fill or remove "
+        raise GenreLabError(f"{path}: empty {first!r} on {places(empty, frame)}. Fill or remove "
                             f"those rows, or set {spec.policy_key('empty_text')}=drop to skip them.")
     if empty.all():
         raise GenreLabError(f"{path}: every row has an empty {first!r}; nothing left to use")
-    log.warning("%s: dropped %d row(s) with an empty %r (%s=drop): line(s) %s",
-                path, int(empty.sum()), first, spec.policy_key("empty_text"), line_numbers(empty, frame))
+    log.warning("%s: dropped %d row(s) with an empty %r (%s=drop): %s",
+                path, int(empty.sum()), first, spec.policy_key("empty_text"), places(empty, frame))
     return frame[~empty]  # the index keeps each row's file line
 
 
@@ -142,8 +166,8 @@ def check_unique_ids(frame: pd.DataFrame, path: Path, column: str) -> None:
     repeated = frame[column].duplicated(keep=False)
     if repeated.any():
         values = list(dict.fromkeys(frame.loc[repeated, column]))[:5]
-        raise GenreLabError(f"{path}: duplicate {column!r} values {values} on line(s) "
-                            f"{line_numbers(repeated, frame)}. Ids must be unique: fix or remove the repeated rows, "
+        raise GenreLabError(f"{path}: duplicate {column!r} values {values} on "
+                            f"{places(repeated, frame)}. Ids must be unique: fix or remove the repeated rows, "
                             "or set data.id_column=null to number the rows instead.")
 
 
@@ -152,8 +176,13 @@ def read_labels(frame: pd.DataFrame, path: Path, spec: TableSpec) -> list[list[s
     labels = [parse_label_cell(c, spec.multi_label, spec.label_sep) for c in frame[spec.label_column]]
     unlabelled = pd.Series([not row for row in labels], index=frame.index)
     if unlabelled.any():
-        raise GenreLabError(f"{path}: empty or missing {spec.label_column!r} on line(s) "
-                            f"{line_numbers(unlabelled, frame)}. Label or remove those rows.")
+        raise GenreLabError(f"{path}: empty or missing {spec.label_column!r} on {places(unlabelled, frame)}. "
+                            "Label or remove those rows.")
+    several = pd.Series([len(row) > 1 for row in labels], index=frame.index)
+    if not spec.multi_label and several.any():
+        raise GenreLabError(f"{path}: {spec.label_column!r} holds a list of several genres on "
+                            f"{places(several, frame)}, and data.multi_label=false. Set data.multi_label=true "
+                            "for multi-label data, or give one genre per row.")
     labels, merged = unify_spellings(labels)
     if merged:
         log.warning("%s: genre names differing only by case/spaces were merged: %s", path,

@@ -22,6 +22,7 @@ from genre_lab.data.files import (
     record_lines,
     shorten,
 )
+from genre_lab.data.formats import read_frame
 from genre_lab.errors import GenreLabError
 
 KEY = "data.encoding_errors"
@@ -38,10 +39,11 @@ def zipped(*members: str) -> bytes:
 
 def test_missing_file_and_directory_are_reported(tmp_path):
     with pytest.raises(GenreLabError, match="not found.*download_data"):
-        read_csv(tmp_path / "nope.csv", "fail", KEY)
+        read_frame(tmp_path / "nope.csv", "fail", KEY)
     (tmp_path / "movies.csv").write_text("id\n1\n")
-    with pytest.raises(GenreLabError, match=r"is a directory, not a CSV file; give the file itself, e.g. .*movies.csv"):
-        read_csv(tmp_path, "fail", KEY)
+    with pytest.raises(GenreLabError, match=r"is a folder, but not a saved Hugging Face dataset .* Give the file "
+                                            r"itself, e.g. .*movies.csv"):
+        read_frame(tmp_path, "fail", KEY)
 
 
 @pytest.mark.parametrize(("suffix", "pack"), [
