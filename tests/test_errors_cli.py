@@ -280,7 +280,26 @@ def single_genre_file(tmp, run_dir, frame):
 def train_csv_is_a_directory(tmp, run_dir, frame):
     (tmp / "data").mkdir()
     _csv(tmp / "data", frame, "train.csv")
-    return [f"data.train_csv={tmp / 'data'}"], [f"{tmp / 'data'} is a folder, but not a saved Hugging Face dataset", str(tmp / "data" / "train.csv")]
+    return [f"data.train_csv={tmp / 'data'}"], [f"{tmp / 'data'} is a folder, but not a saved Hugging Face",
+                                                  str(tmp / "data" / "train.csv")]
+
+
+def jsonl_broken_line(tmp, run_dir, frame):
+    path = tmp / "bad.jsonl"
+    frame.to_json(path, orient="records", lines=True)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines[:4], lines[4][:-9], *lines[5:]]) + "\n")
+    return [f"data.train_csv={path}"], [str(path), "line 5 is not valid JSON"]
+
+
+def parquet_struct_column(tmp, run_dir, frame):
+    path = tmp / "bad.parquet"
+    frame.assign(synopsis=[{"text": t, "lang": "en"} for t in frame.synopsis]).to_parquet(path)
+    return [f"data.train_csv={path}"], [str(path), "column 'synopsis' holds struct<", "text or numbers"]
+
+
+def predict_out_of_unknown_format(tmp, run_dir, frame):
+    return [f"run_dir={run_dir}", "text=ghost", f"out={tmp / 'p.xlsx'}"], [".csv, .tsv, .jsonl or .parquet"]
 
 
 def gzip_csv_is_read(tmp, run_dir, frame):  # the error proves the columns inside were read
@@ -343,7 +362,7 @@ def calibration_of_the_tfidf_baseline(tmp, run_dir, frame):
 
 def eval_csv_is_a_directory(tmp, run_dir, frame):
     (tmp / "data").mkdir()
-    return [f"run_dir={run_dir}", f"input_csv={tmp / 'data'}"], [f"{tmp / 'data'} is a folder, but not a saved Hugging Face dataset"]
+    return [f"run_dir={run_dir}", f"input_csv={tmp / 'data'}"], [f"{tmp / 'data'} is a folder, but not a saved"]
 
 
 def eval_gzip_csv_is_read(tmp, run_dir, frame):  # an unknown genre inside: the rows were read
@@ -381,6 +400,7 @@ CASES: dict[str, tuple[str, Builder]] = {f.__name__: (command, f) for command, f
               top_k_above_genre_count, threshold_not_a_number, zero_epochs, max_length_beyond_backbone,
               max_length_zero, max_length_fraction, max_length_not_a_number, unknown_config_option, misspelt_key,
               misspelt_key_added, unknown_data_key, single_genre_file, train_csv_is_a_directory, gzip_csv_is_read,
+              jsonl_broken_line, parquet_struct_column,
               corrupt_gzip, gzip_without_gz_suffix, invalid_template, sample_frac_not_a_number, negative_workers,
               pos_weight_count, bad_precision, bad_attn_implementation, missing_start_checkpoint,
               tuning_grid_not_a_number, train_with_the_checkpoint_rule, calibration_min_positives_negative,
@@ -388,7 +408,7 @@ CASES: dict[str, tuple[str, Builder]] = {f.__name__: (command, f) for command, f
     "eval": [eval_other_label_space, eval_run_dir_without_checkpoints, eval_threshold_out_of_range,
              eval_zero_batch_size, eval_csv_is_a_directory, eval_gzip_csv_is_read, eval_top_k_above_genre_count],
     "predict": [predict_missing_text_columns, predict_negative_batch_size, predict_csv_is_a_directory,
-                predict_out_is_a_directory, predict_top_k_not_a_number],
+                predict_out_is_a_directory, predict_top_k_not_a_number, predict_out_of_unknown_format],
     "export": [export_out_is_a_file],
 }.items() for f in fs}
 

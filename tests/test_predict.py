@@ -46,6 +46,22 @@ def test_predict_on_the_validation_csv_matches_eval_row_for_row(trained_run, tmp
     assert len(written) == len(decisions) and (written.status == "ok").all()
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_predict_reads_and_writes_other_formats_with_the_same_figures(trained_run, tmp_path, sample_frame, suffix):
+    frame = sample_frame.head(12)
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    source = tmp_path / f"in{suffix}"
+    frame.to_json(source, orient="records", lines=True) if suffix == ".jsonl" else frame.to_parquet(source)
+    reference = predict(predict_cfg(trained_run, tmp_path / "a", f"input_csv={tmp_path / 'in.csv'}"))
+    predict(predict_cfg(trained_run, tmp_path / "b", f"input_csv={source}", f"out={tmp_path / ('out' + suffix)}"))
+    written = (pd.read_parquet(tmp_path / "out.parquet") if suffix == ".parquet" else
+               pd.read_json(tmp_path / "out.jsonl", lines=True, dtype={"id": str}))
+    assert written.id.astype(str).tolist() == reference.id.tolist() and written.status.eq("ok").all()
+    assert written.prob_horror.dtype == np.float64 or written.prob_horror.dtype == np.float32
+    np.testing.assert_allclose(written.filter(like="prob_").to_numpy(), reference.filter(like="prob_").to_numpy(),
+                               atol=1e-6)
+
+
 def test_empty_synopses_are_reported_not_guessed(trained_run, tmp_path, sample_frame, caplog):
     frame = sample_frame[sample_frame.genre == "horror"].head(6).reset_index(drop=True)
     frame.loc[[1, 4], "synopsis"] = ""
