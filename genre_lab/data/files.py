@@ -8,6 +8,7 @@ through ``read_csv`` too. Messages name the file, and rows by their physical lin
 from __future__ import annotations
 
 import bz2
+import codecs
 import csv
 import gzip
 import io
@@ -31,6 +32,7 @@ DOWNLOAD_HINT = (
 )
 
 GZIP_MAGIC = b"\x1f\x8b"
+CHECK_BLOCK = 1 << 24  # bytes decoded at a time to check a file is UTF-8
 RECORD_LINES = "record_lines"  # frame.attrs key: the physical line (or row index) where each record starts
 # frame.attrs key: how messages name those places ("line(s)" in a text file, "row index" in Parquet, ...)
 RECORD_UNIT = "record_unit"
@@ -39,21 +41,26 @@ COLUMN_TYPES = "column_types"  # frame.attrs key: {column: type name} of columns
 
 def read_csv(path: str | Path, errors: str, key: str, sep: str = ",") -> pd.DataFrame:
     """Read a CSV (or .csv.gz/.bz2/.xz/.zip; ``sep="\\t"``: a TSV) as strings; missing or unreadable file, bad
-    bytes (``errors``: the encoding_errors policy, set by setting ``key``) or unparsable content -> GenreLabError."""
+    bytes (``errors``: the encoding_errors policy, set by setting ``key``) or unparsable content -> GenreLabError.
+
+    pandas parses the bytes themselves: no Python string of the whole file (at 4 bytes a character inside a
+    StringIO it was most of the set-up's peak memory on large files)."""
     path = Path(path)
     kind = "TSV" if sep == "\t" else "CSV"
-    text = decode(path, errors, key)
+    data, replace = checked_utf8(path, errors, key)
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_filter=False)
+        frame = pd.read_csv(io.BytesIO(data), sep=sep, dtype=str, keep_default_na=False, na_filter=False,
+                            encoding="utf-8-sig", encoding_errors="replace" if replace else "strict")
     except pd.errors.EmptyDataError:
         raise GenreLabError(f"{path}: the file is empty; expected a {kind} with a header row") from None
     except pd.errors.ParserError as err:
-        hint = (delimiter_hint(text.split("\n", 1)[0]) if sep == "," else "") or (
+        first = data[:4096].split(b"\n", 1)[0].decode("utf-8", "replace")
+        hint = (delimiter_hint(first) if sep == "," else "") or (
             f" Save it as UTF-8 {'tab' if sep == chr(9) else 'comma'}-separated, with fields that contain "
             f"{'tabs' if sep == chr(9) else 'commas'} or line breaks in double quotes.")
         raise GenreLabError(f"{path}: not a readable {kind} ({str(err).strip()}).{hint}") from None
     frame = frame.reset_index(drop=True)
-    frame.attrs[RECORD_LINES] = record_lines(text, len(frame), sep)  # kept by pandas through row selections
+    frame.attrs[RECORD_LINES] = record_lines(data, len(frame), sep)  # kept by pandas through row selections
     return frame
 
 
@@ -91,24 +98,34 @@ def unzip_one(data: bytes) -> bytes:
 DECOMPRESS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress, ".zip": unzip_one}
 
 
-def decode(path: Path, errors: str, key: str) -> str:
-    """The file as UTF-8 text (a BOM is dropped); invalid bytes fail naming their lines, or are replaced
-    (``key``: the setting that chose ``errors``, named in the messages)."""
+def checked_utf8(path: Path, errors: str, key: str) -> tuple[bytes, bool]:
+    """The file's bytes, checked to be UTF-8 piece by piece (never a whole-file string), and whether the reader
+    must replace invalid bytes (``errors=replace``, warned with their lines); invalid bytes under ``errors=fail``
+    -> GenreLabError naming the lines and ``key``, the setting that chose the policy."""
     data = read_bytes(path)
+    decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:  # err.object: the bytes after the BOM, which err.start counts in
+        for start in range(0, len(data), CHECK_BLOCK):
+            decoder.decode(data[start:start + CHECK_BLOCK], final=start + CHECK_BLOCK >= len(data))
+        return data, False
+    except UnicodeDecodeError as err:
         if b"\x00" in data[:4096]:
-            raise GenreLabError(f"{path}: a binary file, not a CSV text file (Excel or Parquet?). "
-                                "Export it as a UTF-8 CSV.") from None
+            raise GenreLabError(f"{path}: a binary file, not a CSV or other text file (Excel or Parquet?). Export "
+                                "it as UTF-8 CSV, or name a Parquet file *.parquet") from None
         lines = shorten(bad_utf8_lines(data))
         if errors == "replace":
             log.warning("%s: invalid UTF-8 bytes replaced by U+FFFD (%s=replace) on line(s) %s", path, key, lines)
-            return data.decode("utf-8-sig", errors="replace")
+            return data, True
         raise GenreLabError(
             f"{path}: invalid UTF-8 byte {err.object[err.start:err.start + 1]!r} on line(s) {lines}. Re-save the "
             f"file as UTF-8 (e.g. from Latin-1: iconv -f latin1 -t utf-8), or set {key}=replace."
         ) from None
+
+
+def decode(path: Path, errors: str, key: str) -> str:
+    """The file as UTF-8 text (a BOM is dropped) under the encoding-errors policy of ``checked_utf8``."""
+    data, replace = checked_utf8(path, errors, key)
+    return data.decode("utf-8-sig", errors="replace" if replace else "strict")
 
 
 def bad_utf8_lines(data: bytes) -> list[int]:
@@ -137,10 +154,17 @@ def delimiter_hint(header: Any) -> str:
     return ""
 
 
-def record_lines(text: str, rows: int, sep: str = ",") -> np.ndarray | None:
-    """The physical line where each of the ``rows`` data records of CSV ``text`` starts; None when the csv
-    module splits the text differently from pandas (then line numbers fall back to row + 2)."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+def record_lines(data: bytes, rows: int, sep: str = ",") -> np.ndarray | None:
+    """The physical line where each of the ``rows`` data records of CSV ``data`` starts; None when the csv
+    module splits the text differently from pandas (then line numbers fall back to row + 2).
+
+    When the file has exactly one line per record (no quoted line breaks, no blank lines: the usual case) that is
+    row + 2, found by counting newlines; only other files are scanned record by record."""
+    lines = data.count(b"\n") + (not data.endswith(b"\n"))
+    if lines == rows + 1:
+        return np.arange(2, rows + 2)
+    reader = csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", errors="replace", newline=""),
+                        delimiter=sep)
     starts, consumed = [], 0
     try:
         for record in reader:

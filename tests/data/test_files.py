@@ -110,9 +110,12 @@ def test_record_lines_are_physical_lines_when_quoted_fields_span_lines(tmp_path)
     frame = pd.DataFrame({"synopsis": ["A storm.\nA lighthouse.\nA keeper.", "Two chefs.\nOne kitchen.", "Ghosts."],
                           "genre": ["x", "y", "x"]})  # records start on lines 2, 5, 7
     text = frame.to_csv(index=False)
-    assert list(record_lines(text, 3)) == [2, 5, 7]
-    assert list(record_lines(text + "\n\n", 3)) == [2, 5, 7]  # blank lines: pandas skips them too
-    assert record_lines(text, 4) is None  # split otherwise than pandas: row + 2 instead
+    assert list(record_lines(text.encode(), 3)) == [2, 5, 7]
+    assert list(record_lines(text.encode() + b"\n\n", 3)) == [2, 5, 7]  # blank lines: pandas skips them too
+    assert record_lines(text.encode(), 4) is None  # split otherwise than pandas: row + 2 instead
+    one_line_each = pd.DataFrame({"synopsis": ["A storm.", "Two chefs."], "genre": ["x", "y"]}).to_csv(index=False)
+    assert list(record_lines(one_line_each.encode(), 2)) == [2, 3]  # counted, not scanned
+    assert list(record_lines(one_line_each.encode().rstrip(b"\n"), 2)) == [2, 3]  # no newline at the end
     (tmp_path / "x.csv").write_text(text)
     read = read_csv(tmp_path / "x.csv", "fail", KEY)
     assert line_numbers(read.genre == "x", read) == "2, 7"
