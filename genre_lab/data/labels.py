@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 # How spreadsheets and pandas write a missing value into a text cell; never a genre.
 MISSING = frozenset({"nan", "<na>", "null", "n/a"})
@@ -56,6 +57,33 @@ def parse_label_cell(cell: Any, multi_label: bool, sep: str = "|") -> list[str]:
     return names
 
 
+def missing_mask(cells: pd.Series) -> pd.Series:
+    """``is_missing`` of every cell, without a stripped copy of a million synopses: a long text that neither
+    starts nor ends with whitespace is neither empty nor a missing-value marker."""
+    def missing(cell: Any) -> bool:
+        if isinstance(cell, str) and len(cell) > 16 and not (cell[0].isspace() or cell[-1].isspace()):
+            return False
+        return is_missing(cell)
+
+    return pd.Series(np.fromiter(map(missing, cells), dtype=bool, count=len(cells)), index=cells.index)
+
+
+def parse_label_column(cells: Iterable[Any], multi_label: bool, sep: str = "|") -> list[list[str]]:
+    """``parse_label_cell`` of every cell. A text seen before is not parsed again and its rows share one list (a
+    million rows hold a few dozen distinct label texts): callers build new lists, never change these."""
+    parsed: dict[str, list[str]] = {}
+    rows = []
+    for cell in cells:
+        if isinstance(cell, str):
+            row = parsed.get(cell)
+            if row is None:
+                row = parsed[cell] = parse_label_cell(cell, multi_label, sep)
+        else:
+            row = parse_label_cell(cell, multi_label, sep)
+        rows.append(row)
+    return rows
+
+
 def respell(rows: Iterable[Sequence[str]], spelling: Mapping[str, str]) -> list[list[str]]:
     """Rename genres per ``spelling`` (others unchanged), dropping repeats a merge creates within a row."""
     out = []
@@ -84,7 +112,7 @@ def unify_spellings(rows: Sequence[Sequence[str]]) -> tuple[list[list[str]], dic
         spelling.update(dict.fromkeys(names, chosen))
         if len(names) > 1:
             merged[chosen] = names
-    return respell(rows, spelling), merged
+    return (respell(rows, spelling) if merged else list(rows)), merged
 
 
 @dataclass(frozen=True)

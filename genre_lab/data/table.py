@@ -18,8 +18,8 @@ import pandas as pd
 
 from genre_lab.data.files import COLUMN_TYPES, delimiter_hint, places
 from genre_lab.data.formats import read_frame
-from genre_lab.data.labels import is_missing, parse_label_cell, unify_spellings
-from genre_lab.data.text_template import build_text, template_fields
+from genre_lab.data.labels import missing_mask, parse_label_column, unify_spellings
+from genre_lab.data.text_template import build_text, build_texts, template_fields  # noqa: F401 (re-exported)
 from genre_lab.errors import GenreLabError, require_choice
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,9 @@ def read_table(path: str | Path, spec: TableSpec, require_labels: bool = True) -
     if frame.empty:
         raise GenreLabError(f"{path}: no data rows (header only, or an empty table)")
     frame = without_empty_text(frame, path, spec)
-    texts = [build_text(row, spec.text_template) for row in frame[spec.text_columns].to_dict("records")]
+    texts = build_texts({c: frame[c].tolist() for c in spec.text_columns}, spec.text_template)
+    # the texts hold what the model needs of those columns: the frame keeps ids, labels and line numbers only
+    frame = frame.drop(columns=[c for c in spec.text_columns if c not in (spec.id_column, spec.label_column)])
     frame["__id__"] = frame[spec.id_column] if spec.id_column in frame.columns else frame.index.astype(str)
     if spec.id_column in frame.columns:
         check_unique_ids(frame, path, spec.id_column)
@@ -149,7 +151,7 @@ def read_table(path: str | Path, spec: TableSpec, require_labels: bool = True) -
 def without_empty_text(frame: pd.DataFrame, path: Path, spec: TableSpec) -> pd.DataFrame:
     """Rows with an empty (or ``nan``) synopsis: an error listing them, or dropped (``empty_text=drop``)."""
     first = spec.text_columns[0]
-    empty = frame[first].map(is_missing)
+    empty = missing_mask(frame[first])
     if not empty.any():
         return frame
     if spec.empty_text == "fail":
@@ -173,7 +175,7 @@ def check_unique_ids(frame: pd.DataFrame, path: Path, column: str) -> None:
 
 def read_labels(frame: pd.DataFrame, path: Path, spec: TableSpec) -> list[list[str]]:
     """Genre lists per row; an empty cell is an error; spellings differing only by case/spaces are merged."""
-    labels = [parse_label_cell(c, spec.multi_label, spec.label_sep) for c in frame[spec.label_column]]
+    labels = parse_label_column(frame[spec.label_column], spec.multi_label, spec.label_sep)
     unlabelled = pd.Series([not row for row in labels], index=frame.index)
     if unlabelled.any():
         raise GenreLabError(f"{path}: empty or missing {spec.label_column!r} on {places(unlabelled, frame)}. "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 
+import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -11,7 +12,9 @@ from genre_lab.data.labels import (
     MISSING,
     LabelSpace,
     clean_label,
+    is_missing,
     label_key,
+    missing_mask,
     parse_label_cell,
     unify_spellings,
 )
@@ -81,3 +84,10 @@ def test_label_space_respells_case_variants_into_its_names(names, data):
     assert space.unknown(respelled) == []
     assert [label_key(row[0]) for row in respelled] == [label_key(n) for n in names]
     assert space.respell([["not a genre here 0"]]) == [["not a genre here 0"]]
+
+
+@given(st.lists(cell_text | st.builds(lambda p, m, q: p * 9 + m + q * 9, padding, st.sampled_from(sorted(MISSING)),
+                                      padding) | st.sampled_from(["", "   ", " \u3000 "]), max_size=12))
+def test_missing_mask_is_is_missing_of_each_cell(cells):
+    expected = [is_missing(cell) for cell in cells]
+    assert missing_mask(pd.Series(cells, dtype=object)).tolist() == expected

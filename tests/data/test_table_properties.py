@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from genre_lab.data.labels import is_missing
 from genre_lab.data.table import TableSpec, build_text, read_table, template_fields
+from genre_lab.data.text_template import build_texts
 from genre_lab.errors import GenreLabError
 
 column = st.text(string.ascii_lowercase + "_", min_size=1, max_size=10)
@@ -64,3 +65,13 @@ def test_a_written_table_reads_back_with_the_same_texts_and_labels(rows):
     assert table.texts == [build_text(r, "{synopsis} {movie_name}") for r in kept.to_dict("records")]
     assert [row[0].casefold() for row in table.labels] == [g.strip().casefold() for g in kept.genre]
     assert len({g for row in table.labels for g in row}) == len({g.strip().casefold() for g in kept.genre})
+
+
+@given(st.lists(st.tuples(value | st.none(), value | st.just(float("nan"))), min_size=1, max_size=5),
+       st.sampled_from(["{synopsis} {movie_name}", "{movie_name}: {synopsis}",
+                        "{movie_name}. {synopsis} ({movie_name})", "[{synopsis}]", "{{raw}} {synopsis}",
+                        "{synopsis!r} {movie_name}"]))
+def test_build_texts_of_columns_equals_build_text_of_each_row(rows, template):
+    columns = {"synopsis": [r[0] for r in rows], "movie_name": [r[1] for r in rows]}
+    expected = [build_text({"synopsis": s, "movie_name": m}, template) for s, m in rows]
+    assert build_texts(columns, template) == expected
