@@ -46,11 +46,22 @@ def build_texts(columns: Mapping[str, Sequence[Any]], template: str) -> list[str
         return [build_text(dict(zip(names, row, strict=True)), template) for row in rows]
     pieces = filled.split("\x00")  # the literal text around the fields, in order
     order = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    rows = zip(*(map(_clean, columns[n]) for n in order), strict=True)
-    return [" ".join(fill(pieces, row).split()) for row in rows]
+    bare = strip_is_redundant(pieces)
+    cleaned = [values if bare and all(type(v) is str for v in values) else list(map(_clean, values))
+               for values in (columns[n] for n in order)]
+    return [" ".join(fill(pieces, row).split()) for row in zip(*cleaned, strict=True)]
+
+
+def strip_is_redundant(pieces: list[str]) -> bool:
+    """Whether every field sits between whitespace or at an end of the text, where the whitespace collapse
+    (split, join) drops what stripping each value would: text cells then need no cleaning."""
+    ends = (pieces[0][-1:].isspace() or not pieces[0]) and (pieces[-1][:1].isspace() or not pieces[-1])
+    return ends and all(p[:1].isspace() and p[-1:].isspace() for p in pieces[1:-1])
 
 
 def fill(pieces: list[str], values: Sequence[str]) -> str:
+    if len(values) == 2:  # the usual "{synopsis} {movie_name}"
+        return pieces[0] + values[0] + pieces[1] + values[1] + pieces[2]
     out = [pieces[0]]
     for value, piece in zip(values, pieces[1:], strict=True):
         out += (value, piece)

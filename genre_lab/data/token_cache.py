@@ -99,7 +99,7 @@ def _load_entry(path: Path, rows: int, name: str) -> TokenIds | None:
 
 def _tokenize_logged(texts: Sequence[str], name: str, tokenizer: Any, max_length: int, truncation: str) -> TokenIds:
     start = time.perf_counter()
-    ids = tokenize(tokenizer, texts, max_length, truncation)
+    ids = tokenize(tokenizer, texts, max_length, truncation, progress=True)
     truncated = int((ids.lengths >= max_length).sum())
     log.info("%s: %d rows tokenized in %.2f s (mean %.1f tokens, %d truncated at max_length=%d, keeping %s)",
              name, len(ids), time.perf_counter() - start, ids.lengths.mean() if len(ids) else 0,

@@ -20,6 +20,9 @@ from tokenizers import Tokenizer
 
 from genre_lab.data.token_rows import check_truncation, cutting_tokenizer, encode_cut, pad_rows
 from genre_lab.errors import GenreLabError
+from genre_lab.framework.progress import RowProgress
+
+CHUNK_ROWS = 10_000  # texts per tokenizer call (memory: see tokenize_flagging_truncation)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,15 @@ class TokenIds:
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32, count=int(offsets[-1]))
         return cls(flat, offsets)
+
+    @classmethod
+    def concat(cls, parts: Sequence[TokenIds]) -> TokenIds:
+        """The rows of ``parts``, one after the other."""
+        if not parts:
+            return cls.from_lists([])
+        starts = np.cumsum([0] + [len(p.flat) for p in parts[:-1]])
+        offsets = np.concatenate([[0]] + [p.offsets[1:] + start for p, start in zip(parts, starts, strict=True)])
+        return cls(np.concatenate([p.flat for p in parts]), offsets.astype(np.int64))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -75,7 +87,8 @@ class TokenIds:
             raise ValueError(f"inconsistent token ids: {len(self.flat)} ids, offsets of shape {offsets.shape}")
 
 
-def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, truncation: str = "head") -> TokenIds:
+def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, truncation: str = "head",
+             progress: bool = False) -> TokenIds:
     """Truncate at ``max_length`` (``truncation``: which tokens of a longer text are kept); no padding here (each
     batch is padded to its own longest row).
 
@@ -83,16 +96,27 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, truncation: 
     same ids as ``tokenizer(texts, truncation=True, max_length=...)`` (with ``truncation_side="left"`` for
     ``tail``), without building attention masks and type ids nobody uses — about 25 % faster on 54k synopses.
     """
-    return tokenize_flagging_truncation(tokenizer, texts, max_length, truncation)[0]
+    return tokenize_flagging_truncation(tokenizer, texts, max_length, truncation, progress)[0]
 
 
-def tokenize_flagging_truncation(tokenizer: Any, texts: Sequence[str], max_length: int,
-                                 truncation: str = "head") -> tuple[TokenIds, np.ndarray]:
-    """``tokenize``, and a boolean mask of the rows that were longer than ``max_length`` and cut."""
+def tokenize_flagging_truncation(tokenizer: Any, texts: Sequence[str], max_length: int, truncation: str = "head",
+                                 progress: bool = False) -> tuple[TokenIds, np.ndarray]:
+    """``tokenize``, and a boolean mask of the rows that were longer than ``max_length`` and cut.
+
+    ``CHUNK_ROWS`` texts at a time: the tokenizer's per-text ``Encoding`` objects (offsets, type ids, masks: ~17 KB a
+    text) live for one chunk, not for the whole file (a million texts held 17 GB), at the same speed.
+    ``progress``: a bar (or, off a terminal, a log line every few seconds) with rows and the time left.
+    """
     check_truncation(truncation)
     backend = cutting_tokenizer(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()), max_length, truncation)
-    rows, cut = encode_cut(backend, texts, max_length, truncation)
-    return TokenIds.from_lists(rows), cut
+    parts, cuts = [], []
+    with RowProgress(len(texts), "tokenizing", enabled=progress and len(texts) > CHUNK_ROWS) as bar:
+        for start in range(0, len(texts), CHUNK_ROWS):
+            rows, cut = encode_cut(backend, texts[start : start + CHUNK_ROWS], max_length, truncation)
+            parts.append(TokenIds.from_lists(rows))
+            cuts.append(cut)
+            bar.advance(len(rows))
+    return TokenIds.concat(parts), np.concatenate(cuts) if cuts else np.zeros(0, dtype=bool)
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import MofNCompleteColumn, Progress
 
 log = logging.getLogger(__name__)
 INTERVAL_S = 10.0  # between log lines off a terminal: often enough to see a job move, rarely enough to read the log
@@ -39,7 +39,8 @@ class RowProgress:
         self.total, self.label, self.clock = total, label, clock
         self.interval = INTERVAL_S if interval is None else interval
         self.logs = enabled and not on_terminal
-        self.bar = Progress(console=Console(file=stream), disable=not on_terminal, transient=True)
+        self.bar = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=Console(file=stream),
+                            disable=not on_terminal, transient=True)
         self.done, self.lines = 0, 0
 
     def __enter__(self) -> RowProgress:

@@ -67,9 +67,11 @@ def test_a_written_table_reads_back_with_the_same_texts_and_labels(rows):
     assert len({g for row in table.labels for g in row}) == len({g.strip().casefold() for g in kept.genre})
 
 
-@given(st.lists(st.tuples(value | st.none(), value | st.just(float("nan"))), min_size=1, max_size=5),
+@given(st.lists(st.tuples(value | st.none(), value | st.just(float("nan"))) | st.tuples(value, value), min_size=1,
+                max_size=5),
        st.sampled_from(["{synopsis} {movie_name}", "{movie_name}: {synopsis}",
-                        "{movie_name}. {synopsis} ({movie_name})", "[{synopsis}]", "{{raw}} {synopsis}",
+                        "{movie_name}. {synopsis} ({movie_name})", "[{synopsis}]", "{synopsis}{movie_name}",
+                        "Title: {movie_name}\n{synopsis}", "{{raw}} {synopsis}",
                         "{synopsis!r} {movie_name}"]))
 def test_build_texts_of_columns_equals_build_text_of_each_row(rows, template):
     columns = {"synopsis": [r[0] for r in rows], "movie_name": [r[1] for r in rows]}

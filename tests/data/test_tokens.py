@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from genre_lab.backbones import load_tokenizer
+from genre_lab.data import tokens as tokens_module
 from genre_lab.data.token_rows import head_and_tail
 from genre_lab.data.tokens import TokenIds, make_collator, tokenize, tokenize_flagging_truncation
 from genre_lab.errors import GenreLabError
@@ -29,6 +30,18 @@ def test_tokenize_matches_the_tokenizer_call_and_truncates():
     assert [list(map(int, r)) for r in ids] == expected
     assert ids.lengths.max() == 16
     assert tokenizer.truncation_side and tokenizer("x")["input_ids"] == expected[2]  # caller's tokenizer untouched
+
+
+@pytest.mark.parametrize("truncation", ["head", "head+tail"])
+def test_tokenizing_in_chunks_gives_the_ids_and_cuts_of_one_call(monkeypatch, truncation):
+    tokenizer = load_tokenizer("tiny")
+    texts = [f"movie {i} " + "a ghost story " * (i % 9) for i in range(23)]
+    whole, whole_cut = tokenize_flagging_truncation(tokenizer, texts, 16, truncation)
+    monkeypatch.setattr(tokens_module, "CHUNK_ROWS", 5)
+    chunked, chunked_cut = tokenize_flagging_truncation(tokenizer, texts, 16, truncation, progress=True)
+    assert np.array_equal(chunked.flat, whole.flat) and np.array_equal(chunked.offsets, whole.offsets)
+    assert np.array_equal(chunked_cut, whole_cut) and whole_cut.any() and not whole_cut.all()
+    assert len(TokenIds.concat([])) == 0 and len(tokenize(tokenizer, [], 16)) == 0
 
 
 def test_pad_collator_pads_right_with_mask_labels_and_multiple():
