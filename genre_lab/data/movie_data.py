@@ -30,7 +30,7 @@ from genre_lab.data.sampling import (
 from genre_lab.data.table import MovieTable, TableSpec, drop_genres, read_table
 from genre_lab.data.token_cache import cached_tokenize
 from genre_lab.data.token_rows import check_truncation
-from genre_lab.data.tokens import TokenIds
+from genre_lab.data.tokens import TokenIds, TokenRows
 from genre_lab.errors import GenreLabError, require_choice, require_int, require_number, require_positive
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,8 @@ class LabelStats:
 class TokenizedDataset(Dataset):
     """Token ids (unpadded) and, when labelled, multi-hot targets; for distillation, the teacher's soft targets."""
 
-    def __init__(self, input_ids: TokenIds, targets: np.ndarray | None, teacher: np.ndarray | None = None) -> None:
+    def __init__(self, input_ids: TokenIds | TokenRows, targets: np.ndarray | None,
+                 teacher: np.ndarray | None = None) -> None:
         self.input_ids = input_ids
         self.targets = targets
         self.teacher = teacher
@@ -301,7 +302,7 @@ class MovieData:
         return self.splits
 
     def _dataset(self, table: MovieTable, rows: np.ndarray, teach: bool = False) -> TokenizedDataset:
-        ids = self.token_ids(table).take(rows)
+        ids = TokenRows(self.token_ids(table), rows)
         targets = soft = None
         if table.labels is not None:
             targets = self.label_space.encode([table.labels[i] for i in rows])

@@ -11,7 +11,6 @@ import hashlib
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,21 +69,38 @@ class TokenIds:
         starts = np.repeat(self.offsets[rows] - offsets[:-1], lengths)
         return TokenIds(self.flat[starts + np.arange(offsets[-1])], offsets)
 
-    def save(self, path: str | Path) -> None:
-        with open(path, "wb") as handle:
-            np.savez(handle, flat=self.flat, offsets=self.offsets)
-
-    @classmethod
-    def load(cls, path: str | Path) -> TokenIds:
-        with np.load(path) as data:
-            return cls(data["flat"], data["offsets"])
-
     def check(self) -> None:
         """ValueError unless the offsets delimit ``flat`` exactly (what a loaded file must satisfy)."""
         offsets = self.offsets
         if self.flat.ndim != 1 or offsets.ndim != 1 or not len(offsets) or offsets[0] != 0 \
                 or offsets[-1] != len(self.flat) or (np.diff(offsets) < 0).any():
             raise ValueError(f"inconsistent token ids: {len(self.flat)} ids, offsets of shape {offsets.shape}")
+
+
+@dataclass(frozen=True)
+class TokenRows:
+    """Rows ``rows`` of ``ids``, read through without a copy: a table's splits (train, validation) share its ids,
+    which may be a memory-mapped cache file that every DDP rank and sweep job maps once."""
+
+    ids: TokenIds
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.ids[int(self.rows[i])]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self)))
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.ids.lengths[self.rows]
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> TokenIds:
+        """The given rows of this view, as a new compact ``TokenIds``."""
+        return self.ids.take(self.rows[np.asarray(rows, dtype=np.int64)])
 
 
 def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, truncation: str = "head",

@@ -94,7 +94,8 @@ def test_second_datamodule_reuses_the_token_cache(tmp_path, caplog):
         second.setup("fit")
     assert "loaded from cache" in caplog.text and "rows tokenized" not in caplog.text
     a, b = first.data.splits["train"].dataset.input_ids, second.data.splits["train"].dataset.input_ids
-    assert (a.flat == b.flat).all()
+    assert (a.ids.flat == b.ids.flat).all() and (a.rows == b.rows).all()
+    assert b.ids is second.data.splits["val"].dataset.input_ids.ids  # the splits share the table's ids, no copy
 
 
 def test_training_batches_are_length_grouped_and_eval_longest_first():
@@ -159,7 +160,7 @@ def test_truncation_is_a_validated_setting_used_for_every_split():
         split = dm.data.splits[stage]
         texts = [split.table.texts[i] for i in split.rows]
         expected = tokenize(dm.data.tokenizer, texts, 16, "tail")
-        assert (split.dataset.input_ids.flat == expected.flat).all()
+        assert (split.dataset.input_ids.take(range(len(texts))).flat == expected.flat).all()
         assert (expected.flat != tokenize(dm.data.tokenizer, texts, 16, "head").flat).any()  # the texts are long
 
 

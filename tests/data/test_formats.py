@@ -57,8 +57,8 @@ def test_every_format_gives_the_same_table_and_tokens(tmp_path, sample_frame):
     for fmt, data in split.items():
         assert data.label_space == reference.label_space, fmt
         assert data.splits["val"].movie_ids == reference.splits["val"].movie_ids, fmt
-        ids, ref = data.splits["train"].dataset.input_ids, reference.splits["train"].dataset.input_ids
-        assert np.array_equal(ids.flat, ref.flat) and np.array_equal(ids.offsets, ref.offsets), fmt
+        ids, ref = (d.splits["train"].dataset.input_ids for d in (data, reference))
+        assert all(np.array_equal(a, b) for a, b in zip(ids, ref, strict=True)), fmt
 
 
 def test_list_labels_are_multi_label_without_a_separator(tmp_path, sample_frame):

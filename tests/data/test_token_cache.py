@@ -1,5 +1,6 @@
 import logging
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -19,7 +20,8 @@ def test_second_call_loads_from_cache_and_gives_the_same_ids(tmp_path, small_csv
         second = cached_tokenize(table.texts, table.path.name, tokenizer, 64, tmp_path / "cache")
     assert "loaded from cache" in caplog.text
     assert (first.flat == second.flat).all() and (first.offsets == second.offsets).all()
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    assert isinstance(second.flat, np.memmap)  # read from the page cache, one copy for every process
+    assert len(list((tmp_path / "cache").glob("*.offsets.npy"))) == 1
 
 
 def test_texts_need_no_table_and_the_name_gives_the_file_stem_and_the_messages(tmp_path, small_csv, caplog):
@@ -29,13 +31,13 @@ def test_texts_need_no_table_and_the_name_gives_the_file_stem_and_the_messages(t
     with caplog.at_level(logging.INFO, logger="genre_lab.data.token_cache"):
         ids = cached_tokenize(texts, "new_rows.csv", tokenizer, 64, tmp_path / "cache")
     assert "new_rows.csv: 3 rows tokenized" in caplog.text
-    (entry,) = (tmp_path / "cache").glob("*.npz")
-    assert entry.name == f"new_rows-{cache_key(texts, tokenizer, 64)}.npz"
+    (entry,) = (tmp_path / "cache").glob("*.offsets.npy")
+    assert entry.name == f"new_rows-{cache_key(texts, tokenizer, 64)}.offsets.npy"
     expected = tokenize(tokenizer, list(texts), 64)
     assert (ids.flat == expected.flat).all() and (ids.offsets == expected.offsets).all()
-    table = read_table(small_csv, TableSpec())  # a table's entry keeps today's name: <file stem>-<key>.npz
+    table = read_table(small_csv, TableSpec())  # a table's entry is named <file stem>-<key>.{ids,offsets}.npy
     cached_tokenize(table.texts, table.path.name, tokenizer, 64, tmp_path / "cache")
-    assert (tmp_path / "cache" / f"{small_csv.stem}-{cache_key(table.texts, tokenizer, 64)}.npz").is_file()
+    assert (tmp_path / "cache" / f"{small_csv.stem}-{cache_key(table.texts, tokenizer, 64)}.ids.npy").is_file()
     assert len(cached_tokenize([], "none", tokenizer, 64, None)) == 0
 
 
@@ -66,7 +68,7 @@ def test_key_and_entry_follow_the_truncation(tmp_path, small_csv):
     assert len(set(keys.values())) == 3 and cache_key(table.texts, tokenizer, 16) == keys["head"]
     head = cached_tokenize(table.texts, table.path.name, tokenizer, 16, tmp_path / "cache")
     tail = cached_tokenize(table.texts, table.path.name, tokenizer, 16, tmp_path / "cache", "tail")
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    assert len(list((tmp_path / "cache").glob("*.offsets.npy"))) == 2
     assert list(tail[0]) == list(tokenize(tokenizer, table.texts[:1], 16, "tail")[0]) != list(head[0])
 
 
@@ -100,7 +102,7 @@ def test_concurrent_processes_tokenize_once_and_share_the_entry(tmp_path, small_
     assert all(p.returncode == 0 for p in procs), outputs
     joined = "".join(outputs)
     assert joined.count("rows tokenized") == 1 and joined.count("loaded from cache") == 1, joined
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    assert len(list((tmp_path / "cache").glob("*.offsets.npy"))) == 1
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "inconsistent"])
@@ -109,13 +111,14 @@ def test_a_corrupt_entry_is_rebuilt_with_a_warning_and_replaced(tmp_path, small_
 
     table, tokenizer = read_table(small_csv, TableSpec()), load_tokenizer("tiny")
     good = cached_tokenize(table.texts, table.path.name, tokenizer, 64, tmp_path / "cache")
-    (entry,) = (tmp_path / "cache").glob("*.npz")
+    (entry,) = (tmp_path / "cache").glob("*.offsets.npy")
+    ids_file = entry.with_name(entry.name.replace(".offsets.npy", ".ids.npy"))
     if damage == "truncated":  # a writer killed mid-file where rename is not atomic, a disk error
-        entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+        ids_file.write_bytes(ids_file.read_bytes()[: ids_file.stat().st_size // 2])
     elif damage == "garbage":
-        entry.write_bytes(b"not an npz file")
+        entry.write_bytes(b"not an npy file")
     else:
-        np.savez(entry, flat=good.flat, offsets=good.offsets + 1)
+        np.save(entry, good.offsets + 1)
     with caplog.at_level(logging.INFO, logger="genre_lab.data.token_cache"):
         rebuilt = cached_tokenize(table.texts, table.path.name, tokenizer, 64, tmp_path / "cache")
         assert "re-tokenizing and replacing it" in caplog.text

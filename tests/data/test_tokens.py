@@ -11,15 +11,14 @@ from genre_lab.errors import GenreLabError
 ROWS = [[101, 7, 8, 102], [101, 102], [101, 5, 6, 7, 8, 9, 102]]
 
 
-def test_token_ids_round_trip_take_and_save(tmp_path):
+def test_token_ids_round_trip_take_and_concat():
     ids = TokenIds.from_lists(ROWS)
     assert len(ids) == 3 and [list(r) for r in ids] == ROWS
     assert ids.lengths.tolist() == [4, 2, 7] and ids.flat.dtype == np.int32
     picked = ids.take([2, 0, 2])
     assert [list(r) for r in picked] == [ROWS[2], ROWS[0], ROWS[2]]
-    ids.save(tmp_path / "ids.npz")
-    loaded = TokenIds.load(tmp_path / "ids.npz")
-    assert [list(r) for r in loaded] == ROWS
+    joined = TokenIds.concat([ids, TokenIds.from_lists(ROWS[:1])])
+    assert [list(r) for r in joined] == [*ROWS, ROWS[0]]
 
 
 def test_tokenize_matches_the_tokenizer_call_and_truncates():
