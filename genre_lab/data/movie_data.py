@@ -7,7 +7,9 @@ CSV -> validated table -> sample -> split (here, no tokenizer needed) -> tokeniz
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -35,6 +37,7 @@ from genre_lab.errors import GenreLabError, require_choice, require_int, require
 
 log = logging.getLogger(__name__)
 FILE_KEYS = ("train_csv", "val_csv", "test_csv")
+PHASES = ("read", "split", "tokens")
 
 
 class Teacher(Protocol):
@@ -164,6 +167,7 @@ class MovieData:
         self.splits: dict[str, Split] = {}  # filled by ``tokenized``
         self._read: dict[str, MovieTable] = {}
         self._ids: dict[Path, TokenIds] = {}
+        self.seconds: dict[str, float] = {}  # time spent per set-up phase (PHASES)
 
     @property
     def shuffle_seed(self) -> int:
@@ -179,7 +183,8 @@ class MovieData:
     # -- tables and labels -------------------------------------------------------------------
     @cached_property
     def train_table(self) -> MovieTable:
-        return read_table(self.settings["train_csv"], self.spec)
+        with self.timed("read"):
+            return read_table(self.settings["train_csv"], self.spec)
 
     @cached_property
     def label_space(self) -> LabelSpace:
@@ -226,8 +231,11 @@ class MovieData:
     def _table(self, key: str) -> MovieTable:
         """The table of ``train_csv``/``val_csv``/``test_csv``, read and validated once."""
         if key not in self._read:
-            self._read[key] = self.train_table if key == "train_csv" else \
-                self._read_labelled(self.settings[key], require_labels=key == "val_csv")
+            if key == "train_csv":
+                self._read[key] = self.train_table
+            else:
+                with self.timed("read"):
+                    self._read[key] = self._read_labelled(self.settings[key], require_labels=key == "val_csv")
         return self._read[key]
 
     def tables(self) -> list[MovieTable]:
@@ -263,7 +271,9 @@ class MovieData:
     def stage_rows(self) -> dict[str, tuple[MovieTable, np.ndarray]]:
         """Each stage's table and rows: read, checked, sampled and split, not tokenized (what a model that
         reads texts itself, such as the TF-IDF baseline, trains on)."""
-        train_rows, val_rows = self._train_val_rows()
+        self.train_table  # noqa: B018 (read first: its time is the read's, not the split's)
+        with self.timed("split"):
+            train_rows, val_rows = self._train_val_rows()
         parts = {"train": (self.train_table, train_rows)}
         if val_rows is None:
             val_table = self._table("val_csv")
@@ -298,8 +308,20 @@ class MovieData:
         """Every stage's rows tokenized (and, for training, the teacher's soft targets) — once."""
         if not self.splits:
             for name, (table, rows) in self.stage_rows.items():
-                self.splits[name] = Split(table, rows, self._dataset(table, rows, teach=name == "train"))
+                with self.timed("tokens"):
+                    self.splits[name] = Split(table, rows, self._dataset(table, rows, teach=name == "train"))
+            log.info("data set-up: %s rows read and checked in %.1f s, split in %.1f s, tokens in %.1f s",
+                     f"{sum(len(t) for t in self.tables()):,}", *(self.seconds.get(k, 0.0) for k in PHASES))
         return self.splits
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the time spent inside to ``phase`` (reported once the data is ready)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
 
     def _dataset(self, table: MovieTable, rows: np.ndarray, teach: bool = False) -> TokenizedDataset:
         ids = TokenRows(self.token_ids(table), rows)
