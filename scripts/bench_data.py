@@ -102,7 +102,8 @@ def main() -> None:
     val = args.work / "val.csv"
     pd.read_csv(SHARED, dtype=str, keep_default_na=False).sample(frac=0.2, random_state=0).to_csv(val, index=False)
     table = pd.DataFrame([bench_size(rows, val, args.work) for rows in args.rows])
-    table["setup_us_per_row"] = table.setup_s / table.rows * 1e6
+    if "setup_s" in table:  # the "data set-up" log line (absent from code before it)
+        table["setup_us_per_row"] = table.setup_s / table.rows * 1e6
     print(table.round(3).to_string(index=False))
     if not args.no_predict:
         print(pd.DataFrame([bench_predict(max(args.rows), args.work)]).round(3).to_string(index=False))
