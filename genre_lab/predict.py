@@ -12,6 +12,8 @@ without rows are warned about; the output never replaces the input or, unless ``
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +23,14 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from genre_lab.config_dir import config_dir, config_keys
-from genre_lab.data.files import delimiter_hint, places
-from genre_lab.data.formats import output_format, read_frame, write_frame
-from genre_lab.data.labels import is_missing
-from genre_lab.data.table import TableSpec, build_text, require_columns, with_policies
+from genre_lab.data.chunks import FrameWriter, count_lines, exact_csv_lines, iter_frames
+from genre_lab.data.files import RECORD_LINES, RECORD_UNIT, delimiter_hint, shorten
+from genre_lab.data.formats import detect_format, output_format
+from genre_lab.data.labels import missing_mask
+from genre_lab.data.table import TableSpec, require_columns, with_policies
+from genre_lab.data.text_template import build_texts
 from genre_lab.errors import GenreLabError, require_choice, require_positive, run_app, user_errors
+from genre_lab.framework.progress import RowProgress
 from genre_lab.io import same_file
 from genre_lab.runs.finished import FinishedRun, locate
 from genre_lab.runs.layout import RunLayout
@@ -34,6 +39,7 @@ from genre_lab.scoring.report import print_table
 
 log = logging.getLogger(__name__)
 COMMAND_LINE = ("text", "command line")  # sources without a file, hence without line numbers
+TEXT = "__text__"  # a raw text= input's column: the model text as given, no template
 
 
 def output_path(cfg: DictConfig) -> Path:
@@ -62,109 +68,165 @@ def command_line_fields(cfg: DictConfig, spec: TableSpec) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def input_frame(cfg: DictConfig, spec: TableSpec) -> tuple[pd.DataFrame, list[str], str]:
-    """Rows to predict, their model texts, and a name for messages (``spec``: the run's, with predict's
-    encoding_errors)."""
+def input_frames(cfg: DictConfig, spec: TableSpec) -> tuple[Iterator[pd.DataFrame], int, Notes]:
+    """The rows to predict in frames of at most ``chunk_rows`` (a file of any length in bounded memory), about how
+    many rows there are (for the ETA) and the notes on them (``spec``: the run's, with predict's policies)."""
     fields = command_line_fields(cfg, spec)
     if cfg.get("text"):
-        return pd.DataFrame({"id": ["text"]}), [str(cfg.text)], "text"
+        return iter([pd.DataFrame({"id": ["text"], TEXT: [str(cfg.text)]})]), 1, Notes("text")
     if fields:
-        return pd.DataFrame({"id": ["input"], **{k: [v] for k, v in fields.items()}}), \
-            [build_text(fields, spec.text_template)], "command line"
+        return iter([pd.DataFrame({"id": ["input"], **{k: [v] for k, v in fields.items()}})]), 1, \
+            Notes("command line")
     if not cfg.get("input_csv"):
         raise GenreLabError("nothing to predict: give input_csv=<file.csv>, text=\"…\" or "
                             f"{'=… '.join(spec.text_columns)}=…")
-    frame = read_frame(cfg.input_csv, spec.encoding_errors, spec.policy_key("encoding_errors"), spec.format,
-                       spec.format_key)
+    path = Path(cfg.input_csv)
+    frames = iter_frames(path, spec.encoding_errors, spec.policy_key("encoding_errors"), spec.format,
+                         spec.format_key, cfg.chunk_rows)
+    found = detect_format(path, spec.format, spec.format_key) if path.exists() else None
+    return frames, estimated_rows(path, found), Notes(str(path), found)
+
+
+def estimated_rows(path: Path, found: str | None) -> int:
+    """Rows of the input, for the progress bar's ETA: a text file's lines (one too many per multi-line record);
+    0 (no ETA) when unknown. An unreadable file is the reader's to report, with its fix."""
+    try:
+        if found == "parquet" and path.is_file():
+            import pyarrow.parquet as pq
+            return pq.ParquetFile(path).metadata.num_rows
+        return max(count_lines(path) - (found != "jsonl"), 0) if path.is_file() else 0
+    except Exception:  # noqa: BLE001 (a broken file fails in the reader, which names the fix)
+        return 0
+
+
+def checked_texts(frame: pd.DataFrame, spec: TableSpec, source: str) -> list[str]:
+    """The model texts of a frame's rows (a raw ``text=`` as it is)."""
+    if TEXT in frame.columns:
+        return frame[TEXT].tolist()
     missing = [c for c in spec.text_columns if c not in frame.columns]
     if missing:
-        raise GenreLabError(f"{cfg.input_csv}: missing text column(s) {missing} that the model was trained on "
+        raise GenreLabError(f"{source}: missing text column(s) {missing} that the model was trained on "
                             f"(template {spec.text_template!r}); found {list(frame.columns)}.{delimiter_hint(frame)}")
-    require_columns(frame, spec.text_columns, cfg.input_csv, "")
-    texts = [build_text(row, spec.text_template) for row in frame[spec.text_columns].to_dict("records")]
-    return frame, texts, str(cfg.input_csv)
+    require_columns(frame, spec.text_columns, source, "")
+    return build_texts({c: frame[c].tolist() for c in spec.text_columns}, spec.text_template)
 
 
-def where(mask: pd.Series, frame: pd.DataFrame, source: str) -> str:
-    """``: line(s) …`` of a file's rows (``row index …`` in Parquet); nothing for a command-line input."""
-    return "" if source in COMMAND_LINE else f": {places(mask, frame)}"
+@dataclass
+class Notes:
+    """What predict tells about its input once it has read it all: rows without text, texts cut at max_length,
+    repeated ids; rows by their place in the file (files.RECORD_LINES numbers)."""
+
+    source: str
+    format: str | None = None  # the input file's (formats.py), None on the command line
+    unit: str = "line(s)"
+    rows: int = 0
+    ids: list[Any] = field(default_factory=list)
+    numbers: list[np.ndarray] = field(default_factory=list)  # each frame's row numbers, for repeated ids
+    empty: list[int] = field(default_factory=list)
+    cut: list[int] = field(default_factory=list)
+
+    def add(self, frame: pd.DataFrame, ids: np.ndarray, empty: np.ndarray, cut_rows: np.ndarray) -> None:
+        numbers = frame.attrs.get(RECORD_LINES)
+        numbers = np.arange(self.rows, self.rows + len(frame)) + 2 if numbers is None else np.asarray(numbers)
+        self.unit = frame.attrs.get(RECORD_UNIT, self.unit)
+        self.ids.extend(ids)
+        self.numbers.append(numbers)
+        self.empty.extend(numbers[empty].tolist())
+        self.cut.extend(numbers[cut_rows].tolist())
+        self.rows += len(frame)
+
+    def where(self, numbers: list[int]) -> str:
+        """``: line(s) …`` of the given rows; nothing for a command-line input (one row, no file)."""
+        return "" if self.source in COMMAND_LINE else f": {self.unit} {shorten(self.exact(numbers))}"
+
+    def exact(self, numbers: list[int]) -> list[int]:
+        """A CSV read in pieces numbers its rows row + 2: right unless a record spans lines, else scanned."""
+        path = Path(self.source)
+        if not numbers or self.format not in ("csv", "tsv") or count_lines(path) == self.rows + 1:
+            return numbers
+        return exact_csv_lines(path, np.asarray(numbers) - 2, "\t" if self.format == "tsv" else ",").tolist()
 
 
-def warn_about_input(frame: pd.DataFrame, source: str, id_col: str | None) -> None:
+def report(notes: Notes, what: str, policy: str, run: FinishedRun, id_col: str | None) -> None:
     """Inputs that still get a predictions file, but not the one the user probably expects."""
-    if frame.empty:
-        log.warning("%s: no data rows (header only); the predictions file holds the header only", source)
-    if id_col is not None:
-        repeated = frame[id_col].duplicated(keep=False)
-        if repeated.any():
-            values = list(dict.fromkeys(frame.loc[repeated, id_col]))[:5]
-            log.warning("%s: %d row(s) share their %r with another row (e.g. %s), each predicted on its own row%s",
-                        source, int(repeated.sum()), id_col, values, where(repeated, frame, source))
-
-
-def without_empty(frame: pd.DataFrame, texts: list[str], empty: pd.Series, what: str, policy: str,
-                  source: str) -> tuple[pd.DataFrame, list[str], pd.Series]:
-    """Rows with nothing to predict from, listed by line: kept to get a status (``empty_text=keep``) or left out
-    of the predictions (``drop``); never given genres."""
-    if not empty.any():
-        return frame, texts, empty
-    if policy == "keep":
-        log.warning("%s: %d row(s) with an empty %s, not predicted (status 'empty %s'; empty_text=drop leaves them "
-                    "out)%s", source, int(empty.sum()), what, what, where(empty, frame, source))
-        return frame, texts, empty
-    log.warning("%s: %d row(s) with an empty %s left out of the predictions (empty_text=drop)%s",
-                source, int(empty.sum()), what, where(empty, frame, source))
-    kept = ~empty.to_numpy()
-    return frame[kept], [t for t, k in zip(texts, kept, strict=True) if k], empty[kept]
+    if not notes.rows:
+        log.warning("%s: no data rows (header only); the predictions file holds the header only", notes.source)
+    if notes.empty:
+        if policy == "keep":
+            log.warning("%s: %d row(s) with an empty %s, not predicted (status 'empty %s'; empty_text=drop leaves "
+                        "them out)%s", notes.source, len(notes.empty), what, what, notes.where(notes.empty))
+        else:
+            log.warning("%s: %d row(s) with an empty %s left out of the predictions (empty_text=drop)%s",
+                        notes.source, len(notes.empty), what, notes.where(notes.empty))
+    if notes.cut:
+        log.warning("%s: %d text(s) %s%s", notes.source, len(notes.cut), run.cut_note, notes.where(notes.cut))
+    ids = pd.Series(notes.ids, dtype=object)
+    repeated = ids.duplicated(keep=False).to_numpy() if id_col else np.zeros(len(ids), dtype=bool)
+    if repeated.any():
+        numbers = np.concatenate(notes.numbers)[repeated].tolist()
+        log.warning("%s: %d row(s) share their %r with another row (e.g. %s), each predicted on its own row%s",
+                    notes.source, int(repeated.sum()), id_col, list(dict.fromkeys(ids[repeated]))[:5],
+                    notes.where(numbers))
 
 
 def predict(cfg: DictConfig) -> pd.DataFrame:
+    """Predict every row, frame by frame, into ``out``; returns the predictions (what was written)."""
     require_positive(cfg.batch_size, "batch_size")
+    require_positive(cfg.chunk_rows, "chunk_rows")
     require_choice(cfg.empty_text, "empty_text", ("keep", "drop"))
     out = output_path(cfg)  # before any work: a refused output must not cost a model load
     run = locate(cfg.get("run_dir"), cfg.get("ckpt_path"))
-    space = run.label_space
     decoder = rule_for_run(run.decoder, cfg.decode)  # bad values fail first
-    decoder.for_genres(len(space))
+    decoder.for_genres(len(run.label_space))
     spec = with_policies(run.spec, {"encoding_errors": cfg.get("encoding_errors"), "format": cfg.get("input_format")})
-    frame, texts, source = input_frame(cfg, spec)
-    id_col = spec.id_column if spec.id_column in frame.columns else None
-    warn_about_input(frame, source, id_col)
-    first = spec.text_columns[0]
-    by_column = first in frame.columns  # else a raw text= input
-    empty = (frame[first].map(is_missing) if by_column else
-             pd.Series([not t.strip() for t in texts], index=frame.index)).astype(bool)
-    what = first if by_column else "text"
-    frame, texts, empty = without_empty(frame, texts, empty, what, cfg.empty_text, source)
-    keep = np.flatnonzero(~empty.to_numpy())
-    names = list(space.names)
-    probs = np.full((len(frame), len(names)), np.nan, dtype=np.float32)
-    if len(keep):
-        kept = [texts[i] for i in keep]
-        probs[keep], cut = run.probabilities_and_cuts(kept, cfg.batch_size, cfg.precision, progress=True)
-        warn_truncated(frame, keep, cut, run, source)
-    decisions = np.zeros_like(probs, dtype=np.int64)
-    if len(keep):
-        decisions[keep] = decoder.decide(probs[keep])
-    result = pd.DataFrame({
-        "id": frame[id_col].to_numpy() if id_col else frame.index.to_numpy(),
-        "genres": ["|".join(g) for g in space.decode(decisions)],
-        **{f"prob_{n}": probs[:, i] for i, n in enumerate(names)},
-        "status": np.where(empty.to_numpy(), f"empty {what}", "ok"),
-    })
-    write_frame(result, out)
-    show(result, names)
+    frames, total, notes = input_frames(cfg, spec)
+    source, results, what, id_col = notes.source, [], "text", None
+    with FrameWriter(out, output_format(out)) as writer, \
+            RowProgress(total, "predicting", enabled=total > cfg.chunk_rows) as bar:
+        for frame in frames:
+            id_col = spec.id_column if spec.id_column in frame.columns else None
+            what = spec.text_columns[0] if spec.text_columns[0] in frame.columns else "text"
+            results.append(predict_frame(frame, checked_texts(frame, spec, source), run, decoder, cfg, notes,
+                                         id_col, what))
+            writer.write(results[-1])
+            bar.advance(len(frame))
+        if not writer.frames:  # an input without rows: a file of the header only
+            writer.write(empty_result(list(run.label_space.names)))
+    report(notes, what, cfg.empty_text, run, id_col)
+    result = pd.concat(results, ignore_index=True) if results else empty_result(list(run.label_space.names))
+    show(result, list(run.label_space.names))
     log.info("%d predictions written to %s (decision rule %s)", len(result), out, decoder.to_dict())
     return result
 
 
-def warn_truncated(frame: pd.DataFrame, keep: np.ndarray, cut: np.ndarray, run: FinishedRun, source: str) -> None:
-    """Texts longer than the run's ``max_length``: the model saw only part of them (``data.truncation``)."""
-    if not cut.any():
-        return
-    mask = pd.Series(False, index=frame.index)
-    mask.iloc[keep[cut]] = True
-    log.warning("%s: %d text(s) %s%s", source, int(cut.sum()), run.cut_note, where(mask, frame, source))
+def predict_frame(frame: pd.DataFrame, texts: list[str], run: FinishedRun, decoder: Any, cfg: DictConfig,
+                  notes: Notes, id_col: str | None, what: str) -> pd.DataFrame:
+    """One frame's predictions; its empty rows get a status (or are dropped), its notes go to ``notes``."""
+    names = list(run.label_space.names)
+    empty = (missing_mask(frame[what]) if what in frame.columns else
+             pd.Series([not t.strip() for t in texts])).to_numpy(dtype=bool)
+    keep = np.flatnonzero(~empty)
+    probs = np.full((len(frame), len(names)), np.nan, dtype=np.float32)
+    decisions = np.zeros_like(probs, dtype=np.int64)
+    cut_rows = np.zeros(len(frame), dtype=bool)
+    if len(keep):
+        probs[keep], cut = run.probabilities_and_cuts([texts[i] for i in keep], cfg.batch_size, cfg.precision)
+        decisions[keep] = decoder.decide(probs[keep])
+        cut_rows[keep[cut]] = True
+    ids = frame[id_col].to_numpy() if id_col else np.arange(notes.rows, notes.rows + len(frame))
+    notes.add(frame, ids, empty, cut_rows)
+    result = pd.DataFrame({
+        "id": ids,
+        "genres": ["|".join(g) for g in run.label_space.decode(decisions)],
+        **{f"prob_{n}": probs[:, i] for i, n in enumerate(names)},
+        "status": np.where(empty, f"empty {what}", "ok"),
+    })
+    return result[~empty].reset_index(drop=True) if cfg.empty_text == "drop" else result
+
+
+def empty_result(names: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"id": [], "genres": [], **{f"prob_{n}": np.zeros(0, np.float32) for n in names},
+                         "status": []})
 
 
 def show(result: pd.DataFrame, names: list[str], limit: int = 20) -> None:

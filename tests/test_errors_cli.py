@@ -461,6 +461,14 @@ def test_an_unreadable_csv_is_named_with_the_fix(command, trained_run, good_fram
             return read_bytes(self)
 
         monkeypatch.setattr(Path, "read_bytes", refused)
+        opened = Path.open
+
+        def refused_open(self: Path, *args, **kwargs):  # predict streams the file
+            if self == path:
+                raise PermissionError(errno.EACCES, "Permission denied", str(self))
+            return opened(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "open", refused_open)
     args = {"train": ["model=tiny", f"data.train_csv={path}"], "eval": [f"run_dir={trained_run}", f"input_csv={path}"],
             "predict": [f"run_dir={trained_run}", f"input_csv={path}"]}[command]
     before = tree_digest(trained_run)

@@ -297,13 +297,41 @@ def test_predict_reads_non_utf8_bytes_under_its_own_encoding_errors_key(trained_
     assert len(result) == 5 and (result.status == "ok").all()
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_predicting_in_chunks_gives_exactly_the_whole_file_result(trained_run, tmp_path, sample_frame, caplog,
+                                                                  suffix):
+    frame = sample_frame.head(30).reset_index(drop=True)
+    frame.loc[[3, 17], "synopsis"] = ""  # empty: a status, named by place
+    frame.loc[5, "synopsis"] = "A lighthouse.\nA keeper.\nA storm."  # spans lines in the CSV
+    frame.loc[[8, 25], "id"] = "dup"
+    frame.loc[22, "synopsis"] = "a long night " * 60  # cut at max_length
+    source = tmp_path / f"in{suffix}"
+    {".csv": lambda: frame.to_csv(source, index=False), ".jsonl": lambda: frame.to_json(source, orient="records",
+     lines=True), ".parquet": lambda: frame.to_parquet(source)}[suffix]()
+    logs = {}
+    for rows in (1000, 7):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            predict(predict_cfg(trained_run, tmp_path / f"p{rows}", f"input_csv={source}", f"chunk_rows={rows}",
+                                f"out={tmp_path / f'out{rows}.csv'}"))
+        logs[rows] = sorted(r.getMessage() for r in caplog.records if r.name == "genre_lab.predict")
+    chunked, whole = (pd.read_csv(tmp_path / f"out{rows}.csv", dtype={"id": str}) for rows in (7, 1000))
+    pd.testing.assert_frame_equal(chunked.drop(columns=chunked.filter(like="prob_").columns),
+                                  whole.drop(columns=whole.filter(like="prob_").columns))  # ids, genres, status
+    # probabilities to float noise: a text's batch (hence its padded length) depends on its neighbours
+    pd.testing.assert_frame_equal(chunked.filter(like="prob_"), whole.filter(like="prob_"), atol=1e-6, rtol=0)
+    assert logs[7] == logs[1000] and len(logs[7]) == 3
+    place = {".csv": "line(s) 5, 21", ".jsonl": "line(s) 4, 18", ".parquet": "row index 3, 17"}[suffix]
+    assert any("2 row(s) with an empty synopsis" in line and line.endswith(place) for line in logs[7]), logs[7]
+
+
 def test_predict_logs_its_progress_when_stdout_is_not_a_terminal(trained_run, tmp_path, sample_frame, caplog,
                                                                   monkeypatch):
     monkeypatch.setattr("genre_lab.framework.progress.INTERVAL_S", 0.0)  # a line after every batch
     sample_frame.head(40).to_csv(tmp_path / "in.csv", index=False)
     assert not sys.stdout.isatty()  # pytest captures it, as a log file would
     with caplog.at_level(logging.INFO, logger="genre_lab.framework.progress"):
-        predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={tmp_path / 'in.csv'}", "batch_size=8"))
+        predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={tmp_path / 'in.csv'}", "chunk_rows=8"))
     lines = [r.getMessage() for r in caplog.records if r.name == "genre_lab.framework.progress"]
     assert lines[0].startswith("predicting: 8/40 rows (20%), ") and "rows/s, ETA " in lines[0]
     assert len(lines) == 5 and lines[-1].startswith("predicting: 40 rows in ")

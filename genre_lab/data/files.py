@@ -17,7 +17,7 @@ import lzma
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -163,8 +163,14 @@ def record_lines(data: bytes, rows: int, sep: str = ",") -> np.ndarray | None:
     lines = data.count(b"\n") + (not data.endswith(b"\n"))
     if lines == rows + 1:
         return np.arange(2, rows + 2)
-    reader = csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", errors="replace", newline=""),
-                        delimiter=sep)
+    starts = record_starts(io.BytesIO(data), sep)
+    return starts if starts is not None and len(starts) == rows else None
+
+
+def record_starts(stream: IO[bytes], sep: str = ",") -> np.ndarray | None:
+    """The physical line where each data record of a CSV byte stream starts, read as the csv module splits it
+    (blank lines skipped, as pandas does); None when it cannot split it."""
+    reader = csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline=""), delimiter=sep)
     starts, consumed = [], 0
     try:
         for record in reader:
@@ -173,7 +179,7 @@ def record_lines(data: bytes, rows: int, sep: str = ",") -> np.ndarray | None:
             consumed = reader.line_num
     except csv.Error:
         return None
-    return np.asarray(starts[1:]) if len(starts) == rows + 1 else None  # the first record is the header
+    return np.asarray(starts[1:])  # the first record is the header
 
 
 def line_numbers(mask: pd.Series, frame: pd.DataFrame, limit: int = 10) -> str:

@@ -300,16 +300,16 @@ class MovieData:
         or rank made it (``token_cache_dir``; null: no disk cache)."""
         if table.path not in self._ids:
             s = self.settings
-            self._ids[table.path] = cached_tokenize(table.texts, table.path.name, self.tokenizer, s["max_length"],
-                                                    s["token_cache_dir"], s["truncation"])
+            with self.timed("tokens"):
+                self._ids[table.path] = cached_tokenize(table.texts, table.path.name, self.tokenizer,
+                                                        s["max_length"], s["token_cache_dir"], s["truncation"])
         return self._ids[table.path]
 
     def tokenized(self) -> dict[str, Split]:
         """Every stage's rows tokenized (and, for training, the teacher's soft targets) — once."""
         if not self.splits:
             for name, (table, rows) in self.stage_rows.items():
-                with self.timed("tokens"):
-                    self.splits[name] = Split(table, rows, self._dataset(table, rows, teach=name == "train"))
+                self.splits[name] = Split(table, rows, self._dataset(table, rows, teach=name == "train"))
             log.info("data set-up: %s rows read and checked in %.1f s, split in %.1f s, tokens in %.1f s",
                      f"{sum(len(t) for t in self.tables()):,}", *(self.seconds.get(k, 0.0) for k in PHASES))
         return self.splits
