@@ -9,6 +9,7 @@ measured by /usr/bin/time (wall, peak RSS) and the run's own log (tokenize time;
 same run with the token cache, twice (the second starts from the cache), and predict on the largest file.
 
     python scripts/bench_data.py --rows 10000 100000 1000000 --work /tmp/bench_data [--no-predict]
+    python scripts/bench_data.py --ddp-rows 1000000 --work /tmp/bench_data   # each DDP rank: peak RSS, PSS
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -92,15 +94,53 @@ def bench_predict(rows: int, work: Path) -> dict[str, float]:
     return {"rows": rows, **figures}
 
 
+def process_tree_peaks(args: list[str], log: Path, every_s: float = 0.5) -> list[dict[str, float]]:
+    """Run ``genre-lab *args``; every process of its tree's peak RSS and PSS (GB): PSS splits shared pages (a
+    memory-mapped token cache) between the processes that map them, so their PSS sum is the memory they use."""
+    import psutil
+
+    peaks: dict[int, dict[str, float]] = {}
+    with open(log, "w") as out:
+        root = subprocess.Popen(["genre-lab", *args], stdout=out, stderr=subprocess.STDOUT)
+        tree = psutil.Process(root.pid)
+        while root.poll() is None:
+            for proc in [tree, *tree.children(recursive=True)]:
+                try:
+                    full = proc.memory_full_info()
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+                seen = peaks.setdefault(proc.pid, {"pid": proc.pid, "rss_gb": 0.0, "pss_gb": 0.0})
+                seen["rss_gb"] = max(seen["rss_gb"], full.rss / 1e9)
+                seen["pss_gb"] = max(seen["pss_gb"], full.pss / 1e9)
+            time.sleep(every_s)
+    if root.returncode != 0:
+        raise SystemExit(f"genre-lab {' '.join(args)} failed (exit {root.returncode}); see {log}")
+    return [p for p in peaks.values() if p["rss_gb"] > 0.2]  # the launcher's helpers aside
+
+
+def bench_ddp(rows: int, val: Path, work: Path) -> pd.DataFrame:
+    """A 2-rank trainer=ddp_cpu one-step run on ``rows`` rows, with the token cache (filled first, as a sweep's
+    earlier job or Lightning's prepare_data on rank 0 would)."""
+    train, cache = work / f"movies_{rows}.csv", work / f"cache_{rows}"
+    if not train.is_file():
+        repeat_rows(SHARED, rows, train)
+    args = [*train_args(train, val, work / "runs" / f"ddp_{rows}", cache), "trainer=ddp_cpu"]
+    return pd.DataFrame(process_tree_peaks(args, work / f"ddp_{rows}.log"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_data"))
     parser.add_argument("--no-predict", action="store_true")
+    parser.add_argument("--ddp-rows", type=int, help="instead: peak memory of each rank of a 2-rank DDP run")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     val = args.work / "val.csv"
     pd.read_csv(SHARED, dtype=str, keep_default_na=False).sample(frac=0.2, random_state=0).to_csv(val, index=False)
+    if args.ddp_rows:
+        print(bench_ddp(args.ddp_rows, val, args.work).round(3).to_string(index=False))
+        return
     table = pd.DataFrame([bench_size(rows, val, args.work) for rows in args.rows])
     if "setup_s" in table:  # the "data set-up" log line (absent from code before it)
         table["setup_us_per_row"] = table.setup_s / table.rows * 1e6
