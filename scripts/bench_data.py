@@ -142,8 +142,8 @@ def main() -> None:
         print(bench_ddp(args.ddp_rows, val, args.work).round(3).to_string(index=False))
         return
     table = pd.DataFrame([bench_size(rows, val, args.work) for rows in args.rows])
-    if "setup_s" in table:  # the "data set-up" log line (absent from code before it)
-        table["setup_us_per_row"] = table.setup_s / table.rows * 1e6
+    if "setup_s" in table:  # the "data set-up" log line (absent from code before it); it covers val rows too
+        table["setup_us_per_row"] = table.setup_s / (table.rows + len(pd.read_csv(val))) * 1e6
     print(table.round(3).to_string(index=False))
     if not args.no_predict:
         print(pd.DataFrame([bench_predict(max(args.rows), args.work)]).round(3).to_string(index=False))
