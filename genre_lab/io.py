@@ -8,6 +8,7 @@ import io
 import json
 import os
 import secrets
+import signal
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,3 +97,21 @@ def file_digest(path: str | Path) -> str:
             for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+@contextmanager
+def terminate_as_exit() -> Iterator[None]:
+    """Inside the block SIGTERM raises SystemExit(143) in the main thread, so ``finally`` blocks and atomic writes
+    clean up (a killed predict leaves neither its output nor a temporary file); the old handler is put back."""
+    def stop(signum: int, _: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: signals stay as they are
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 import genre_lab.runs.checkpoint
-from genre_lab.io import write_json
+from genre_lab.io import atomic_target, terminate_as_exit, write_json
 from genre_lab.runs.checkpoint import AtomicCheckpointIO, store_in_checkpoint
 from genre_lab.runs.finished import Run
 
@@ -113,3 +115,13 @@ def test_atomic_writes_honour_the_umask(tmp_path, umask_022, trained_run):
     assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o644}
     os.umask(0o077)  # a private umask is honoured as well
     assert (write_json(tmp_path / "private.json", {}).stat().st_mode & 0o777) == 0o600
+
+
+def test_sigterm_inside_terminate_as_exit_unwinds_and_an_atomic_target_leaves_nothing(tmp_path):
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped, terminate_as_exit(), atomic_target(tmp_path / "out.csv") as tmp:
+        tmp.write_text("half a file")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises at the next bytecode
+    assert stopped.value.code == 143 and signal.getsignal(signal.SIGTERM) is before
+    assert list(tmp_path.iterdir()) == []

@@ -59,9 +59,11 @@ def arrow_frame(table: pa.Table, unit: str) -> pd.DataFrame:
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
-    """A Parquet file, or every .parquet file of a folder in name order (partition folders included)."""
+    """A Parquet file, or every .parquet file of a folder (and its sub-folders) in name order as one table (files
+    such as Spark's _SUCCESS are not read)."""
+    files = sorted(path.rglob("*.parquet")) if path.is_dir() else path  # a folder: its .parquet files only
     try:
-        table = pq.read_table(path)
+        table = pq.ParquetDataset(files).read() if path.is_dir() else pq.read_table(files)
     except (OSError, pa.ArrowException) as err:
         raise GenreLabError(f"{path}: not a readable Parquet {'folder' if path.is_dir() else 'file'} ({err}). "
                             "Re-write it (e.g. pandas DataFrame.to_parquet) or set data.format to its format") from None

@@ -148,6 +148,7 @@ def test_a_parquet_folder_reads_as_one_table_and_the_format_setting_overrides(tm
     (tmp_path / "lake").mkdir()
     sample_frame.iloc[:200].to_parquet(tmp_path / "lake" / "part-0.parquet")
     sample_frame.iloc[200:].to_parquet(tmp_path / "lake" / "part-1.parquet")
+    (tmp_path / "lake" / "_SUCCESS").write_text("")  # what Spark leaves beside its parts
     assert read_table(tmp_path / "lake", TableSpec()).movie_ids == sample_frame.id.tolist()
     sample_frame.to_csv(tmp_path / "movies.txt", sep="\t", index=False)
     assert read_table(tmp_path / "movies.txt", TableSpec(format="tsv")).movie_ids == sample_frame.id.tolist()
