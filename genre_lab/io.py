@@ -9,7 +9,7 @@ import json
 import os
 import secrets
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -99,16 +99,21 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def exit_code_of(signum: int) -> BaseException:
+    return SystemExit(128 + signum)
+
+
 @contextmanager
-def terminate_as_exit() -> Iterator[None]:
-    """Inside the block SIGTERM raises SystemExit(143) in the main thread, so ``finally`` blocks and atomic writes
-    clean up (a killed predict leaves neither its output nor a temporary file); the old handler is put back."""
+def sigterm_raises(error: Callable[[int], BaseException] = exit_code_of) -> Iterator[None]:
+    """Inside the block SIGTERM raises ``error(signum)`` in the main thread (by default SystemExit(143)), so
+    ``finally`` blocks and atomic writes clean up (a killed predict leaves neither its output nor a temporary file);
+    the old handler is put back. Elsewhere than the main thread signals stay as they are."""
     def stop(signum: int, _: Any) -> None:
-        raise SystemExit(128 + signum)
+        raise error(signum)
 
     try:
         previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread: signals stay as they are
+    except ValueError:  # not the main thread (a test, an embedding app)
         yield
         return
     try:

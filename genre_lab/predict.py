@@ -31,7 +31,7 @@ from genre_lab.data.table import TableSpec, require_columns, with_policies
 from genre_lab.data.text_template import build_texts
 from genre_lab.errors import GenreLabError, require_choice, require_positive, run_app, user_errors
 from genre_lab.framework.progress import RowProgress
-from genre_lab.io import same_file, terminate_as_exit
+from genre_lab.io import same_file, sigterm_raises
 from genre_lab.runs.finished import FinishedRun, locate
 from genre_lab.runs.layout import RunLayout
 from genre_lab.scoring.decoding import rule_for_run
@@ -181,7 +181,7 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     spec = with_policies(run.spec, {"encoding_errors": cfg.get("encoding_errors"), "format": cfg.get("input_format")})
     frames, total, notes = input_frames(cfg, spec)
     source, results, what, id_col = notes.source, [], "text", None
-    with terminate_as_exit(), FrameWriter(out, output_format(out)) as writer, \
+    with sigterm_raises(), FrameWriter(out, output_format(out)) as writer, \
             RowProgress(total, "predicting", enabled=total > cfg.chunk_rows) as bar:
         for frame in frames:
             id_col = spec.id_column if spec.id_column in frame.columns else None

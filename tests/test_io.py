@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import genre_lab.runs.checkpoint
-from genre_lab.io import atomic_target, terminate_as_exit, write_json
+from genre_lab.io import atomic_target, sigterm_raises, write_json
 from genre_lab.runs.checkpoint import AtomicCheckpointIO, store_in_checkpoint
 from genre_lab.runs.finished import Run
 
@@ -117,9 +117,9 @@ def test_atomic_writes_honour_the_umask(tmp_path, umask_022, trained_run):
     assert (write_json(tmp_path / "private.json", {}).stat().st_mode & 0o777) == 0o600
 
 
-def test_sigterm_inside_terminate_as_exit_unwinds_and_an_atomic_target_leaves_nothing(tmp_path):
+def test_sigterm_inside_sigterm_raises_unwinds_and_an_atomic_target_leaves_nothing(tmp_path):
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(SystemExit) as stopped, terminate_as_exit(), atomic_target(tmp_path / "out.csv") as tmp:
+    with pytest.raises(SystemExit) as stopped, sigterm_raises(), atomic_target(tmp_path / "out.csv") as tmp:
         tmp.write_text("half a file")
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler raises at the next bytecode

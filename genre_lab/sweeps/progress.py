@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.utils import JobReturn
 from optuna.trial import TrialState
 
+from genre_lab.io import sigterm_raises
 from genre_lab.sweeps.outcome import Outcome
 from genre_lab.sweeps.slots import Slots
 
@@ -105,17 +104,5 @@ class SweeperStopped(BaseException):
     """SIGTERM to the sweeper: its jobs are stopped and its running trials enqueued again."""
 
 
-@contextlib.contextmanager
-def stop_on_sigterm() -> Iterator[None]:
-    def stop(signum: int, frame: Any) -> None:
-        raise SweeperStopped("SIGTERM")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread (a test, an embedding app): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def stop_on_sigterm() -> contextlib.AbstractContextManager[None]:
+    return sigterm_raises(lambda _: SweeperStopped("SIGTERM"))
