@@ -19,6 +19,10 @@ from genre_lab.errors import GenreLabError
 column = st.text(string.ascii_lowercase + "_", min_size=1, max_size=10)
 # Any printable text, braces, quotes, commas and line breaks included (no surrogates, no NUL).
 value = st.text(st.characters(blacklist_categories=["Cs", "Cc"]) | st.sampled_from(",\"'\n\t{}"), max_size=30)
+# every character str.split() splits on, and neighbours it does not (ZERO WIDTH SPACE, NEXT LINE's neighbours)
+spaces = st.sampled_from("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u200a\u200b\u2028\u2029\u202f\u205f"
+                         "\u3000\x84\x86")
+spaced = st.text(st.characters(blacklist_categories=["Cs", "Cc"]) | spaces, max_size=30)
 literal = st.text(string.ascii_letters + " .:-|", max_size=5)
 
 
@@ -67,7 +71,7 @@ def test_a_written_table_reads_back_with_the_same_texts_and_labels(rows):
     assert len({g for row in table.labels for g in row}) == len({g.strip().casefold() for g in kept.genre})
 
 
-@given(st.lists(st.tuples(value | st.none(), value | st.just(float("nan"))) | st.tuples(value, value), min_size=1,
+@given(st.lists(st.tuples(value | st.none(), value | st.just(float("nan"))) | st.tuples(spaced, spaced), min_size=1,
                 max_size=5),
        st.sampled_from(["{synopsis} {movie_name}", "{movie_name}: {synopsis}",
                         "{movie_name}. {synopsis} ({movie_name})", "[{synopsis}]", "{synopsis}{movie_name}",
