@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,9 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from genre_lab.config_dir import config_dir, config_keys
-from genre_lab.data.chunks import FrameWriter, count_lines, exact_csv_lines, iter_frames
+from genre_lab.data.chunks import FrameWriter, count_lines, csv_record_starts, iter_frames
 from genre_lab.data.files import RECORD_LINES, RECORD_UNIT, delimiter_hint, shorten
-from genre_lab.data.formats import detect_format, output_format
+from genre_lab.data.formats import SEPARATORS, detect_format, output_format
 from genre_lab.data.labels import missing_mask
 from genre_lab.data.table import TableSpec, require_columns, with_policies
 from genre_lab.data.text_template import build_texts
@@ -83,20 +84,8 @@ def input_frames(cfg: DictConfig, spec: TableSpec) -> tuple[Iterator[pd.DataFram
     path = Path(cfg.input_csv)
     frames = iter_frames(path, spec.encoding_errors, spec.policy_key("encoding_errors"), spec.format,
                          spec.format_key, cfg.chunk_rows)
-    found = detect_format(path, spec.format, spec.format_key) if path.exists() else None
-    return frames, estimated_rows(path, found), Notes(str(path), found)
-
-
-def estimated_rows(path: Path, found: str | None) -> int:
-    """Rows of the input, for the progress bar's ETA: a text file's lines (one too many per multi-line record);
-    0 (no ETA) when unknown. An unreadable file is the reader's to report, with its fix."""
-    try:
-        if found == "parquet" and path.is_file():
-            import pyarrow.parquet as pq
-            return pq.ParquetFile(path).metadata.num_rows
-        return max(count_lines(path) - (found != "jsonl"), 0) if path.is_file() else 0
-    except Exception:  # noqa: BLE001 (a broken file fails in the reader, which names the fix)
-        return 0
+    notes = Notes(str(path), detect_format(path, spec.format, spec.format_key) if path.exists() else None)
+    return frames, notes.estimated_rows(), notes
 
 
 def checked_texts(frame: pd.DataFrame, spec: TableSpec, source: str) -> list[str]:
@@ -118,6 +107,7 @@ class Notes:
 
     source: str
     format: str | None = None  # the input file's (formats.py), None on the command line
+    lines: int | None = None  # a text file's physical lines, counted once (the ETA, then the exact line numbers)
     unit: str = "line(s)"
     rows: int = 0
     ids: list[Any] = field(default_factory=list)
@@ -135,16 +125,37 @@ class Notes:
         self.cut.extend(numbers[cut_rows].tolist())
         self.rows += len(frame)
 
+    def estimated_rows(self) -> int:
+        """Rows of the input, for the progress bar's ETA: a text file's lines (one too many per multi-line record);
+        0 (no ETA) when unknown. An unreadable file is the reader's to report, with its fix."""
+        path = Path(self.source)
+        try:
+            if self.format == "parquet" and path.is_file():
+                import pyarrow.parquet as pq
+                return pq.ParquetFile(path).metadata.num_rows
+            if not path.is_file():
+                return 0
+            self.lines = count_lines(path)
+            return max(self.lines - (self.format != "jsonl"), 0)
+        except Exception:  # noqa: BLE001 (a broken file fails in the reader, which names the fix)
+            return 0
+
+    @cached_property
+    def record_starts(self) -> np.ndarray | None:
+        """Each record's first physical line, scanned once, only when a CSV's records do not each take one line."""
+        if self.lines == self.rows + 1:
+            return np.arange(2, self.rows + 2)
+        return csv_record_starts(Path(self.source), SEPARATORS[self.format])
+
     def where(self, numbers: list[int]) -> str:
         """``: line(s) …`` of the given rows; nothing for a command-line input (one row, no file)."""
         return "" if self.source in COMMAND_LINE else f": {self.unit} {shorten(self.exact(numbers))}"
 
     def exact(self, numbers: list[int]) -> list[int]:
         """A CSV read in pieces numbers its rows row + 2: right unless a record spans lines, else scanned."""
-        path = Path(self.source)
-        if not numbers or self.format not in ("csv", "tsv") or count_lines(path) == self.rows + 1:
-            return numbers
-        return exact_csv_lines(path, np.asarray(numbers) - 2, "\t" if self.format == "tsv" else ",").tolist()
+        starts = self.record_starts if numbers and self.format in SEPARATORS else None
+        positions = np.asarray(numbers) - 2
+        return starts[positions].tolist() if starts is not None and len(starts) > positions.max() else numbers
 
 
 def report(notes: Notes, what: str, policy: str, run: FinishedRun, id_col: str | None) -> None:

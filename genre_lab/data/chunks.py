@@ -3,8 +3,8 @@ over a file of any length in bounded memory. Each frame is what formats.read_fra
 positions (files.RECORD_LINES) counted in the whole file.
 
 A CSV or TSV read in pieces cannot know which physical line a record starts on (a quoted field may span lines):
-its frames carry row + 2, exact whenever the file has one line per record (``lines_are_rows``), and
-``exact_csv_lines`` scans the file for the others only when a message needs them.
+its frames carry row + 2, exact whenever the file has one line per record (``count_lines`` says), and
+``csv_record_starts`` scans the file for the others, once, only when a message needs them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from genre_lab.data.files import DOWNLOAD_HINT, RECORD_LINES, read_bytes, record_starts
-from genre_lab.data.formats import detect_format, read_frame
+from genre_lab.data.formats import SEPARATORS, detect_format, read_frame
 from genre_lab.errors import GenreLabError
 from genre_lab.io import atomic_target
 
@@ -53,8 +53,8 @@ def iter_frames(path: str | Path, errors: str, key: str, fmt: str, format_key: s
     if not path.exists():
         raise GenreLabError(f"data file not found: {path}. {DOWNLOAD_HINT}")
     found = detect_format(path, fmt, format_key)
-    if found in ("csv", "tsv"):
-        yield from csv_frames(path, errors, key, "\t" if found == "tsv" else ",", rows)
+    if found in SEPARATORS:
+        yield from csv_frames(path, errors, key, found, rows)
     elif found == "parquet" and path.is_file():
         yield from parquet_frames(path, rows)
     else:  # JSON Lines and saved datasets: read whole (their own readers), handed out in pieces
@@ -65,14 +65,14 @@ def iter_frames(path: str | Path, errors: str, key: str, fmt: str, format_key: s
             yield piece
 
 
-def csv_frames(path: Path, errors: str, key: str, sep: str, rows: int) -> Iterator[pd.DataFrame]:
+def csv_frames(path: Path, errors: str, key: str, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
     """pandas' chunked reader; a decoding or parsing error falls back to the whole-file reader, whose messages
     name the lines (read_frame raises them: bad bytes under ``errors=fail``, a ragged row)."""
     replace = errors == "replace"
     done = 0
     try:
         with open_binary(path) as handle:
-            reader = pd.read_csv(handle, sep=sep, dtype=str, keep_default_na=False, na_filter=False,
+            reader = pd.read_csv(handle, sep=SEPARATORS[fmt], dtype=str, keep_default_na=False, na_filter=False,
                                  encoding="utf-8-sig", encoding_errors="replace" if replace else "strict",
                                  chunksize=rows)
             for frame in reader:
@@ -81,7 +81,7 @@ def csv_frames(path: Path, errors: str, key: str, sep: str, rows: int) -> Iterat
                 done += len(frame)
                 yield frame
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError, EOFError):
-        read_frame(path, errors, key, "tsv" if sep == "\t" else "csv")  # raises the message naming the place
+        read_frame(path, errors, key, fmt)  # raises the message naming the place
         raise
 
 
@@ -102,11 +102,10 @@ def parquet_frames(path: Path, rows: int) -> Iterator[pd.DataFrame]:
         raise GenreLabError(f"{path}: not a readable Parquet file ({err})") from None
 
 
-def exact_csv_lines(path: Path, positions: np.ndarray, sep: str) -> np.ndarray:
-    """The physical lines where the records at 0-based ``positions`` start, from one streamed scan of the file."""
+def csv_record_starts(path: Path, sep: str) -> np.ndarray | None:
+    """The physical line where each data record starts, from one streamed scan of the file (files.record_starts)."""
     with open_binary(path) as handle:
-        starts = record_starts(handle, sep)
-    return starts[positions] if starts is not None and len(starts) > positions.max() else positions + 2
+        return record_starts(handle, sep)
 
 
 class FrameWriter:
@@ -133,7 +132,7 @@ class FrameWriter:
         elif self.fmt == "jsonl":
             self.handle.write(frame.to_json(orient="records", lines=True, force_ascii=False).encode())
         else:
-            text = frame.to_csv(index=False, header=not self.frames, sep="\t" if self.fmt == "tsv" else ",")
+            text = frame.to_csv(index=False, header=not self.frames, sep=SEPARATORS[self.fmt])
             self.handle.write(text.encode())
         self.rows += len(frame)
         self.frames += 1

@@ -22,6 +22,7 @@ FORMATS = ("auto", "csv", "tsv", "jsonl", "parquet", "dataset")
 COMPRESSED = (".gz", ".bz2", ".xz", ".zip")
 BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
              ".parquet": "parquet", ".pq": "parquet"}
+SEPARATORS = {"csv": ",", "tsv": "\t"}  # the delimited text formats and their field separator
 OUTPUTS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
 DATASET_FILES = ("dataset_info.json", "state.json")  # what Dataset.save_to_disk writes beside its .arrow files
 DATASET_DICT = "dataset_dict.json"  # what DatasetDict.save_to_disk writes beside one folder per split
@@ -67,11 +68,11 @@ def read_frame(path: str | Path, errors: str, key: str, fmt: str = "auto", forma
     if not path.exists():
         raise GenreLabError(f"data file not found: {path}. {DOWNLOAD_HINT}")
     found = detect_format(path, fmt, format_key)
-    if path.is_dir() != (found == "dataset" or (found == "parquet" and path.is_dir())):
+    if path.is_dir() != (found == "dataset") and found != "parquet":  # Parquet: a file or a folder of files
         raise GenreLabError(f"{path}: {format_key}={found} reads a {'file' if not path.is_dir() else 'folder'}, "
                             f"and this is a {'folder' if path.is_dir() else 'file'}; set {format_key}=auto")
-    if found in ("csv", "tsv"):
-        return read_csv(path, errors, key, sep="\t" if found == "tsv" else ",")
+    if found in SEPARATORS:
+        return read_csv(path, errors, key, sep=SEPARATORS[found])
     if found == "jsonl":
         from genre_lab.data.jsonl import read_jsonl
         return read_jsonl(path, errors, key)
@@ -104,8 +105,8 @@ def write_frame(frame: pd.DataFrame, path: Path) -> Path:
     """``frame`` to ``path`` in the format of its extension, atomically (no half-written file is ever seen);
     numbers stay numbers in JSONL and Parquet."""
     fmt = output_format(path)
-    if fmt in ("csv", "tsv"):
-        return atomic_write_text(path, frame.to_csv(index=False, sep="\t" if fmt == "tsv" else ","))
+    if fmt in SEPARATORS:
+        return atomic_write_text(path, frame.to_csv(index=False, sep=SEPARATORS[fmt]))
     with atomic_target(path) as tmp:
         if fmt == "jsonl":
             frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
