@@ -72,7 +72,7 @@ def csv_frames(path: Path, errors: str, key: str, fmt: str, rows: int) -> Iterat
     done = 0
     try:
         with open_binary(path) as handle:
-            reader = pd.read_csv(handle, sep=SEPARATORS[fmt], dtype=str, keep_default_na=False, na_filter=False,
+            reader = pd.read_csv(handle, sep=SEPARATORS[fmt], dtype=object, keep_default_na=False, na_filter=False,
                                  encoding="utf-8-sig", encoding_errors="replace" if replace else "strict",
                                  chunksize=rows)
             for frame in reader:

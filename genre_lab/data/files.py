@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from genre_lab.errors import GenreLabError
+from genre_lab.framework.progress import RowProgress
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ DOWNLOAD_HINT = (
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHECK_BLOCK = 1 << 24  # bytes decoded at a time to check a file is UTF-8
+MB = 1_000_000
+PROGRESS_BYTES = 64 * MB  # a CSV this large (~200k movies, a second or more to parse) is read under a progress bar
+PARSE_ROWS = 100_000  # rows parsed at a time under that bar
 RECORD_LINES = "record_lines"  # frame.attrs key: the physical line (or row index) where each record starts
 # frame.attrs key: how messages name those places ("line(s)" in a text file, "row index" in Parquet, ...)
 RECORD_UNIT = "record_unit"
@@ -49,8 +53,7 @@ def read_csv(path: str | Path, errors: str, key: str, sep: str = ",") -> pd.Data
     kind = "TSV" if sep == "\t" else "CSV"
     data, replace = checked_utf8(path, errors, key)
     try:
-        frame = pd.read_csv(io.BytesIO(data), sep=sep, dtype=str, keep_default_na=False, na_filter=False,
-                            encoding="utf-8-sig", encoding_errors="replace" if replace else "strict")
+        frame = parse_csv(data, sep, replace)
     except pd.errors.EmptyDataError:
         raise GenreLabError(f"{path}: the file is empty; expected a {kind} with a header row") from None
     except pd.errors.ParserError as err:
@@ -62,6 +65,24 @@ def read_csv(path: str | Path, errors: str, key: str, sep: str = ",") -> pd.Data
     frame = frame.reset_index(drop=True)
     frame.attrs[RECORD_LINES] = record_lines(data, len(frame), sep)  # kept by pandas through row selections
     return frame
+
+
+def parse_csv(data: bytes, sep: str, replace: bool) -> pd.DataFrame:
+    """pandas parses ``data`` into a frame of plain Python strings (object columns: the table's row passes iterate
+    them ~2x faster than pandas' Arrow strings). A file over ``PROGRESS_BYTES`` is parsed ``PARSE_ROWS`` rows at a
+    time under a progress bar in MB (its rows are not known before it is parsed), at the same speed."""
+    options = {"sep": sep, "dtype": object, "keep_default_na": False, "na_filter": False, "encoding": "utf-8-sig",
+               "encoding_errors": "replace" if replace else "strict"}
+    if len(data) <= PROGRESS_BYTES:
+        return pd.read_csv(io.BytesIO(data), **options)
+    handle, frames = io.BytesIO(data), []
+    with RowProgress(-(-len(data) // MB), "reading", unit="MB") as bar, \
+            pd.read_csv(handle, chunksize=PARSE_ROWS, **options) as reader:
+        for frame in reader:
+            frames.append(frame)
+            bar.advance(handle.tell() // MB - bar.done)
+        bar.advance(bar.total - bar.done)
+    return pd.concat(frames, ignore_index=True)
 
 
 def read_bytes(path: Path) -> bytes:

@@ -21,8 +21,10 @@ from genre_lab.data.formats import read_frame
 from genre_lab.data.labels import missing_mask, parse_label_column, unify_spellings
 from genre_lab.data.text_template import build_text, build_texts, template_fields  # noqa: F401 (re-exported)
 from genre_lab.errors import GenreLabError, require_choice
+from genre_lab.framework.progress import RowProgress
 
 log = logging.getLogger(__name__)
+TEXT_ROWS = 100_000  # rows whose texts are built at a time under a large table's progress bar
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def read_table(path: str | Path, spec: TableSpec, require_labels: bool = True) -
     if frame.empty:
         raise GenreLabError(f"{path}: no data rows (header only, or an empty table)")
     frame = without_empty_text(frame, path, spec)
-    texts = build_texts({c: frame[c].tolist() for c in spec.text_columns}, spec.text_template)
+    texts = model_texts(frame, spec)
     # the texts hold what the model needs of those columns: the frame keeps ids, labels and line numbers only
     frame = frame.drop(columns=[c for c in spec.text_columns if c not in (spec.id_column, spec.label_column)])
     frame["__id__"] = frame[spec.id_column] if spec.id_column in frame.columns else frame.index.astype(str)
@@ -146,6 +148,17 @@ def read_table(path: str | Path, spec: TableSpec, require_labels: bool = True) -
         check_unique_ids(frame, path, spec.id_column)
     labels = read_labels(frame, path, spec) if has_labels else None
     return MovieTable(path=path, frame=frame, texts=texts, labels=labels)
+
+
+def model_texts(frame: pd.DataFrame, spec: TableSpec) -> list[str]:
+    """Every row's model text (``build_texts``); a large table's ``TEXT_ROWS`` at a time under a progress bar."""
+    columns = {c: frame[c].tolist() for c in spec.text_columns}
+    texts: list[str] = []
+    with RowProgress(len(frame), "building texts", enabled=len(frame) > TEXT_ROWS) as bar:
+        for start in range(0, len(frame), TEXT_ROWS):
+            texts += build_texts({c: v[start:start + TEXT_ROWS] for c, v in columns.items()}, spec.text_template)
+            bar.advance(len(texts) - bar.done)
+    return texts
 
 
 def without_empty_text(frame: pd.DataFrame, path: Path, spec: TableSpec) -> pd.DataFrame:

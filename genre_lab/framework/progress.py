@@ -1,4 +1,4 @@
-"""Progress of long row-by-row work (the probabilities of eval and predict).
+"""Progress of long row-by-row work (reading and checking a large table, tokenizing, eval and predict).
 
 On a terminal, rich's bar. Elsewhere (a log file, CI, a batch job) that bar prints nothing, so a long job looked
 hung: there one log line every ``interval`` seconds says the rows done, rows/s and the time left.
@@ -30,13 +30,15 @@ def duration(seconds: float) -> str:
 
 
 class RowProgress:
-    """``with RowProgress(total, "predicting", enabled=…) as progress: … progress.advance(rows)``."""
+    """``with RowProgress(total, "predicting", enabled=…) as progress: … progress.advance(rows)``; ``unit`` names
+    what is counted where rows are not known yet (``MB`` of a file being parsed)."""
 
     def __init__(self, total: int, label: str, enabled: bool = True, interval: float | None = None,
-                 stream: IO[str] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 stream: IO[str] | None = None, clock: Callable[[], float] = time.monotonic,
+                 unit: str = "rows") -> None:
         stream = stream if stream is not None else sys.stdout  # looked up now: redirect_stdout and pytest swap it
         on_terminal = enabled and stream.isatty()
-        self.total, self.label, self.clock = total, label, clock
+        self.total, self.label, self.clock, self.unit = total, label, clock, unit
         self.interval = INTERVAL_S if interval is None else interval
         self.logs = enabled and not on_terminal
         self.bar = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=Console(file=stream),
@@ -60,10 +62,10 @@ class RowProgress:
     def status(self, elapsed: float) -> str:
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = duration((self.total - self.done) / rate) if rate > 0 else "unknown"
-        return (f"{self.label}: {self.done:,}/{self.total:,} rows ({self.done / max(self.total, 1):.0%}), "
-                f"{rate:,.1f} rows/s, ETA {eta}")
+        return (f"{self.label}: {self.done:,}/{self.total:,} {self.unit} ({self.done / max(self.total, 1):.0%}), "
+                f"{rate:,.1f} {self.unit}/s, ETA {eta}")
 
     def __exit__(self, *exc: Any) -> None:
         self.bar.__exit__(*exc)
         if self.lines and exc[0] is None:  # a job long enough to report its progress also reports its end
-            log.info("%s: %s rows in %s", self.label, f"{self.done:,}", duration(self.clock() - self.started))
+            log.info("%s: %s %s in %s", self.label, f"{self.done:,}", self.unit, duration(self.clock() - self.started))

@@ -26,7 +26,8 @@ from genre_lab.data.formats import read_frame
 from genre_lab.errors import GenreLabError
 
 KEY = "data.encoding_errors"
-FRAME = pd.DataFrame({"id": ["1", "2"], "synopsis": ["A heist, gone wrong.", "Café"], "genre": ["crime", "drama"]})
+FRAME = pd.DataFrame({"id": ["1", "2"], "synopsis": ["A heist, gone wrong.", "Café"], "genre": ["crime", "drama"]},
+                     dtype=object)  # cells are plain Python strings (what the table's row passes iterate fastest)
 
 
 def zipped(*members: str) -> bytes:
@@ -126,3 +127,37 @@ def test_record_lines_are_physical_lines_when_quoted_fields_span_lines(tmp_path)
 def test_long_line_lists_are_shortened_with_a_count():
     assert shorten([3, 5]) == "3, 5"
     assert shorten(list(range(2, 15)), limit=3) == "2, 3, 4, … (13 rows)"
+
+
+def test_a_large_file_is_parsed_in_pieces_under_a_progress_bar_with_the_same_result(tmp_path, monkeypatch, caplog):
+    """Over PROGRESS_BYTES the CSV is parsed PARSE_ROWS rows at a time (progress in MB): the same frame, the same
+    record lines (quoted line breaks included) and, for a ragged row in a later piece, the same error."""
+    from genre_lab.data import files
+    from genre_lab.framework import progress
+
+    rows = [f'{i},"Line one of {i}.\nLine two, {i}.",{"xy"[i % 2]}' if i % 3 == 0 else f"{i},Plain {i}.,z"
+            for i in range(40)]
+    path = tmp_path / "big.csv"
+    path.write_text("id,synopsis,genre\n" + "\n".join(rows) + "\n")
+    whole = read_csv(path, "fail", KEY)
+    monkeypatch.setattr(files, "PROGRESS_BYTES", 100)
+    monkeypatch.setattr(files, "PARSE_ROWS", 7)
+    monkeypatch.setattr(files, "MB", 50)  # "MB" of 50 bytes: several progress steps in a small file
+    monkeypatch.setattr(progress, "INTERVAL_S", 0.0)
+    with caplog.at_level(logging.INFO, logger="genre_lab.framework.progress"):
+        pieces = read_csv(path, "fail", KEY)
+    pd.testing.assert_frame_equal(pieces, whole)
+    assert all(dtype == "object" for dtype in pieces.dtypes) and all(type(v) is str for v in pieces.synopsis)
+    assert list(pieces.attrs["record_lines"]) == list(whole.attrs["record_lines"])
+    assert pieces.attrs["record_lines"][3] == 6  # row 3 follows one two-line record
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("reading: ") and " MB (" in m and "ETA" in m for m in messages), messages
+    assert messages[-1].startswith(f"reading: {-(-path.stat().st_size // 50)} MB in ")
+
+    path.write_text(path.read_text() + "41,a,b,c\n")
+    with pytest.raises(GenreLabError, match=r"Expected 3 fields in line 42, saw 4") as in_pieces:
+        read_csv(path, "fail", KEY)
+    monkeypatch.setattr(files, "PROGRESS_BYTES", 10**9)
+    with pytest.raises(GenreLabError) as at_once:
+        read_csv(path, "fail", KEY)
+    assert str(in_pieces.value) == str(at_once.value)

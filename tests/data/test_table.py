@@ -57,3 +57,22 @@ def test_line_numbers_are_physical_lines_when_quoted_fields_span_lines(tmp_path)
     frame.to_csv(path, index=False)
     with pytest.raises(GenreLabError, match=r"duplicate 'id' values \['2'\] on line\(s\) 5, 9\."):
         read_table(path, TableSpec(empty_text="drop"))
+
+
+def test_a_large_table_builds_its_texts_in_pieces_with_progress_and_the_same_texts(multilabel_csv, monkeypatch,
+                                                                                    caplog):
+    import logging
+
+    from genre_lab.data import table as table_module
+    from genre_lab.framework import progress
+
+    spec = TableSpec(label_column="genres", multi_label=True)
+    whole = read_table(multilabel_csv, spec)
+    monkeypatch.setattr(table_module, "TEXT_ROWS", 7)  # 400 rows: 58 pieces, the last one short
+    monkeypatch.setattr(progress, "INTERVAL_S", 0.0)
+    with caplog.at_level(logging.INFO, logger="genre_lab.framework.progress"):
+        pieces = read_table(multilabel_csv, spec)
+    assert pieces.texts == whole.texts and len(pieces.texts) == 400
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("building texts: ") and "/400 rows" in m and "ETA" in m for m in messages), messages
+    assert messages[-1].startswith("building texts: 400 rows in ")
