@@ -56,6 +56,8 @@ class GenreDataModule(pl.LightningDataModule):
         sample: dict[str, Any] | None = None,
         val_size: float = 0.2,
         split: str = "auto",
+        folds: int | None = None,
+        fold: int | None = None,
         seed: int = 42,
         shuffle_seed: int | None = None,
         max_length: int = 128,

@@ -1,6 +1,7 @@
 """Which reader a data path needs, and the one call that reads any of them into a frame: CSV and TSV (files.py),
 JSON Lines (jsonl.py), Parquet files or folders of them and Hugging Face datasets saved with ``save_to_disk``
-(columnar.py). ``write_frame`` is the output side (predictions by the extension of ``out=``).
+(columnar.py). ``write_frame`` is the output side (predictions by the extension of ``out=``); ``split_folders``
+maps a saved dataset dict's splits onto the train, validation and test files.
 
 Every reader returns the same thing: scalar cells as strings ("" when missing), a list-valued cell (a genre list) as
 a Python list of strings, and in ``frame.attrs`` where each row is in the file (files.RECORD_LINES/RECORD_UNIT) and
@@ -10,13 +11,17 @@ the type of any column that is neither (``COLUMN_TYPES``), which table.py refuse
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from genre_lab.data.files import DOWNLOAD_HINT, read_csv
 from genre_lab.errors import GenreLabError, require_choice
 from genre_lab.io import atomic_target, atomic_write_text
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("auto", "csv", "tsv", "jsonl", "parquet", "dataset")
 COMPRESSED = (".gz", ".bz2", ".xz", ".zip")
@@ -113,3 +118,25 @@ def write_frame(frame: pd.DataFrame, path: Path) -> Path:
         else:
             frame.to_parquet(tmp, index=False)
     return path
+
+
+SPLIT_NAMES = {"train_csv": ("train",), "val_csv": ("validation", "valid", "val", "dev"), "test_csv": ("test",)}
+
+
+def split_folders(settings: dict[str, Any]) -> dict[str, Any]:
+    """A saved ``DatasetDict`` as ``train_csv``: its train split trains, and its validation and test splits serve
+    as ``val_csv`` / ``test_csv`` unless those are given (each then names its split's own folder)."""
+    folder = settings["train_csv"]
+    splits = dataset_splits(folder) if folder and Path(folder).is_dir() else None
+    if splits is None:
+        return settings
+    if "train" not in splits:
+        raise GenreLabError(f"{folder}: a dataset dict without a 'train' split (it has {splits}); give the split "
+                            f"to train on, e.g. data.train_csv={Path(folder) / splits[0]}")
+    chosen = {}
+    for key, names in SPLIT_NAMES.items():
+        found = next((n for n in names if n in splits), None)
+        if (key == "train_csv" or not settings.get(key)) and found:
+            chosen[key] = str(Path(folder) / found)
+    log.info("%s: dataset dict with splits %s; using %s", folder, splits, chosen)
+    return {**settings, **chosen}

@@ -19,7 +19,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from genre_lab.backbones import load_tokenizer
-from genre_lab.data.formats import dataset_splits
+from genre_lab.data.folds import check_fold_settings, fold_ids
+from genre_lab.data.formats import split_folders
 from genre_lab.data.labels import LabelSpace
 from genre_lab.data.sampling import (
     check_split_support,
@@ -126,28 +127,7 @@ def check_data_settings(s: Mapping[str, Any]) -> None:
     if s["label_column"] is None:
         raise GenreLabError("data.label_column=null: training needs the column holding the genres, "
                             "e.g. data.label_column=genre")
-
-
-SPLIT_NAMES = {"train_csv": ("train",), "val_csv": ("validation", "valid", "val", "dev"), "test_csv": ("test",)}
-
-
-def split_folders(settings: dict[str, Any]) -> dict[str, Any]:
-    """A saved ``DatasetDict`` as ``train_csv``: its train split trains, and its validation and test splits serve
-    as ``val_csv`` / ``test_csv`` unless those are given (each then names its split's own folder)."""
-    folder = settings["train_csv"]
-    splits = dataset_splits(folder) if folder and Path(folder).is_dir() else None
-    if splits is None:
-        return settings
-    if "train" not in splits:
-        raise GenreLabError(f"{folder}: a dataset dict without a 'train' split (it has {splits}); give the split "
-                            f"to train on, e.g. data.train_csv={Path(folder) / splits[0]}")
-    chosen = {}
-    for key, names in SPLIT_NAMES.items():
-        found = next((n for n in names if n in splits), None)
-        if (key == "train_csv" or not settings.get(key)) and found:
-            chosen[key] = str(Path(folder) / found)
-    log.info("%s: dataset dict with splits %s; using %s", folder, splits, chosen)
-    return {**settings, **chosen}
+    check_fold_settings(s.get("folds"), s.get("fold"))
 
 
 class MovieData:
@@ -267,10 +247,20 @@ class MovieData:
             train, val = stratified_split(split_keys(kept, s["val_size"]), s["val_size"], seed=s["seed"])
         return rows[train], rows[val]
 
+    def _fold_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A fold run's training rows (the other folds of ``rows``) and validation rows (its fold)."""
+        s, labels = self.settings, [self.train_table.labels[i] for i in rows]
+        targets = self.label_space.encode(labels) if self.split_method == "iterative" else None
+        ids = fold_ids(labels, s["folds"], self.split_method, s["seed"], targets)
+        log.info("fold %d of %d: training on %d rows, validating on %d", s["fold"], s["folds"],
+                 int((ids != s["fold"]).sum()), int((ids == s["fold"]).sum()))
+        return rows[ids != s["fold"]], rows[ids == s["fold"]]
+
     @cached_property
     def stage_rows(self) -> dict[str, tuple[MovieTable, np.ndarray]]:
         """Each stage's table and rows: read, checked, sampled and split, not tokenized (what a model that
-        reads texts itself, such as the TF-IDF baseline, trains on)."""
+        reads texts itself, such as the TF-IDF baseline, trains on). A fold run (``folds``) trains on the other
+        folds, validates on its own and tests on the held-out rows (the validation file or split)."""
         self.train_table  # noqa: B018 (read first: its time is the read's, not the split's)
         with self.timed("split"):
             train_rows, val_rows = self._train_val_rows()
@@ -280,6 +270,16 @@ class MovieData:
             parts["val"] = (val_table, np.arange(len(val_table)))
         else:
             parts["val"] = (self.train_table, val_rows)
+        if self.settings.get("folds"):
+            if self.settings["test_csv"]:
+                raise GenreLabError(
+                    f"data.test_csv with data.folds={self.settings['folds']}: a fold run's test rows are the held-out "
+                    "rows (data.val_csv or the validation split); leave data.test_csv out (or the dataset's test "
+                    "split: data.test_csv=null) and score that file afterwards with genre-lab eval")
+            with self.timed("split"):
+                train_rows, fold_rows = self._fold_rows(train_rows)
+            return {"train": (self.train_table, train_rows), "val": (self.train_table, fold_rows),
+                    "test": parts["val"]}
         if self.settings["test_csv"]:
             test_table = self._table("test_csv")
             parts["test"] = (test_table, np.arange(len(test_table)))
