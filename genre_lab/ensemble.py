@@ -27,7 +27,7 @@ from genre_lab.data.labels import LabelSpace
 from genre_lab.errors import GenreLabError, is_number, require_number, run_app, user_errors
 from genre_lab.framework.loggers import instantiate_loggers, log_config
 from genre_lab.io import write_json
-from genre_lab.runs.finished import ENSEMBLE_FILE, ExportedRun, FinishedRun, average, locate
+from genre_lab.runs.finished import ENSEMBLE_FILE, ExportedRun, FinishedRun, average, ensemble_definition, locate
 from genre_lab.runs.guard import refuse_record
 from genre_lab.runs.layout import RunLayout
 from genre_lab.runs.results import Report, build_tuner, finish
@@ -38,7 +38,6 @@ from genre_lab.scoring.seed_groups import config_id
 from genre_lab.scoring.thresholds import rule_score, threshold_curves
 
 log = logging.getLogger(__name__)
-FORMAT = 1
 GRID_MEMBERS = 3  # weights=tune tries every grid point up to this many members, a coordinate search beyond
 OPTIMISM = ("chosen on the validation rows the ensemble is scored on, so its val/ figures are optimistic (as for "
             "tuned thresholds); for an unbiased figure run genre-lab eval run_dir=<the ensemble> input_csv=<held-out "
@@ -247,9 +246,8 @@ def write_ensemble(cfg: DictConfig, out: Path, members: Sequence[Member], weight
              "best_checkpoint": str(definition), "config_id": config_id(config)}
 
     def keep(scored: Score) -> None:  # eval and predict run the members and decide with the tuned rule
-        write_json(definition, {"format": FORMAT, "members": paths, "weights": facts["weights"],
-                                "weights_source": weights.source, "decoder": scored.decoder.to_dict(),
-                                "label_space": space.to_dict(), "text_template": members[0].run.spec.text_template})
+        write_json(definition, ensemble_definition(paths, facts["weights"], weights.source, scored.decoder, space,
+                                                   members[0].run.spec.text_template))
 
     loggers = instantiate_loggers(cfg.get("logger"))
     log_config(loggers, cfg, facts["config_id"])

@@ -46,6 +46,7 @@ from genre_lab.runs.stored_probs import StoredProbs
 from genre_lab.scoring.metrics import score
 from genre_lab.scoring.seed_groups import config_id
 from genre_lab.settings import check_train_settings, fits_texts
+from genre_lab.sweeps.cross_validation import command_overrides, cross_validate, is_driver
 from genre_lab.sweeps.pruning import TrialPruning
 from genre_lab.train_baseline import fit_baseline
 
@@ -98,7 +99,9 @@ def final_metrics(cfg: DictConfig, model: Any, data: MovieData, ckpt: str | None
     test = None
     if data.has_labels("test"):
         test_logits, test_targets = logits_and_targets("test")
-        test = (model.probabilities(torch.from_numpy(test_logits)).numpy(), test_targets)
+        test = StoredProbs(np.asarray(data.splits["test"].movie_ids),
+                           model.probabilities(torch.from_numpy(test_logits)).numpy(), test_targets,
+                           model.label_space.names)
     metrics, _ = finish(val, model.label_space, decoder, tuner, report, facts, test, keep if ckpt else None)
     return metrics
 
@@ -133,6 +136,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, evaluate the best checkpoint, write the run's result files; returns the final metrics."""
     job_started = time.time()
     check_train_settings(cfg)
+    if is_driver(cfg):  # data.folds without data.fold: every fold, then their cross-validation
+        return cross_validate(cfg, command_overrides())
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     try:

@@ -41,8 +41,8 @@ def fit_baseline(cfg: DictConfig, data: MovieData, decoder: Decoder, out: Path) 
     val = StoredProbs(np.asarray(val_ids), model.predict_proba(val_texts), val_targets, space.names)
     test = None
     if data.has_labels("test"):
-        test_texts, test_targets, _ = data.texts_and_targets("test")
-        test = model.predict_proba(test_texts), test_targets
+        test_texts, test_targets, test_ids = data.texts_and_targets("test")
+        test = StoredProbs(np.asarray(test_ids), model.predict_proba(test_texts), test_targets, space.names)
     write_json(layout.timing, {"fit_seconds": fit_seconds, "train_samples": len(texts),
                                "job_started_at": started, "fit_ended_at": time.time()})
     loggers = instantiate_loggers(cfg.get("logger"))

@@ -43,6 +43,17 @@ ENSEMBLE_FILE = RunLayout(".").ensemble.name
 ENSEMBLE_KEYS = ("members", "weights", "decoder", "label_space")
 
 
+ENSEMBLE_FORMAT = 1
+
+
+def ensemble_definition(members: Sequence[str], weights: Sequence[float], source: str, decoder: Decoder,
+                        space: LabelSpace, text_template: str) -> dict[str, Any]:
+    """What ``ensemble.json`` holds (genre-lab ensemble, a cross-validation): ``EnsembleRun`` reads it back."""
+    return {"format": ENSEMBLE_FORMAT, "members": list(members), "weights": [float(w) for w in weights],
+            "weights_source": source, "decoder": decoder.to_dict(), "label_space": space.to_dict(),
+            "text_template": text_template}
+
+
 class FinishedRun(Protocol):
     """What eval and predict use of a run, whatever its model."""
 
@@ -331,8 +342,10 @@ class EnsembleRun(SavedRule):
 
     @property
     def data_hparams(self) -> dict[str, Any]:
-        """The first member's: the members were checked to share their validation rows and text template."""
-        return self.members[0].data_hparams
+        """The first member's: the members were checked to share their validation rows and text template. The
+        validation rows of fold runs (a cross-validation's members) differ from fold to fold; the rows they all
+        score are the held-out ones, which the same settings without the fold give."""
+        return {**self.members[0].data_hparams, "folds": None, "fold": None}
 
     @property
     def spec(self) -> TableSpec:

@@ -98,6 +98,17 @@ class RunLayout:
         return self.root / "val_probs.npz"
 
     @property
+    def test_probs(self) -> Path:
+        """The labelled test rows' probabilities, as ``val_probs`` (a fold run: the held-out rows)."""
+        return self.root / "test_probs.npz"
+
+    @property
+    def oof_probs(self) -> Path:
+        """A cross-validation's out-of-fold probabilities: every training row scored by the fold model that never
+        saw it (genre_lab.sweeps.cross_validation)."""
+        return self.root / "oof_probs.npz"
+
+    @property
     def decisions(self) -> Path:
         """eval's per-row true and predicted genres."""
         return self.root / "decisions.csv"
@@ -150,7 +161,8 @@ class RunLayout:
         """The files that make this directory an earlier run's results (of any command): what no other run may
         write over. A directory holding only ``.hydra/`` (and a log) is an attempt that failed before writing any:
         it may be used again."""
-        marks = [self.metrics, self.val_probs, self.ensemble, self.decisions, self.predictions, self.per_class]
+        marks = [self.metrics, self.val_probs, self.test_probs, self.oof_probs, self.ensemble, self.decisions,
+                 self.predictions, self.per_class]
         found = [p.relative_to(self.root).as_posix() for p in marks if p.is_file()]
         if self.checkpoints.is_dir() and any(self.checkpoints.iterdir()):
             found.append("checkpoints/")

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
 from omegaconf import DictConfig
 
 from genre_lab.data.labels import LabelSpace
@@ -49,18 +48,20 @@ def build_tuner(cfg: DictConfig, enabled: bool = True) -> Any | None:
 
 
 def finish(rows: StoredProbs, space: LabelSpace, decoder: Decoder, tuner: Any | None, report: Report,
-           facts: Mapping[str, Any] | None = None, test: tuple[np.ndarray, np.ndarray] | None = None,
+           facts: Mapping[str, Any] | None = None, test: StoredProbs | None = None,
            keep: Callable[[Score], Mapping[str, Any] | None] | None = None) -> tuple[dict[str, Any], Score]:
-    """Score ``rows`` with ``decoder`` (tuned by ``tuner``), and ``test`` (probabilities, targets) with the rule
-    tuned on them; store, plot and publish. ``facts`` join the figures in metrics.json, as does what ``keep``
-    returns. Returns the metrics and the scored rows."""
+    """Score ``rows`` with ``decoder`` (tuned by ``tuner``), and the labelled ``test`` rows with the rule tuned on
+    them; store (``val_probs.npz``, ``test_probs.npz``), plot and publish. ``facts`` join the figures in
+    metrics.json, as does what ``keep`` returns. Returns the metrics and the scored rows."""
     scored = score(rows.probs, rows.targets, decoder, space.names, report.stage, tuner)
     metrics = dict(scored.metrics)
     if test is not None:
-        tested = score(*test, scored.decoder, space.names, "test").metrics
+        tested = score(test.probs, test.targets, scored.decoder, space.names, "test").metrics
         metrics.update({k: v for k, v in tested.items() if k.startswith("test/")})
     if report.keep_probs:
         rows.save(RunLayout(report.out).val_probs)
+        if test is not None:  # a fold run's held-out rows: its cross-validation averages them over the folds
+            test.save(RunLayout(report.out).test_probs)
     metrics.update(facts or {})
     metrics.update((keep(scored) if keep else None) or {})
     images = plots.write_all(report.out, rows.probs, rows.targets, scored.decisions, space, scored.decoder) \

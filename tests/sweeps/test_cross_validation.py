@@ -1,0 +1,97 @@
+"""`genre-lab train … data.folds=k`: every fold as its own run, out-of-fold probabilities, thresholds tuned out of
+fold, the held-out rows scored by the fold models' average; resumable fold by fold."""
+
+import json
+import shutil
+
+import hydra
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from genre_lab.data.table import TableSpec, read_table
+from genre_lab.runs.finished import locate
+from genre_lab.runs.layout import RunLayout
+from genre_lab.runs.stored_probs import StoredProbs
+from tests.conftest import SAMPLE_CSV, genre_lab_cli, genre_lab_here
+
+ARGS = ["train", "experiment=quickstart", "model=tiny", "trainer.max_epochs=1", "data.folds=2", "logger=csv"]
+
+
+@pytest.fixture(scope="module")
+def cross_validation(tmp_path_factory):
+    work = tmp_path_factory.mktemp("cv")
+    done = genre_lab_cli(*ARGS, f"hydra.run.dir={work / 'cv'}", cwd=work)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return work / "cv"
+
+
+@pytest.mark.process
+def test_out_of_fold_rows_are_every_training_row_once_each_from_the_model_that_never_trained_on_it(cross_validation):
+    folds = [cross_validation / f"fold_{i}" for i in range(2)]
+    oof = StoredProbs.load(RunLayout(cross_validation).oof_probs)
+    parts = [StoredProbs.load(RunLayout(f).val_probs) for f in folds]
+    assert len(oof.movie_ids) == 320 and len(set(oof.movie_ids)) == 320  # the 80 % of 400 rows the split trains on
+    assert not set(parts[0].movie_ids) & set(parts[1].movie_ids)
+    held = StoredProbs.load(RunLayout(cross_validation).val_probs)
+    assert not set(held.movie_ids) & set(oof.movie_ids) and len(held.movie_ids) == 80
+    table = read_table(SAMPLE_CSV, TableSpec())
+    text_of = dict(zip(table.movie_ids, table.texts, strict=True))
+    for folder, part in zip(folds, parts, strict=True):
+        rows = np.isin(oof.movie_ids, part.movie_ids)
+        again = locate(run_dir=folder).probabilities([text_of[m] for m in oof.movie_ids[rows]])
+        np.testing.assert_allclose(oof.probs[rows], again, atol=1e-5)  # the fold model on its own held-out fold
+    tests = [StoredProbs.load(RunLayout(f).test_probs).aligned_to(held, (str(f), "cv")) for f in folds]
+    np.testing.assert_allclose(held.probs, (tests[0].probs + tests[1].probs) / 2, atol=1e-6)
+
+
+@pytest.mark.process
+def test_thresholds_are_tuned_on_the_out_of_fold_rows_only(cross_validation):
+    metrics = RunLayout(cross_validation).read_metrics()
+    cfg = OmegaConf.load(RunLayout(cross_validation).config)
+    oof = StoredProbs.load(RunLayout(cross_validation).oof_probs)
+    decoder = hydra.utils.instantiate(cfg.decode).for_genres(len(oof.labels), "x")
+    rule = hydra.utils.instantiate(cfg.tuning).tune(oof.probs, oof.targets, decoder)
+    assert metrics["decoder"] == rule.to_dict()  # from the out-of-fold rows, whatever the held-out rows hold
+    assert json.loads(RunLayout(cross_validation).ensemble.read_text())["decoder"] == rule.to_dict()
+    assert metrics["thresholds_tuned_on"] == "oof" and metrics["folds"] == 2
+    for name in ("f1_micro", "f1_macro", "top1_accuracy"):
+        assert {f"val/{name}", f"oof/{name}", f"val_tuned_on_val/{name}", f"cv/{name}", f"cv/{name} std"} <= set(
+            metrics)
+
+
+@pytest.mark.process
+def test_eval_of_the_cross_validation_scores_the_held_out_rows_with_its_rule(cross_validation, tmp_path):
+    done = genre_lab_here("eval", f"run_dir={cross_validation}", f"hydra.run.dir={tmp_path / 'e'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    scored = RunLayout(tmp_path / "e").read_metrics()
+    figures = RunLayout(cross_validation).read_metrics()
+    assert scored["eval/f1_micro"] == pytest.approx(figures["val/f1_micro"], abs=1e-6)
+
+
+@pytest.mark.process
+def test_running_it_again_keeps_finished_folds_and_trains_the_rest(cross_validation, tmp_path):
+    again = tmp_path / "cv"
+    shutil.copytree(cross_validation / "fold_0", again / "fold_0")  # fold 1 never ran here
+    before = (again / "fold_0" / "metrics.json").read_bytes()
+    done = genre_lab_cli(*ARGS, f"hydra.run.dir={again}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "fold 0 of 2: finished already" in done.stdout + done.stderr
+    assert (again / "fold_0" / "metrics.json").read_bytes() == before
+    ours, theirs = RunLayout(again).read_metrics(), RunLayout(cross_validation).read_metrics()
+    assert ours["val/f1_micro"] == pytest.approx(theirs["val/f1_micro"], abs=1e-6)  # seeded: the same fold 1
+    refused = genre_lab_cli(*ARGS, f"hydra.run.dir={again}", cwd=tmp_path)  # finished: never written over
+    assert refused.returncode == 2 and "already holds a trained model ['ensemble.json']" in refused.stderr
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["data.folds=1"], "data.folds=1 must be a whole number in [2, 20]"),
+    (["data.folds=50"], "data.folds=50 must be a whole number in [2, 20]"),
+    # 5 movies per genre, 4 of them left for training by the split: fewer than 5 folds
+    (["data.folds=5", "data.sample.per_class=5"], "data.folds=5, but genre(s)"),
+])
+def test_bad_folds_fail_once_before_any_fold_trains(tmp_path, overrides, message):
+    done = genre_lab_here(*ARGS[:-2], *overrides, f"hydra.run.dir={tmp_path / 'cv'}", cwd=tmp_path)
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert done.stderr.count("genre-lab: error:") == 1
+    assert not list((tmp_path / "cv").glob("fold_*")) and not RunLayout(tmp_path / "cv").record()
