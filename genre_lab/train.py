@@ -46,7 +46,7 @@ from genre_lab.runs.stored_probs import StoredProbs
 from genre_lab.scoring.metrics import score
 from genre_lab.scoring.seed_groups import config_id
 from genre_lab.settings import check_train_settings, fits_texts
-from genre_lab.sweeps.cross_validation import command_overrides, cross_validate, is_driver
+from genre_lab.sweeps.cross_validation import cross_validate, is_driver
 from genre_lab.sweeps.pruning import TrialPruning
 from genre_lab.train_baseline import fit_baseline
 
@@ -137,7 +137,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     job_started = time.time()
     check_train_settings(cfg)
     if is_driver(cfg):  # data.folds without data.fold: every fold, then their cross-validation
-        return cross_validate(cfg, command_overrides())
+        return cross_validate(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     try:
@@ -146,15 +146,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("%s", done)
         return RunLayout(out).read_metrics()
     install_rank_command()
-    decoder = hydra.utils.instantiate(cfg.decode)
     # _convert_="all": plain containers in hyper-parameters keep checkpoints weights_only-loadable.
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     data: MovieData = datamodule.data
-    baseline = fits_texts(cfg.model)
-    if not baseline:
+    if not (baseline := fits_texts(cfg.model)):
         check_max_length(data.settings["max_length"], cfg.model.backbone)
     # The label space reads and checks the training file: bad data or top_k fail before tokenizing.
-    decoder.for_genres(len(data.label_space), "the training data")
+    decoder = hydra.utils.instantiate(cfg.decode).for_genres(len(data.label_space), "the training data")
     log.info(data.describe())
     if baseline:  # the TF-IDF baseline: fitted on the texts, no Lightning (train_baseline.py)
         return fit_baseline(cfg, data, decoder, out)

@@ -132,8 +132,10 @@ def headline(scored: Score, stage: str) -> dict[str, float]:
     return {f"{stage}/{n}": scored.metrics[f"{stage}/{n}"] for n in HEADLINE if f"{stage}/{n}" in scored.metrics}
 
 
-def cross_validate(cfg: DictConfig, task: Sequence[str]) -> dict[str, Any]:
-    """Train (or go on with) every fold, then collect them into this run directory; returns its metrics."""
+def cross_validate(cfg: DictConfig, task: Sequence[str] | None = None) -> dict[str, Any]:
+    """Train (or go on with) every fold, then collect them into this run directory; returns its metrics. ``task``:
+    the overrides each fold repeats (None: the command line's)."""
+    task = command_overrides() if task is None else task
     out = Path(cfg.paths.output_dir)
     folds = int(cfg.data.folds)
     check_folds_first(cfg)
@@ -159,7 +161,7 @@ def cross_validate(cfg: DictConfig, task: Sequence[str]) -> dict[str, Any]:
 
     loggers = instantiate_loggers(cfg.get("logger"))
     log_config(loggers, cfg, facts["config_id"])
-    report = Report(out, "val", f"held-out rows (average of {folds} fold models, thresholds tuned out of fold)",
+    report = Report(out, "val", f"held-out rows, {folds} fold models, out-of-fold thresholds",
                     loggers, log_prefix="final/", finish_loggers=True)
     metrics, _ = finish(held, space, tuned.decoder, None, report, facts, keep=keep)
     log.info("cross-validation of %d folds: results in %s; val/ figures use thresholds tuned on the out-of-fold "

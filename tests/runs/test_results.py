@@ -34,8 +34,7 @@ def test_finish_scores_stores_keeps_then_writes_metrics_last(tmp_path):
         return {"kept": True}
 
     report = Report(tmp_path, "val", "t", [], plots=False)
-    metrics, scored = finish(val, LabelSpace(GENRES, False), Decoder(0.5), tuner, report, {"fact": 1},
-                             (test.probs, test.targets), keep)
+    metrics, scored = finish(val, LabelSpace(GENRES, False), Decoder(0.5), tuner, report, {"fact": 1}, test, keep)
     expected = score(val.probs, val.targets, Decoder(0.5), GENRES, "val", ThresholdTuner(min_positives=0))
     assert metrics["val/f1_micro"] == pytest.approx(expected.metrics["val/f1_micro"])
     assert metrics["decoder"] == expected.metrics["decoder"] != Decoder(0.5).to_dict()  # tuned on these rows
@@ -46,6 +45,8 @@ def test_finish_scores_stores_keeps_then_writes_metrics_last(tmp_path):
     assert json.loads(layout.metrics.read_text()) == json.loads(json.dumps(metrics))
     stored = StoredProbs.load(layout.val_probs)
     assert (stored.probs == val.probs).all() and list(stored.movie_ids) == list(val.movie_ids)
+    stored_test = StoredProbs.load(layout.test_probs)  # a fold run's held-out rows, for its cross-validation
+    assert (stored_test.probs == test.probs).all() and list(stored_test.movie_ids) == list(test.movie_ids)
     assert layout.per_class.read_text().count("\n") == 1 + len(GENRES) and not list(tmp_path.glob("*.png"))
 
 
