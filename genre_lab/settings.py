@@ -83,6 +83,8 @@ def check_before_launch(cfg: DictConfig) -> None:
     with open_dict(cfg):
         cfg.logger = None
     data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "_target_"}
+    if data.get("folds") and data.get("fold") is None:  # a cross-validating job: checked as its first fold
+        data["fold"] = 0
     check_data_settings({**data_defaults(), **data})
     check_train_settings(cfg)
 

@@ -46,7 +46,7 @@ from genre_lab.runs.stored_probs import StoredProbs
 from genre_lab.scoring.metrics import score
 from genre_lab.scoring.seed_groups import config_id
 from genre_lab.settings import check_train_settings, fits_texts
-from genre_lab.sweeps.cross_validation import cross_validate, is_driver
+from genre_lab.sweeps.cross_validation import cross_validate, is_driver, objective
 from genre_lab.sweeps.pruning import TrialPruning
 from genre_lab.train_baseline import fit_baseline
 
@@ -241,6 +241,8 @@ def main(cfg: DictConfig) -> float | None:
     rank_zero_console()
     with job_scope():
         metrics = train(cfg)
+    if is_driver(cfg):  # a cross-validation: the mean over its folds (its val/ figures are the held-out rows')
+        return objective(cfg, metrics)
     if metrics.get("status") == "pruned":  # results are written; the sweeper tells the study PRUNED
         from genre_lab.sweeps.outcome import StoppedByBudget, TrialPruned  # deferred: optuna is an extra
 

@@ -11,9 +11,9 @@ Collected into the run directory: ``oof_probs.npz`` (every training row scored b
 it) and the thresholds tuned on it (``oof/…``); the held-out rows (``data.val_csv`` or the split) scored by the
 average of the k fold models with that rule — ``val/…``, the honest figure, and ``val_probs.npz`` — beside
 ``val_tuned_on_val/…``, the same rows with thresholds tuned on themselves as a single run reports them (the
-difference is that figure's optimism); ``cv/<figure>`` and its ``std`` and ``±95%``: the fold models' figures on the
-held-out rows, one by one. ``ensemble.json`` makes the run the ensemble of its folds for eval, predict, compare and
-ensemble.
+difference is that figure's optimism); ``cv/<figure>`` and its ``std`` and ``±95%``: the fold models, each on its
+own fold — what a search trial returns (``objective``), after reporting the running mean fold by fold.
+``ensemble.json`` makes the run the ensemble of its folds for eval, predict, compare and ensemble.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ from genre_lab.scoring.metrics import Score, score
 from genre_lab.scoring.seed_groups import config_id, interval
 
 log = logging.getLogger(__name__)
-DROPPED = ("data.fold=", "+data.fold=", "resume=", "hydra.run.dir=")  # overrides the driver sets per fold
+# overrides the driver sets per fold; a search's trial is the driver's: it alone reports to the study
+DROPPED = ("data.fold=", "+data.fold=", "resume=", "hydra.run.dir=", "hydra.mode=", "trial=", "+trial=")
 
 
 def is_driver(cfg: DictConfig) -> bool:
@@ -64,7 +65,9 @@ def check_folds_first(cfg: DictConfig) -> None:
 
 def fold_overrides(task: Sequence[str], fold: int, folder: Path, resume: bool) -> list[str]:
     kept = [o for o in task if not o.startswith(DROPPED)]
-    return [*kept, f"data.fold={fold}", f"hydra.run.dir={folder}", *(["resume=true"] if resume else [])]
+    # hydra.mode=RUN: one run, even where the overrides hold a search (hparams_search sets MULTIRUN)
+    return [*kept, f"data.fold={fold}", f"hydra.run.dir={folder}", "hydra.mode=RUN",
+            *(["resume=true"] if resume else [])]
 
 
 def run_fold(task: Sequence[str], fold: int, folds: int, folder: Path) -> None:
@@ -85,13 +88,43 @@ def run_fold(task: Sequence[str], fold: int, folds: int, folder: Path) -> None:
 
 
 def run_folds(cfg: DictConfig, out: Path, task: Sequence[str]) -> None:
+    """Every fold not finished yet, in turn; in a search, the running mean of the folds' ``optimized_metric`` is
+    reported to the trial after each fold, and a pruned trial stops there."""
     folds = int(cfg.data.folds)
+    trial = FoldReports(cfg) if cfg.get("trial") else None
     for fold in range(folds):
         folder = fold_dir(out, fold)
         if RunLayout(folder).metrics.is_file():
             log.info("fold %d of %d: finished already in %s", fold, folds, folder)
-            continue
-        run_fold(task, fold, folds, folder)
+        else:
+            run_fold(task, fold, folds, folder)
+        if trial is not None and fold < folds - 1:
+            trial.report(fold, RunLayout(folder).read_metrics())
+
+
+class FoldReports:
+    """A cross-validating trial's reports: after fold ``i``, the mean of folds 0 … i's own validation figure."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        from genre_lab.sweeps.trial_link import reach_trial
+
+        self.metric, self.number = str(cfg.optimized_metric), int(cfg.trial.number)
+        self.trial = reach_trial(cfg.trial)
+        self.values: list[float] = []
+
+    def report(self, fold: int, figures: dict[str, Any]) -> None:
+        from genre_lab.sweeps.outcome import TrialPruned  # deferred: optuna is an extra
+
+        if self.metric not in figures:
+            raise GenreLabError(f"optimized_metric={self.metric}: a fold run's metrics.json has no such figure; a "
+                                "cross-validating search optimizes a final figure, e.g. val/f1_micro or val/f1_macro")
+        self.values.append(float(figures[self.metric]))
+        if self.trial is None:
+            return
+        self.trial.report(float(np.mean(self.values)), step=fold)
+        if self.trial.should_prune():
+            raise TrialPruned(f"trial {self.number} pruned after fold {fold} (mean {self.metric} over "
+                              f"{len(self.values)} fold(s): {np.mean(self.values):.4f})")
 
 
 def collect(out: Path, folds: int) -> tuple[StoredProbs, StoredProbs, list[dict[str, Any]]]:
@@ -119,13 +152,20 @@ def collect(out: Path, folds: int) -> tuple[StoredProbs, StoredProbs, list[dict[
 
 
 def fold_spread(figures: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """``cv/<figure>``, ``cv/<figure> std`` and ``cv/<figure> ±95%``: each fold model on the held-out rows."""
+    """``cv/<figure>``, ``cv/<figure> std`` and ``cv/<figure> ±95%``: each fold model on its own fold (the
+    k-fold score, which a search selects on: never the held-out rows)."""
     out: dict[str, float] = {}
     for name in HEADLINE:
-        values = [f[f"test/{name}"] for f in figures if f"test/{name}" in f]
+        values = [f[f"val/{name}"] for f in figures if f"val/{name}" in f]
         if values:
             out[f"cv/{name}"], out[f"cv/{name} std"], out[f"cv/{name} ±95%"] = interval(values)
     return out
+
+
+def objective(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
+    """What a cross-validating job returns to a search: the mean over folds of ``optimized_metric``
+    (``val/f1_micro`` -> ``cv/f1_micro``), the held-out rows kept out of the choice."""
+    return metrics.get(str(cfg.optimized_metric).replace("val/", "cv/", 1))
 
 
 def headline(scored: Score, stage: str) -> dict[str, float]:

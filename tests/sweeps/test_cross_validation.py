@@ -95,3 +95,29 @@ def test_bad_folds_fail_once_before_any_fold_trains(tmp_path, overrides, message
     assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
     assert done.stderr.count("genre-lab: error:") == 1
     assert not list((tmp_path / "cv").glob("fold_*")) and not RunLayout(tmp_path / "cv").record()
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("pruned", [True, False])
+def test_a_search_scores_each_trial_by_the_mean_over_folds_and_may_prune_it_after_its_first(tmp_path, pruned):
+    optuna = pytest.importorskip("optuna")
+    db = f"sqlite:///{tmp_path / 'study.db'}"
+    prune = ["hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.lower=1.01",
+             "hydra.sweeper.pruner.n_warmup_steps=0"] if pruned else ["hydra/sweeper/pruner=none"]
+    done = genre_lab_cli("train", "hparams_search=optuna", "experiment=quickstart", "model=tiny",
+                         "trainer.max_epochs=1", "data.folds=2", "logger=csv", "hydra.sweeper.n_trials=1",
+                         "hydra.sweeper.confirm.top_k=0", *prune, f"hydra.sweeper.storage={db}",
+                         f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-4000:]
+    trial = optuna.load_study(study_name="genre_lab", storage=db).trials[0]
+    job = tmp_path / "sweep" / "0"
+    if pruned:  # nothing reaches 1.01: pruned on its first report, after fold 0, before fold 1 starts
+        assert trial.state.name == "PRUNED" and list(trial.intermediate_values) == [0]
+        assert (job / "fold_0" / "metrics.json").is_file() and not (job / "fold_1").exists()
+        return
+    folds = [RunLayout(job / f"fold_{i}").read_metrics()["val/f1_micro"] for i in range(2)]
+    assert trial.state.name == "COMPLETE" and trial.value == pytest.approx(np.mean(folds))  # never the held-out
+    assert trial.intermediate_values == {0: pytest.approx(folds[0])}
+    assert RunLayout(job).read_metrics()["cv/f1_micro"] == pytest.approx(trial.value)
+    fold_config = OmegaConf.load(RunLayout(job / "fold_0").config)
+    assert fold_config.trial is None and OmegaConf.load(RunLayout(job).config).trial.number == 0  # folds never report
