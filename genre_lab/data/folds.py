@@ -8,13 +8,12 @@ seeded validation split) as its test set: the rows that no fold trains or tunes 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from genre_lab.data.sampling import split_keys
+from genre_lab.data.sampling import genres_short_of, split_keys
 from genre_lab.errors import GenreLabError, require_int
 
 MAX_FOLDS = 20
@@ -37,8 +36,7 @@ def check_fold_settings(folds: Any, fold: Any) -> None:
 
 def check_fold_support(labels: Sequence[Sequence[str]], folds: int) -> None:
     """Every genre needs a row in every fold: at least ``folds`` training rows."""
-    counts = Counter(name for row in labels for name in row)
-    short = {name: n for name, n in sorted(counts.items()) if n < folds}
+    short = genres_short_of(labels, folds)
     if short:
         raise GenreLabError(
             f"data.folds={folds}, but genre(s) {short} have fewer training rows than folds (after data.sample and "

@@ -46,10 +46,15 @@ def split_keys(labels: Sequence[Sequence[str]], val_size: float) -> list[str]:
     return keys
 
 
+def genres_short_of(labels: Sequence[Sequence[str]], minimum: int) -> dict[str, int]:
+    """``{genre: rows}`` of the genres on fewer than ``minimum`` rows, by name."""
+    counts = Counter(name for row in labels for name in row)
+    return {name: n for name, n in sorted(counts.items()) if n < minimum}
+
+
 def check_split_support(labels: Sequence[Sequence[str]], minimum: int = 2) -> None:
     """Every genre needs ``minimum`` rows to be split: at least one for training and one for validation."""
-    counts = Counter(name for row in labels for name in row)
-    short = {name: n for name, n in sorted(counts.items()) if n < minimum}
+    short = genres_short_of(labels, minimum)
     if short:
         raise GenreLabError(
             f"genre(s) with fewer than {minimum} rows (after data.sample, when set): {short}. A stratified "
