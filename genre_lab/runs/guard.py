@@ -207,6 +207,10 @@ class ProtectRunDir(Callback):
     def _check_run(self, config: DictConfig, run_dir: Path) -> None:
         if "resume" not in config:  # eval, predict, export, ensemble, bench: always a new directory
             refuse_record(run_dir, str(config.get("task_name", "")))
+        elif config.resume and config.data.get("folds") and config.data.get("fold") is None:
+            raise GenreLabError(f"resume=true with data.folds={config.data.folds}: a cross-validation goes on when "
+                                "the same command runs again without resume=true (its finished folds are kept, a "
+                                "stopped fold resumes from its last.ckpt)")
         elif config.resume:
             check_resumed_run(config, run_dir)
             self.started[str(run_dir.resolve())] = read_started_record(run_dir)

@@ -89,6 +89,8 @@ def test_running_it_again_keeps_finished_folds_and_trains_the_rest(cross_validat
     (["data.folds=50"], "data.folds=50 must be a whole number in [2, 20]"),
     # 5 movies per genre, 4 of them left for training by the split: fewer than 5 folds
     (["data.folds=5", "data.sample.per_class=5"], "data.folds=5, but genre(s)"),
+    (["data.folds=2", "resume=true"], "resume=true with data.folds=2: a cross-validation goes on when the same "
+                                      "command runs again without resume=true"),
 ])
 def test_bad_folds_fail_once_before_any_fold_trains(tmp_path, overrides, message):
     done = genre_lab_here(*ARGS[:-2], *overrides, f"hydra.run.dir={tmp_path / 'cv'}", cwd=tmp_path)
