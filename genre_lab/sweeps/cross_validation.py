@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from genre_lab.data.labels import LabelSpace
 from genre_lab.errors import GenreLabError
 from genre_lab.framework.loggers import instantiate_loggers, log_config
-from genre_lab.io import write_json
+from genre_lab.io import sigterm_raises, write_json
 from genre_lab.runs.finished import average, ensemble_definition, locate
 from genre_lab.runs.layout import RunLayout
 from genre_lab.runs.results import Report, build_tuner, finish
@@ -77,8 +77,9 @@ def run_fold(task: Sequence[str], fold: int, folds: int, folder: Path) -> None:
     command = [sys.executable, "-m", "genre_lab", "train", *fold_overrides(task, fold, folder, resume)]
     child = subprocess.Popen(command)
     try:
-        code = child.wait()
-    except BaseException:  # SIGTERM or Ctrl-C of the cross-validation: stop the fold too (its last.ckpt stays)
+        with sigterm_raises():
+            code = child.wait()
+    except BaseException:  # SIGTERM or Ctrl-C of the cross-validation: stop the fold too (it saves its state)
         child.terminate()
         child.wait()
         raise
