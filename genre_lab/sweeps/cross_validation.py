@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,20 @@ def fold_overrides(task: Sequence[str], fold: int, folder: Path, resume: bool) -
             *(["resume=true"] if resume else [])]
 
 
+def set_aside(folder: Path) -> None:
+    """A fold stopped before its first epoch ended (an interrupted.ckpt, no last.ckpt) cannot be resumed, and no
+    run trains into a directory holding checkpoints: it is kept beside, renamed, and the fold trains afresh."""
+    aside = folder.with_name(f"{folder.name}.stopped-{time.strftime('%Y%m%d-%H%M%S')}")
+    folder.rename(aside)
+    log.warning("%s stopped before its first epoch ended (no last.ckpt to resume from): kept as %s; training the "
+                "fold afresh", folder, aside)
+
+
 def run_fold(task: Sequence[str], fold: int, folds: int, folder: Path) -> None:
     """Train fold ``fold`` in ``folder`` (resumed from its last.ckpt when one is there) in its own process."""
     resume = RunLayout(folder).last.is_file()
+    if not resume and RunLayout(folder).record():
+        set_aside(folder)
     log.info("fold %d of %d: %s in %s", fold, folds, "resuming" if resume else "training", folder)
     command = [sys.executable, "-m", "genre_lab", "train", *fold_overrides(task, fold, folder, resume)]
     child = subprocess.Popen(command)

@@ -72,11 +72,16 @@ def test_eval_of_the_cross_validation_scores_the_held_out_rows_with_its_rule(cro
 @pytest.mark.process
 def test_running_it_again_keeps_finished_folds_and_trains_the_rest(cross_validation, tmp_path):
     again = tmp_path / "cv"
-    shutil.copytree(cross_validation / "fold_0", again / "fold_0")  # fold 1 never ran here
+    shutil.copytree(cross_validation / "fold_0", again / "fold_0")
     before = (again / "fold_0" / "metrics.json").read_bytes()
+    stopped = RunLayout(again / "fold_1").interrupted  # fold 1 stopped in its first epoch: nothing to resume
+    stopped.parent.mkdir(parents=True)
+    stopped.write_bytes(b"partial")
     done = genre_lab_cli(*ARGS, f"hydra.run.dir={again}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "fold 0 of 2: finished already" in done.stdout + done.stderr
+    [aside] = again.glob("fold_1.stopped-*")  # kept, not written over; the fold trained afresh
+    assert RunLayout(aside).interrupted.read_bytes() == b"partial" and RunLayout(again / "fold_1").best.is_file()
     assert (again / "fold_0" / "metrics.json").read_bytes() == before
     ours, theirs = RunLayout(again).read_metrics(), RunLayout(cross_validation).read_metrics()
     assert ours["val/f1_micro"] == pytest.approx(theirs["val/f1_micro"], abs=1e-6)  # seeded: the same fold 1
