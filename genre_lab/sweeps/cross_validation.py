@@ -190,8 +190,8 @@ def cross_validate(cfg: DictConfig, task: Sequence[str] | None = None) -> dict[s
     the overrides each fold repeats (None: the command line's)."""
     task = command_overrides() if task is None else task
     out = Path(cfg.paths.output_dir)
-    folds = int(cfg.data.folds)
     check_folds_first(cfg)
+    folds = int(cfg.data.folds)
     run_folds(cfg, out, task)
     oof, held, figures = collect(out, folds)
     oof.save(RunLayout(out).oof_probs)

@@ -92,6 +92,7 @@ def test_running_it_again_keeps_finished_folds_and_trains_the_rest(cross_validat
 @pytest.mark.parametrize(("overrides", "message"), [
     (["data.folds=1"], "data.folds=1 must be a whole number in [2, 20]"),
     (["data.folds=50"], "data.folds=50 must be a whole number in [2, 20]"),
+    (["data.folds=abc"], "data.folds='abc' must be a whole number in [2, 20]"),
     # 5 movies per genre, 4 of them left for training by the split: fewer than 5 folds
     (["data.folds=5", "data.sample.per_class=5"], "data.folds=5, but genre(s)"),
     (["data.folds=2", "resume=true"], "resume=true with data.folds=2: a cross-validation goes on when the same "
