@@ -232,7 +232,27 @@ def ensemble(cfg: DictConfig) -> dict[str, Any]:
         weights = tune_weights(stored, decoder, tuner, steps)
     first = stored[0]
     rows = StoredProbs(first.movie_ids, average([s.probs for s in stored], weights.values), first.targets, space.names)
+    oof = averaged_oof(members, weights.values)
+    if oof is not None:
+        oof.save(RunLayout(out).oof_probs)
     return write_ensemble(cfg, out, members, weights, space, rows, decoder, tuner)
+
+
+def averaged_oof(members: Sequence[Member], weights: np.ndarray) -> StoredProbs | None:
+    """The members' out-of-fold probabilities (cross-validation runs) averaged with the ensemble's weights, so that
+    the ensemble can teach a student (data/teacher=run); None unless every member has them, on the same rows."""
+    layouts = [RunLayout(m.path) for m in members]
+    if not all(layout.oof_probs.is_file() for layout in layouts):
+        return None
+    parts = [StoredProbs.load(layout.oof_probs) for layout in layouts]
+    try:
+        aligned = [parts[0]] + [p.aligned_to(parts[0], (str(m.path), str(members[0].path)))
+                                for p, m in zip(parts[1:], members[1:], strict=True)]
+    except GenreLabError as err:
+        log.warning("no oof_probs.npz for the ensemble (it cannot teach): %s", err)
+        return None
+    return StoredProbs(parts[0].movie_ids, average([p.probs for p in aligned], weights), parts[0].targets,
+                       parts[0].labels)
 
 
 def write_ensemble(cfg: DictConfig, out: Path, members: Sequence[Member], weights: Weights, space: LabelSpace,

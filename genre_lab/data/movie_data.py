@@ -45,7 +45,8 @@ class Teacher(Protocol):
     """What the data asks of a distillation teacher (genre_lab.model.teacher: a model, so data/ only names the call
     it makes): soft targets for the training rows, each from a fit that left the row out."""
 
-    def soft_targets(self, texts: Any, targets: np.ndarray, label_names: Any, multi_label: bool) -> np.ndarray: ...
+    def soft_targets(self, texts: Any, targets: np.ndarray, label_names: Any, multi_label: bool,
+                     movie_ids: Any = (), text_template: str | None = None) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -330,7 +331,8 @@ class MovieData:
             targets = self.label_space.encode([table.labels[i] for i in rows])
         if teach and self.teacher is not None:
             soft = self.teacher.soft_targets([table.texts[i] for i in rows], targets, self.label_space.names,
-                                             self.label_space.multi_label)
+                                             self.label_space.multi_label, [table.movie_ids[i] for i in rows],
+                                             self.spec.text_template)
         return TokenizedDataset(ids, targets, soft)
 
     def describe(self) -> str:

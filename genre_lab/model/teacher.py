@@ -32,8 +32,9 @@ class TfidfTeacher:
         self.settings = {"C": C, "ngram_max": ngram_max, "min_df": min_df, "max_features": max_features}
 
     def soft_targets(self, texts: Sequence[str], targets: np.ndarray, label_names: Sequence[str],
-                     multi_label: bool) -> np.ndarray:
-        """``[rows, genres]`` probabilities for ``texts``, each from the fit on the folds that leave it out."""
+                     multi_label: bool, movie_ids: Sequence[str] = (), text_template: str | None = None) -> np.ndarray:
+        """``[rows, genres]`` probabilities for ``texts``, each from the fit on the folds that leave it out (it fits
+        on the texts themselves: the rows' ids and template need no check)."""
         from sklearn.model_selection import KFold, StratifiedKFold  # deferred: scikit-learn, distillation only
 
         texts = list(texts)

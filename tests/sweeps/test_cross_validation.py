@@ -129,3 +129,50 @@ def test_a_search_scores_each_trial_by_the_mean_over_folds_and_may_prune_it_afte
     assert RunLayout(job).read_metrics()["cv/f1_micro"] == pytest.approx(trial.value)
     fold_config = OmegaConf.load(RunLayout(job / "fold_0").config)
     assert fold_config.trial is None and OmegaConf.load(RunLayout(job).config).trial.number == 0  # folds never report
+
+
+@pytest.mark.process
+def test_a_cross_validation_teaches_a_student_its_out_of_fold_probabilities_only(cross_validation):
+    from genre_lab.data.movie_data import MovieData
+    from genre_lab.errors import GenreLabError
+    from genre_lab.runs.teacher import OutOfFoldTeacher
+
+    settings = locate(run_dir=cross_validation).data_hparams  # the student: same file, split and sampling
+    student = MovieData(settings, teacher=OutOfFoldTeacher(str(cross_validation)))
+    train = student.tokenized()["train"]
+    oof = StoredProbs.load(RunLayout(cross_validation).oof_probs)
+    rows = {str(m): i for i, m in enumerate(oof.movie_ids)}
+    expected = oof.probs[[rows[m] for m in train.movie_ids]]
+    expected = expected / expected.sum(axis=1, keepdims=True)  # a single-label student's softmax targets
+    np.testing.assert_allclose(train.dataset.teacher, expected, rtol=1e-6)
+    assert student.stage_rows["val"][1].size and not set(student.splits["val"].movie_ids) & set(rows)
+
+    with pytest.raises(GenreLabError, match=r"fold_0 has no oof_probs.npz: its probabilities for its own training "
+                                            r"rows are in-sample"):
+        OutOfFoldTeacher(str(cross_validation / "fold_0"))
+    with pytest.raises(GenreLabError, match=r"of the 320 training rows have no out-of-fold probability there"):
+        MovieData({**settings, "seed": 7}, teacher=OutOfFoldTeacher(str(cross_validation))).tokenized()
+    with pytest.raises(GenreLabError, match=r"its data.text_template differs from the student's"):
+        MovieData({**settings, "text_template": "{movie_name}: {synopsis}"},
+                  teacher=OutOfFoldTeacher(str(cross_validation))).tokenized()
+    with pytest.raises(GenreLabError, match=r"data/teacher=run needs the teacher: data.teacher.run_dir="):
+        OutOfFoldTeacher(None)
+
+
+@pytest.mark.process
+def test_an_ensemble_of_cross_validations_averages_their_out_of_fold_rows_and_can_teach(cross_validation, tmp_path):
+    from genre_lab.data.movie_data import MovieData
+    from genre_lab.runs.teacher import OutOfFoldTeacher
+
+    twin = tmp_path / "cv_twin"
+    shutil.copytree(cross_validation, twin)  # a second cross-validation with the same rows (and figures)
+    done = genre_lab_here("ensemble", f"runs=[{cross_validation},{twin}]", f"hydra.run.dir={tmp_path / 'ens'}",
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ours = StoredProbs.load(RunLayout(tmp_path / "ens").oof_probs)
+    theirs = StoredProbs.load(RunLayout(cross_validation).oof_probs)
+    assert list(ours.movie_ids) == list(theirs.movie_ids)
+    np.testing.assert_allclose(ours.probs, theirs.probs, rtol=1e-6)  # the average of two equal members
+    settings = locate(run_dir=cross_validation).data_hparams
+    student = MovieData(settings, teacher=OutOfFoldTeacher(str(tmp_path / "ens")))
+    assert student.tokenized()["train"].dataset.teacher.shape == (320, len(theirs.labels))
