@@ -142,7 +142,8 @@ def check_distillation(cfg: DictConfig) -> None:
         check_keys(teacher, "data.teacher")
     if weight and not teacher:
         raise GenreLabError(f"model.distill_weight={weight} mixes a teacher's probabilities into the targets, but "
-                            "no teacher is set: add data/teacher=tfidf_lr, or set model.distill_weight=0")
+                            "no teacher is set: add data/teacher=tfidf_lr (or data/teacher=run data.teacher.run_dir=<a "
+                            "cross-validation run>), or set model.distill_weight=0")
     if teacher and fits_texts(cfg.model):
         raise GenreLabError("data/teacher=... distils into a transformer; this model reads the texts itself "
                             "(the TF-IDF baseline): drop data/teacher")
