@@ -25,6 +25,7 @@ def genre_lab() -> str:
     return str(script)
 
 
+@pytest.mark.process  # subprocesses: the process suite
 def test_console_script_runs_one_step(tmp_path):
     out = tmp_path / "run"
     result = run([genre_lab(), "train", *FAST, f"hydra.run.dir={out}"], cwd=tmp_path)

@@ -80,6 +80,7 @@ def test_unusable_cache_dir_falls_back_to_tokenizing(tmp_path, small_csv, caplog
     assert len(ids) == len(table) and "unusable" in caplog.text
 
 
+@pytest.mark.process  # subprocesses: the process suite
 def test_concurrent_processes_tokenize_once_and_share_the_entry(tmp_path, small_csv):
     """What DDP ranks started together (torchrun) or parallel sweep jobs do: one tokenizes, the other loads."""
     import os

@@ -72,6 +72,7 @@ def test_mean_pooling_keeps_the_pretrained_encoder_and_rebuilds_from_its_config(
     assert rebuilt.state_dict().keys() == model.state_dict().keys() and rebuilt.dropout.p == 0.3
 
 
+@pytest.mark.process  # subprocesses: the process suite
 def test_the_tiny_backbone_is_the_same_in_every_process(tmp_path):
     """Tests train it in xdist workers and CI sessions: a vocabulary that changed per process changed their figures."""
     import subprocess
