@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from genre_lab.data.sampling import genres_short_of, split_keys
+from genre_lab.data.sampling import genres_short_of, split_keys, strata
 from genre_lab.errors import GenreLabError, require_int
 
 MAX_FOLDS = 20
@@ -59,11 +59,10 @@ def dealt_folds(keys: Sequence[str], folds: int, seed: int) -> np.ndarray:
     """Each stratum's rows, shuffled, dealt to the folds in turn, the deal going on where the last stratum's ended:
     every stratum is within one row of an equal share in each fold, and so is every fold's size."""
     rng = np.random.default_rng(seed)
-    keys_arr = np.asarray(keys, dtype=object)
     out = np.empty(len(keys), dtype=np.int64)
     dealt = 0
-    for key in sorted(set(keys)):
-        rows = rng.permutation(np.flatnonzero(keys_arr == key))
+    for rows in strata(keys).values():
+        rows = rng.permutation(rows)
         out[rows] = (dealt + np.arange(len(rows))) % folds
         dealt += len(rows)
     return out

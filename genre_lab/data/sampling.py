@@ -63,7 +63,8 @@ def check_split_support(labels: Sequence[Sequence[str]], minimum: int = 2) -> No
         )
 
 
-def _groups(keys: Sequence[str]) -> dict[str, np.ndarray]:
+def strata(keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """The row indices of each key, keys in sorted order."""
     keys_arr = np.asarray(keys, dtype=object)
     return {k: np.flatnonzero(keys_arr == k) for k in sorted(set(keys))}
 
@@ -78,7 +79,7 @@ def sample_per_class(
         raise GenreLabError(f"data.sample.frac={frac!r} must be in (0, 1], e.g. sample.frac=0.1 for 10% per class")
     if per_class is not None:
         require_int(per_class, "data.sample.per_class", 1, 200)
-    groups = _groups(keys)
+    groups = strata(keys)
     if per_class is not None:
         short = {k: len(ix) for k, ix in groups.items() if len(ix) < per_class}
         if short:
@@ -103,7 +104,7 @@ def stratified_split(keys: Sequence[str], val_size: float, seed: int = 0) -> tup
     """
     if not 0.0 < val_size < 1.0:
         raise GenreLabError(f"data.val_size={val_size} must be in (0, 1), e.g. 0.2 for a 20% validation split")
-    groups = _groups(keys)
+    groups = strata(keys)
     total = math.floor(val_size * len(keys) + 0.5)
     quotas = {k: val_size * len(ix) for k, ix in groups.items()}
     counts = {k: math.floor(q) for k, q in quotas.items()}
