@@ -27,7 +27,15 @@ from genre_lab.data.labels import LabelSpace
 from genre_lab.errors import GenreLabError, is_number, require_number, run_app, user_errors
 from genre_lab.framework.loggers import instantiate_loggers, log_config
 from genre_lab.io import write_json
-from genre_lab.runs.finished import ENSEMBLE_FILE, ExportedRun, FinishedRun, average, ensemble_definition, locate
+from genre_lab.runs.finished import (
+    ENSEMBLE_FILE,
+    ExportedRun,
+    FinishedRun,
+    average,
+    average_stored,
+    ensemble_definition,
+    locate,
+)
 from genre_lab.runs.guard import refuse_record
 from genre_lab.runs.layout import RunLayout
 from genre_lab.runs.results import Report, build_tuner, finish
@@ -244,15 +252,12 @@ def averaged_oof(members: Sequence[Member], weights: np.ndarray) -> StoredProbs 
     layouts = [RunLayout(m.path) for m in members]
     if not all(layout.oof_probs.is_file() for layout in layouts):
         return None
-    parts = [StoredProbs.load(layout.oof_probs) for layout in layouts]
     try:
-        aligned = [parts[0]] + [p.aligned_to(parts[0], (str(m.path), str(members[0].path)))
-                                for p, m in zip(parts[1:], members[1:], strict=True)]
+        return average_stored([StoredProbs.load(layout.oof_probs) for layout in layouts], weights,
+                              [str(m.path) for m in members])
     except GenreLabError as err:
         log.warning("no oof_probs.npz for the ensemble (it cannot teach): %s", err)
         return None
-    return StoredProbs(parts[0].movie_ids, average([p.probs for p in aligned], weights), parts[0].targets,
-                       parts[0].labels)
 
 
 def write_ensemble(cfg: DictConfig, out: Path, members: Sequence[Member], weights: Weights, space: LabelSpace,

@@ -33,6 +33,7 @@ from genre_lab.model.baseline import TfidfLogReg
 from genre_lab.model.inference import predict_probs
 from genre_lab.model.module import GenreClassifier
 from genre_lab.runs.layout import RunLayout
+from genre_lab.runs.stored_probs import StoredProbs
 from genre_lab.scoring.decoding import Decoder
 from genre_lab.serving.manifest import MANIFEST, Manifest
 from genre_lab.serving.onnx_runtime import OnnxGenreModel
@@ -107,6 +108,14 @@ def average(probs: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray
     stored probabilities and when eval/predict run its members, so the two agree exactly."""
     stacked = np.stack([np.asarray(p, dtype=np.float64) for p in probs])
     return np.tensordot(np.asarray(weights, dtype=np.float64), stacked, axes=1).astype(np.float32)
+
+
+def average_stored(parts: Sequence[StoredProbs], weights: Sequence[float], names: Sequence[str]) -> StoredProbs:
+    """The weighted mean of stored probabilities of the same rows, each aligned to the first's row order (``names``
+    say whose they are in the GenreLabError for rows or genres that differ)."""
+    first = parts[0]
+    aligned = [first] + [p.aligned_to(first, (name, names[0])) for p, name in zip(parts[1:], names[1:], strict=True)]
+    return StoredProbs(first.movie_ids, average([p.probs for p in aligned], weights), first.targets, first.labels)
 
 
 @dataclass

@@ -34,7 +34,7 @@ from genre_lab.data.labels import LabelSpace
 from genre_lab.errors import GenreLabError
 from genre_lab.framework.loggers import instantiate_loggers, log_config
 from genre_lab.io import sigterm_raises, write_json
-from genre_lab.runs.finished import average, ensemble_definition, locate
+from genre_lab.runs.finished import average_stored, ensemble_definition, locate
 from genre_lab.runs.layout import RunLayout
 from genre_lab.runs.results import Report, build_tuner, finish
 from genre_lab.runs.stored_probs import StoredProbs
@@ -152,12 +152,9 @@ def collect(out: Path, folds: int) -> tuple[StoredProbs, StoredProbs, list[dict[
         parts.append(StoredProbs.load(layout.val_probs))
         held.append(StoredProbs.load(layout.test_probs))
         figures.append(layout.read_metrics())
-    first = held[0]
-    aligned = [first] + [h.aligned_to(first, (f"fold_{i + 1}", "fold_0")) for i, h in enumerate(held[1:])]
-    mean = StoredProbs(first.movie_ids, average([h.probs for h in aligned], [1.0 / folds] * folds),
-                       first.targets, first.labels)
+    mean = average_stored(held, [1.0 / folds] * folds, [f"fold_{fold}" for fold in range(folds)])
     oof = StoredProbs(np.concatenate([p.movie_ids for p in parts]), np.concatenate([p.probs for p in parts]),
-                      np.concatenate([p.targets for p in parts]), first.labels)
+                      np.concatenate([p.targets for p in parts]), mean.labels)
     if len(set(map(str, oof.movie_ids))) != len(oof.movie_ids):
         raise GenreLabError(f"{out}: the folds' validation rows overlap: the fold runs were not made with the same "
                             "data.folds and data settings; remove the fold_* folders and run the command again")
@@ -195,8 +192,8 @@ def cross_validate(cfg: DictConfig, task: Sequence[str] | None = None) -> dict[s
     run_folds(cfg, out, task)
     oof, held, figures = collect(out, folds)
     oof.save(RunLayout(out).oof_probs)
-    members = [locate(run_dir=fold_dir(out, fold)) for fold in range(folds)]
-    space = LabelSpace(oof.labels, bool(members[0].spec.multi_label))
+    spec = locate(run_dir=fold_dir(out, 0)).spec  # every fold's: the command's own data settings
+    space = LabelSpace(oof.labels, bool(spec.multi_label))
     decoder = hydra.utils.instantiate(cfg.decode).for_genres(len(space), "the training data")
     tuner = build_tuner(cfg)
     tuned = score(oof.probs, oof.targets, decoder, space.names, "oof", tuner)  # the rule: out of fold
@@ -209,8 +206,7 @@ def cross_validate(cfg: DictConfig, task: Sequence[str] | None = None) -> dict[s
 
     def keep(scored: Score) -> None:  # eval and predict run the fold models and decide with the out-of-fold rule
         write_json(RunLayout(out).ensemble, ensemble_definition(paths, [1.0 / folds] * folds, "cross-validation",
-                                                                scored.decoder, space,
-                                                                members[0].spec.text_template))
+                                                                scored.decoder, space, spec.text_template))
 
     loggers = instantiate_loggers(cfg.get("logger"))
     log_config(loggers, cfg, facts["config_id"])
