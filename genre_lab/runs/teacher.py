@@ -69,11 +69,11 @@ class OutOfFoldTeacher:
                     text_template: str | None) -> None:
         """The teacher's genres (in order), label kind and text template are the student's."""
         spec: Any = locate(run_dir=self.run_dir).spec
-        differences = [(what, ours, theirs) for what, ours, theirs in (
-            ("genres", list(label_names), list(stored.labels)),
-            ("data.multi_label", multi_label, bool(spec.multi_label)),
-            ("data.text_template", text_template, spec.text_template),
-        ) if ours != theirs and not (what == "data.text_template" and text_template is None)]
+        checks = [("genres", list(label_names), list(stored.labels)),
+                  ("data.multi_label", multi_label, bool(spec.multi_label))]
+        if text_template is not None:
+            checks.append(("data.text_template", text_template, spec.text_template))
+        differences = [check for check in checks if check[1] != check[2]]
         if differences:
             what, ours, theirs = differences[0]
             verb = "differ" if what == "genres" else "differs"
