@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,35 +21,19 @@ import numpy as np
 from omegaconf import DictConfig
 
 from genre_lab.config_dir import config_dir, config_keys
-from genre_lab.data.datamodule import data_defaults
-from genre_lab.data.movie_data import MovieData
-from genre_lab.data.table import TableSpec, read_table, with_policies
+from genre_lab.data.table import with_policies
 from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
 from genre_lab.framework.loggers import instantiate_loggers
-from genre_lab.io import atomic_target, file_digest, write_csv
+from genre_lab.io import atomic_target, write_csv
 from genre_lab.runs.finished import FinishedRun, locate
 from genre_lab.runs.layout import RunLayout
 from genre_lab.runs.results import Report, build_tuner, finish
+from genre_lab.runs.scored_rows import ROW_POLICIES, EvalData, labelled_csv, validation_split
 from genre_lab.runs.stored_probs import StoredProbs
 from genre_lab.scoring.decoding import rule_for_run
 from genre_lab.scoring.metrics import Score
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EvalData:
-    """Rows to score: movie ids, model texts, multi-hot targets, and what identifies them for the cache."""
-
-    name: str
-    movie_ids: list[str]
-    texts: list[str]
-    targets: np.ndarray
-    identity: dict[str, Any]
-    token_cache_dir: str | None = None  # where a transformer caches these rows' token ids (the validation split)
-
-
-ROW_POLICIES = ("empty_text", "encoding_errors")  # eval.yaml's keys for the rows it reads (README, Errors)
 
 
 def refuse_unknown_keys(cfg: DictConfig) -> None:
@@ -59,41 +42,6 @@ def refuse_unknown_keys(cfg: DictConfig) -> None:
     if unknown:
         raise GenreLabError(f"{unknown}: not eval settings. Eval reads the data with the run's own settings; its row "
                             f"policies are top-level: {'=…, '.join(ROW_POLICIES)}=… (`--cfg job` prints its keys)")
-
-
-def validation_split(run: FinishedRun, spec: TableSpec, token_cache_dir: str | None) -> EvalData:
-    """The run's own validation rows, rebuilt from the data settings stored with its model (and ``spec``'s row
-    policies).
-
-    Only the rows and texts come from the data (``MovieData``, no tokenizer): each model cuts and tokenizes them
-    itself (a transformer as it was trained, into ``token_cache_dir``, this machine's ``paths.cache_dir``, not the
-    training machine's).
-    """
-    if not run.data_hparams:
-        raise GenreLabError(f"{run.model_file} stores no data settings; pass input_csv=<a labelled CSV>")
-    hp = {**run.data_hparams, **{key: getattr(spec, key) for key in ROW_POLICIES}}
-    data = MovieData({**data_defaults(), **hp, "token_cache_dir": None})
-    data.spec = spec  # the same settings, with eval's key names in its messages
-    if data.label_space != run.label_space:
-        raise GenreLabError(f"the training data now has genres {list(data.label_space.names)}, the "
-                            f"model {list(run.label_space.names)}: it changed since training")
-    texts, targets, movie_ids = data.texts_and_targets("val")
-    files = [hp[k] for k in ("train_csv", "val_csv") if hp.get(k)]
-    identity = {"split": "val", "data": hp, "files": {f: file_digest(f) for f in files}}
-    return EvalData("validation split", movie_ids, texts, targets, identity, token_cache_dir)
-
-
-def labelled_csv(run: FinishedRun, spec: TableSpec, path: str) -> EvalData:
-    """Any CSV with the run's text columns and label column (``spec``: the run's, with eval's row policies)."""
-    table = read_table(path, spec, require_labels=True)
-    space = run.label_space
-    table.labels, unknown = space.conform(table.labels)
-    if unknown:
-        raise GenreLabError(f"{path}: genre(s) {unknown} are not among the model's genres {list(space.names)}: "
-                            f"{run.model_file} was trained on another label space. Evaluate a run trained with "
-                            "these genres, or remove those rows.")
-    identity = {"csv": str(Path(path).resolve()), "sha256": file_digest(path), "spec": spec.__dict__}
-    return EvalData(str(path), table.movie_ids, table.texts, space.encode(table.labels), identity)
 
 
 def cached_probs(run: FinishedRun, data: EvalData, cfg: DictConfig) -> tuple[np.ndarray, str]:

@@ -33,9 +33,9 @@ import numpy as np
 
 from genre_lab.benchmark.http_load import ServerProcess, load
 from genre_lab.benchmark.measuring import top1_and_f1
-from genre_lab.evaluate import validation_split
 from genre_lab.io import atomic_write_text
 from genre_lab.runs.finished import Run, locate
+from genre_lab.runs.scored_rows import validation_split
 from genre_lab.scoring.decoding import Decoder
 from genre_lab.serving.onnx_runtime import OnnxGenreModel
 
