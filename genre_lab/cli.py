@@ -16,6 +16,7 @@ COMMANDS = {
     "export": ("genre_lab.export", "write a Hugging Face model folder from a run"),
     "serve": ("genre_lab.serve", "an HTTP API for a run or an exported ONNX folder (FastAPI on uvicorn)"),
     "ensemble": ("genre_lab.ensemble", "average finished runs (weights equal, given or tuned) into a new run"),
+    "soup": ("genre_lab.soup", "average the weights of runs fine-tuned from one backbone into one model"),
     "compare": ("genre_lab.compare", "rank finished runs (and W&B runs) and plot their validation curves"),
     "bench": ("genre_lab.bench", "time the notebook's recipe against genre_lab's default, side by side"),
 }

@@ -23,7 +23,8 @@ LAYERS = [
     {"serving"},
     {"runs"},
     {"settings", "sweeps", "benchmark", "train_baseline"},
-    {"train", "evaluate", "predict", "export", "serve", "ensemble", "bench", "compare", "cli", "__main__", "__init__"},
+    {"train", "evaluate", "predict", "export", "serve", "ensemble", "soup", "bench", "compare", "cli", "__main__",
+     "__init__"},
 ]
 COMMANDS = LAYERS[-1]
 # command -> command: `python -m genre_lab` is the CLI (bench builds genre_lab's recipe with the builders train
