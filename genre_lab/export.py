@@ -21,7 +21,6 @@ loads with ``trust_remote_code=True``. A TF-IDF baseline or an ensemble has no s
 
 from __future__ import annotations
 
-import copy
 import logging
 import shutil
 from importlib.metadata import version
@@ -37,6 +36,7 @@ from genre_lab.data.token_rows import cutting_tokenizer
 from genre_lab.data.tokens import make_collator
 from genre_lab.errors import GenreLabError, require_choice, run_app, user_errors
 from genre_lab.io import file_digest, honour_umask, temp_dir_beside, write_json
+from genre_lab.model.adapters import plain_copy
 from genre_lab.model.module import fold_calibration
 from genre_lab.model.onnx_graph import (
     QUANTIZERS,
@@ -141,7 +141,7 @@ def export(cfg: DictConfig) -> Path:
 def write_hf_folder(run: Run, folder: Path, decoder: dict[str, Any]) -> None:
     """The weights with the run's calibration folded into the output layer (plain transformers and the HF pipeline
     then give the calibrated probabilities), the tokenizer and thresholds.json."""
-    classifier = copy.deepcopy(run.model.model)
+    classifier = plain_copy(run.model.model)  # LoRA adapters merged into the weights
     fold_calibration(classifier, run.model.calibration, len(run.label_space))
     classifier.save_pretrained(folder)  # a mean-pooling model also writes its code and auto_map
     save_tokenizer(run, folder)
@@ -150,7 +150,7 @@ def write_hf_folder(run: Run, folder: Path, decoder: dict[str, Any]) -> None:
 
 def write_onnx_folder(run: Run, folder: Path, decoder: dict[str, Any], quantize: str | None) -> None:
     """The ONNX graph (fp32, checked against PyTorch; then quantized if asked), the tokenizer and the manifest."""
-    classifier, pad_id = run.model.model.eval(), make_collator(run.tokenizer).pad_id
+    classifier, pad_id = plain_copy(run.model.model).eval(), make_collator(run.tokenizer).pad_id
     graph = folder / ONNX_FILE
     export_logits(classifier, graph, pad_id, run.max_length)
     gap = check_graph(classifier, graph, pad_id, run.max_length)

@@ -27,7 +27,7 @@ from genre_lab.scoring.figure_names import HEADLINE, PER_CLASS
 
 log = logging.getLogger(__name__)
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's limit
-INSTANTIATED = ("data", "model", "decode", "trainer", "tuning", "calibration", "optimizer", "scheduler")
+INSTANTIATED = ("data", "model", "decode", "trainer", "tuning", "calibration", "optimizer", "scheduler", "peft")
 # the model.* keys check_hparams checks: its own signature (the keyword-only rest are not model.* keys), so the two
 # cannot drift
 HPARAM_KEYS = tuple(name for name, p in inspect.signature(check_hparams).parameters.items()
@@ -49,7 +49,7 @@ def check_train_settings(cfg: DictConfig) -> None:
                             "with decode=threshold (the default), top_k or at_least_one")
     # the classifier's own check (its label names, hence pos_weight per genre, come with the data)
     check_hparams(**{k: cfg.model[k] for k in HPARAM_KEYS if k in cfg.model}, optimizer=plain(cfg.get("optimizer")),
-                  scheduler=plain(cfg.get("scheduler")))
+                  scheduler=plain(cfg.get("scheduler")), peft=plain(cfg.get("peft")))
     for key in INSTANTIATED:
         if cfg.get(key):
             check_keys(cfg[key], key)

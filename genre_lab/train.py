@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from genre_lab.framework.distributed import install_rank_command, job_scope, ran
 from genre_lab.framework.loggers import finish_logger, instantiate_loggers, log_config, log_summary, restore_history
 from genre_lab.framework.trainer import build_trainer
 from genre_lab.io import write_json
+from genre_lab.model.adapters import parameter_counts
 from genre_lab.model.build import build_model
 from genre_lab.model.inference import predict_logits
 from genre_lab.model.module import probabilities
@@ -199,8 +202,21 @@ def write_timing(out: Path, trainer: pl.Trainer, datamodule: GenreDataModule, fi
         "precision": str(trainer.precision),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "torch_threads": torch.get_num_threads(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "job_started_at": job_started, "fit_ended_at": time.time(), "pid": os.getpid(),
+        "job_started_at": job_started, "fit_ended_at": time.time(), "pid": os.getpid(), **memory_and_share(trainer),
     })
+
+
+def memory_and_share(trainer: pl.Trainer) -> dict[str, Any]:
+    """The trained share of the parameters (LoRA trains a few percent) and the fit's peak memory: the GPU's
+    allocated peak, else the process's peak resident set (this rank's), logged and kept in timing.json."""
+    trained, total = parameter_counts(trainer.lightning_module)
+    peak = {"peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20} if torch.cuda.is_available() else \
+        {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin"
+                                                                              else 1024)}  # bytes / KiB
+    (key, value), = peak.items()
+    log.info("fit: %s of %s parameters trained (%.2f%%); peak memory %.0f MB (%s)", f"{trained:,}", f"{total:,}",
+             100 * trained / max(total, 1), value, "GPU, allocated" if "gpu" in key else "process RSS")
+    return {"trainable_parameters": trained, "parameters": total, **peak}
 
 
 def finish_run(cfg: DictConfig, trainer: pl.Trainer, model: Any, data: MovieData, out: Path,

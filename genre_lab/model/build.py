@@ -20,7 +20,8 @@ def build_model(cfg: DictConfig, stats: LabelStats, decoder: Decoder | None = No
     pos_weight: Any = cfg.model.get("pos_weight")
     if pos_weight == "auto":
         pos_weight = stats.pos_weight()
-    recipe = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("optimizer", "scheduler") if cfg.get(k)}
+    recipe = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("optimizer", "scheduler", "peft")
+              if cfg.get(k)}
     # Through a partial: Hydra would try to merge the Decoder object into the config.
     return hydra.utils.instantiate(cfg.model, _partial_=True, _convert_="all")(
         label_names=list(stats.space.names),

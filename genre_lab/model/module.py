@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from genre_lab.data.labels import LabelSpace
 from genre_lab.errors import GenreLabError, is_number, require_choice, require_number
+from genre_lab.model.adapters import check_fingerprint, check_lora, fingerprint, with_lora
 from genre_lab.model.backbone import load_classifier
 from genre_lab.model.optim import build_optimizers, check_recipe
 from genre_lab.scoring.calibration import scale, temperatures
@@ -64,10 +65,10 @@ def check_hparams(lr: Any = 5e-5, weight_decay: Any = 0.0, warmup_ratio: Any = 0
                   layer_lr_decay: Any = None, objective: Any = "bce", label_smoothing: Any = 0.0,
                   pooling: Any = "head", pos_weight: Any = None, distill_weight: Any = 0.0, *,
                   optimizer: Mapping[str, Any] | None = None, scheduler: Mapping[str, Any] | None = None,
-                  label_names: Sequence[str] | None = None) -> None:
+                  peft: Mapping[str, Any] | None = None, label_names: Sequence[str] | None = None) -> None:
     """The one check of the settings a classifier can train with (else a GenreLabError naming the key): the
     constructor's, and train's before any data is read. The positional parameters are ``model.*`` keys
-    (settings.HPARAM_KEYS); ``optimizer``/``scheduler`` are the recipe's configs; ``pos_weight`` is checked per
+    (settings.HPARAM_KEYS); ``optimizer``/``scheduler``/``peft`` are the recipe's configs; ``pos_weight`` is checked per
     genre once the ``label_names`` are known."""
     require_number(lr, "model.lr", lambda v: v > 0, "> 0", "5e-5")
     require_number(weight_decay, "model.weight_decay", lambda v: v >= 0, "≥ 0", "0.01")
@@ -88,6 +89,7 @@ def check_hparams(lr: Any = 5e-5, weight_decay: Any = 0.0, warmup_ratio: Any = 0
     if label_names is not None:
         check_pos_weight(pos_weight, label_names)
     check_recipe(optimizer, scheduler)
+    check_lora(peft)
 
 
 def check_single_label(objective: str, several: int, rows: int, source: str) -> None:
@@ -142,14 +144,18 @@ class GenreClassifier(pl.LightningModule):
         distill_weight: float = 0.0,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
+        peft: dict[str, Any] | None = None,
+        peft_base: list[float] | None = None,
     ) -> None:
         super().__init__()
         check_hparams(lr, weight_decay, warmup_ratio, dropout, layer_lr_decay, objective, label_smoothing, pooling,
-                      pos_weight, distill_weight, optimizer=optimizer, scheduler=scheduler, label_names=label_names)
+                      pos_weight, distill_weight, optimizer=optimizer, scheduler=scheduler, peft=peft,
+                      label_names=label_names)
         self.save_hyperparameters(ignore=["decoder"])
         self.label_space = LabelSpace(tuple(label_names), multi_label)
-        self.model = load_classifier(backbone, list(label_names), dropout, backbone_config, attn_implementation,
-                                     objective, pooling)
+        # LoRA: the frozen weights are the pretrained backbone's, also when a checkpoint rebuilds the run
+        self.model = load_classifier(backbone, list(label_names), dropout, None if peft else backbone_config,
+                                     attn_implementation, objective, pooling)
         # from_pretrained returns eval mode, and Lightning keeps sub-module modes as it finds them:
         # without this, dropout would stay off during training.
         self.model.train()
@@ -157,6 +163,11 @@ class GenreClassifier(pl.LightningModule):
             init_bias_to_prior(self.model, label_prior, objective)
         if backbone_config is None:
             self.hparams["backbone_config"] = self.model.config.to_dict()
+        if peft:
+            self.model = with_lora(self.model, peft)
+            self.model.train()
+            check_fingerprint(self.model, peft_base, backbone)
+            self.hparams["peft_base"] = fingerprint(self.model)
         self.decoder = decoder or Decoder()
         weight = torch.tensor(list(pos_weight), dtype=torch.float32) if pos_weight is not None else None
         # the attribute and its pos_weight buffer keep their names: earlier checkpoints' state dicts hold them
@@ -237,12 +248,27 @@ class GenreClassifier(pl.LightningModule):
         return build_optimizers(self.named_parameters(), self.hparams, self.trainer.estimated_stepping_batches)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.hparams.get("peft"):  # adapters, head and buffers: the frozen rest is the pretrained backbone
+            kept = {n for n, p in self.named_parameters() if p.requires_grad} | {n for n, _ in self.named_buffers()}
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in kept}
         checkpoint["label_space"] = self.label_space.to_dict()
         checkpoint["decoder"] = self.decoder.to_dict()
         if self.calibration is not None:
             checkpoint["calibration"] = self.calibration
         # eval/predict compute in the same precision by default, so they reproduce training's figures
         checkpoint["precision"] = str(self.trainer.precision) if self._trainer is not None else "32-true"
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """A LoRA run's checkpoint lacks the frozen pretrained weights (on_save_checkpoint): only they may be
+        missing."""
+        if not self.hparams.get("peft"):
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        frozen = {n for n, p in self.named_parameters() if not p.requires_grad}
+        wrong = [k for k in result.missing_keys if k not in frozen] + list(result.unexpected_keys)
+        if strict and wrong:
+            raise RuntimeError(f"LoRA checkpoint does not fit the model: missing or unexpected {wrong[:5]}")
+        return result
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "decoder" in checkpoint:
