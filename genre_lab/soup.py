@@ -68,6 +68,10 @@ def load_ingredient(entry: Any) -> Ingredient:
         raise GenreLabError(f"runs: {path} is not a transformer run ({Path(run.model_file).name}); a soup averages "
                             "the weights of fine-tuned transformer runs (an ensemble averages any runs' "
                             "probabilities: genre-lab ensemble)")
+    if run.checkpoint.get("hyper_parameters", {}).get("peft"):
+        raise GenreLabError(f"runs: {path} trained LoRA adapters (peft=lora), whose low-rank factors do not average "
+                            "into the average of their updates; export the runs (export merges the adapters) or "
+                            "average their probabilities with genre-lab ensemble")
     return Ingredient(str(entry), run)
 
 

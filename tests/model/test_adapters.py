@@ -87,3 +87,9 @@ def test_bad_lora_settings_are_refused_before_anything_is_written(tmp_path, sett
                             cwd=tmp_path)
     refused(result, fragment)
     assert RunLayout(tmp_path / "run").record() == []
+
+
+def test_a_soup_of_lora_runs_is_refused(lora_run, tmp_path):
+    result = genre_lab_here("soup", f"runs=[{lora_run},{lora_run}]", f"hydra.run.dir={tmp_path / 's'}", cwd=tmp_path)
+    refused(result, "LoRA adapters (peft=lora)", "genre-lab ensemble")
+    assert RunLayout(tmp_path / "s").record() == []
