@@ -61,6 +61,9 @@ def check_train_settings(cfg: DictConfig) -> None:
     for key in ("tuning", "calibration"):  # used after training: a bad value must not cost the whole fit
         if cfg.get(key):
             hydra.utils.instantiate(cfg[key])
+    for node in (cfg.get("callbacks") or {}).values():  # EMA/SWA: their constructors check decay, start_epoch
+        if str((node or {}).get("_target_", "")).startswith("genre_lab.framework.weight_averaging."):
+            hydra.utils.instantiate(node)
     check_calibration(cfg)
 
 

@@ -99,7 +99,7 @@ class SWA(ScoredAverage):
 
     def __init__(self, start_epoch: int = 1, **kwargs: Any) -> None:
         require_number(start_epoch, "callbacks.swa.start_epoch", lambda v: v >= 0 and int(v) == v,
-                       "a whole number ≥ 0 (the epoch averaging starts in; 0-based)", "1")
+                       "≥ 0 without a fraction (the 0-based epoch averaging starts in)", "1")
         super().__init__(**{"use_buffers": False, **kwargs})
         self.start_epoch = int(start_epoch)
         self._epoch = 0

@@ -29,8 +29,8 @@ def check_lora(settings: Mapping[str, Any] | None) -> None:
     """``peft.*``: rank a whole number ≥ 1, alpha > 0, dropout in [0, 1), target modules null or names."""
     if settings is None:
         return
-    require_number(settings.get("r"), "peft.r", lambda v: v >= 1 and int(v) == v, "a whole number ≥ 1 (the "
-                   "adapters' rank)", "8")
+    require_number(settings.get("r"), "peft.r", lambda v: v >= 1 and int(v) == v, "≥ 1 without a fraction "
+                   "(the adapters' rank)", "8")
     require_number(settings.get("lora_alpha"), "peft.lora_alpha", lambda v: v > 0, "> 0", "16")
     require_number(settings.get("lora_dropout", 0.0), "peft.lora_dropout", lambda v: 0 <= v < 1, "in [0, 1)", "0.1")
     targets = settings.get("target_modules")

@@ -59,3 +59,13 @@ def test_swa_scores_the_raw_weights_until_it_starts(tmp_path, run_frame):
 def test_bad_averaging_settings_are_refused_by_name(make):
     with pytest.raises(GenreLabError, match=r"callbacks\.(ema\.decay|swa\.start_epoch)"):
         make()
+
+
+def test_a_bad_decay_on_the_command_line_stops_before_the_data_is_read(tmp_path):
+    from tests.conftest import genre_lab_here
+    from tests.test_ensemble import refused
+
+    result = genre_lab_here("train", "model=tiny", "data=sample", "callbacks=ema", "callbacks.ema.decay=1.5",
+                            f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    refused(result, "callbacks.ema.decay=1.5 must be a number in (0, 1)")
+    assert "rows" not in result.stderr and RunLayout(tmp_path / "run").record() == []
