@@ -153,21 +153,7 @@ class GenreClassifier(pl.LightningModule):
                       label_names=label_names)
         self.save_hyperparameters(ignore=["decoder"])
         self.label_space = LabelSpace(tuple(label_names), multi_label)
-        # LoRA: the frozen weights are the pretrained backbone's, also when a checkpoint rebuilds the run
-        self.model = load_classifier(backbone, list(label_names), dropout, None if peft else backbone_config,
-                                     attn_implementation, objective, pooling)
-        # from_pretrained returns eval mode, and Lightning keeps sub-module modes as it finds them:
-        # without this, dropout would stay off during training.
-        self.model.train()
-        if prior_bias_init and label_prior is not None and backbone_config is None:
-            init_bias_to_prior(self.model, label_prior, objective)
-        if backbone_config is None:
-            self.hparams["backbone_config"] = self.model.config.to_dict()
-        if peft:
-            self.model = with_lora(self.model, peft)
-            self.model.train()
-            check_fingerprint(self.model, peft_base, backbone)
-            self.hparams["peft_base"] = fingerprint(self.model)
+        self.model = self._classifier(label_prior if prior_bias_init else None)
         self.decoder = decoder or Decoder()
         weight = torch.tensor(list(pos_weight), dtype=torch.float32) if pos_weight is not None else None
         # the attribute and its pos_weight buffer keep their names: earlier checkpoints' state dicts hold them
@@ -178,6 +164,28 @@ class GenreClassifier(pl.LightningModule):
         self.val_tuned = BestThresholdF1(len(label_names))
         self.compiled_forward: Any = None  # set by configure_model when model.compile=true
         self.calibration: dict[str, Any] | None = None  # fitted after training (train.final_metrics)
+
+    def _classifier(self, label_prior: Sequence[float] | None) -> nn.Module:
+        """The HF classifier of the hyper-parameters: pretrained (a new run; its bias at the label prior) or
+        rebuilt from the stored architecture (a checkpoint's weights come on top); under LoRA adapters with
+        ``peft``, whose frozen weights are always the pretrained backbone's."""
+        hp = self.hparams
+        config, peft = hp.get("backbone_config"), hp.get("peft")
+        model = load_classifier(hp["backbone"], list(hp["label_names"]), hp.get("dropout"), None if peft else config,
+                                hp.get("attn_implementation"), hp.get("objective", "bce"), hp.get("pooling", "head"))
+        # from_pretrained returns eval mode, and Lightning keeps sub-module modes as it finds them:
+        # without this, dropout would stay off during training.
+        model.train()
+        if label_prior is not None and config is None:
+            init_bias_to_prior(model, label_prior, hp.get("objective", "bce"))
+        if config is None:
+            hp["backbone_config"] = model.config.to_dict()
+        if peft:
+            model = with_lora(model, peft)
+            model.train()
+            check_fingerprint(model, hp.get("peft_base"), hp["backbone"])
+            hp["peft_base"] = fingerprint(model)
+        return model
 
     def configure_model(self) -> None:
         # torch.compile of the backbone's forward function, not of the module: a compiled function is a plain
