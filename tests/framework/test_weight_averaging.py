@@ -68,4 +68,5 @@ def test_a_bad_decay_on_the_command_line_stops_before_the_data_is_read(tmp_path)
     result = genre_lab_here("train", "model=tiny", "data=sample", "callbacks=ema", "callbacks.ema.decay=1.5",
                             f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     refused(result, "callbacks.ema.decay=1.5 must be a number in (0, 1)")
-    assert "rows" not in result.stderr and RunLayout(tmp_path / "run").record() == []
+    # the data-reading log lines ("… rows train=…", "data set-up: …") go to stdout: none was written
+    assert "data set-up:" not in result.stdout + result.stderr and RunLayout(tmp_path / "run").record() == []
