@@ -154,23 +154,28 @@ class SoupScorer:
         return float(metrics[name])
 
 
-def greedy_soup(found: list[Ingredient], scorer: SoupScorer) -> tuple[list[Ingredient], list[dict[str, Any]]]:
-    """Ingredients best first; each joins only when the soup's figure improves. Returns the soup and its trail."""
-    for ingredient in found:
-        ingredient.figure = scorer.figure(scorer.probs(ingredient.state))
+def greedy_soup(found: list[Ingredient], scorer: SoupScorer
+                ) -> tuple[list[Ingredient], list[dict[str, Any]], np.ndarray]:
+    """Ingredients best first; each joins only when the soup's figure improves. Returns the soup, its trail and
+    its probabilities (already computed for the last kept step: not run again)."""
+    own = [scorer.probs(ingredient.state) for ingredient in found]
+    for ingredient, probs in zip(found, own, strict=True):
+        ingredient.figure = scorer.figure(probs)
         log.info("soup ingredient %s: %s %.4f", ingredient.given, scorer.cfg.optimized_metric, ingredient.figure)
-    ranked = sorted(found, key=lambda i: -i.figure)
-    soup, best = [ranked[0]], ranked[0].figure
-    trail = [{"run": ranked[0].given, "own": ranked[0].figure, "soup": best, "kept": True}]
-    for candidate in ranked[1:]:
-        value = scorer.figure(scorer.probs(average_states([i.state for i in [*soup, candidate]])))
+    ranked = sorted(range(len(found)), key=lambda k: -found[k].figure)
+    first = found[ranked[0]]
+    soup, best, best_probs = [first], first.figure, own[ranked[0]]
+    trail = [{"run": first.given, "own": first.figure, "soup": best, "kept": True}]
+    for candidate in (found[k] for k in ranked[1:]):
+        probs = scorer.probs(average_states([i.state for i in [*soup, candidate]]))
+        value = scorer.figure(probs)
         kept = value > best
         trail.append({"run": candidate.given, "own": candidate.figure, "soup": value, "kept": kept})
         log.info("greedy soup: %s %s (%s %.4f vs %.4f)", "adds" if kept else "leaves out", candidate.given,
                  scorer.cfg.optimized_metric, value, best)
         if kept:
-            soup, best = [*soup, candidate], value
-    return soup, trail
+            soup, best, best_probs = [*soup, candidate], value, probs
+    return soup, trail, best_probs
 
 
 def soup(cfg: DictConfig) -> dict[str, Any]:
@@ -180,9 +185,10 @@ def soup(cfg: DictConfig) -> dict[str, Any]:
     refuse_record(out, "soup")  # again: a caller without the CLI has not been checked
     found = ingredients(cfg.runs)
     scorer = SoupScorer(cfg, found[0].run)
-    chosen, trail = greedy_soup(found, scorer) if cfg.greedy else (found, [])
+    chosen, trail, probs = greedy_soup(found, scorer) if cfg.greedy else (found, [], None)
     state = average_states([i.state for i in chosen])
-    probs = scorer.probs(state)
+    if probs is None:
+        probs = scorer.probs(state)
     facts = {"model": "soup", "soup": "greedy" if cfg.greedy else "uniform", "members": [i.given for i in chosen],
              "candidates": [i.given for i in found], "greedy_trail": trail, "rows": len(probs),
              "best_checkpoint": str(RunLayout(out).best), "config_id": config_id(OmegaConf.to_container(cfg))}
