@@ -85,7 +85,7 @@ def run_fold(task: Sequence[str], fold: int, folds: int, folder: Path) -> None:
     resume = RunLayout(folder).last.is_file()
     if not resume and RunLayout(folder).record():
         set_aside(folder)
-    log.info("fold %d of %d: %s in %s", fold, folds, "resuming" if resume else "training", folder)
+    log.info("%s (%d of %d): %s in %s", folder.name, fold + 1, folds, "resuming" if resume else "training", folder)
     command = [sys.executable, "-m", "genre_lab", "train", *fold_overrides(task, fold, folder, resume)]
     child = subprocess.Popen(command)
     try:
@@ -96,8 +96,9 @@ def run_fold(task: Sequence[str], fold: int, folds: int, folder: Path) -> None:
         child.wait()
         raise
     if code != 0:
-        raise GenreLabError(f"fold {fold} of {folds} failed (exit {code}); its log is {folder}/train.log. Run the "
-                            "same command again to go on: finished folds are kept, this one resumes")
+        raise GenreLabError(f"{folder.name} ({fold + 1} of {folds}) failed (exit {code}); its log is "
+                            f"{folder}/train.log. Run the same command again to go on: finished folds are kept, this "
+                            "one resumes")
 
 
 def run_folds(cfg: DictConfig, out: Path, task: Sequence[str]) -> None:
@@ -108,7 +109,7 @@ def run_folds(cfg: DictConfig, out: Path, task: Sequence[str]) -> None:
     for fold in range(folds):
         folder = fold_dir(out, fold)
         if RunLayout(folder).metrics.is_file():
-            log.info("fold %d of %d: finished already in %s", fold, folds, folder)
+            log.info("%s (%d of %d): finished already", folder.name, fold + 1, folds)
         else:
             run_fold(task, fold, folds, folder)
         if trial is not None and fold < folds - 1:

@@ -79,7 +79,7 @@ def test_running_it_again_keeps_finished_folds_and_trains_the_rest(cross_validat
     stopped.write_bytes(b"partial")
     done = genre_lab_cli(*ARGS, f"hydra.run.dir={again}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "fold 0 of 2: finished already" in done.stdout + done.stderr
+    assert "fold_0 (1 of 2): finished already" in done.stdout + done.stderr
     [aside] = again.glob("fold_1.stopped-*")  # kept, not written over; the fold trained afresh
     assert RunLayout(aside).interrupted.read_bytes() == b"partial" and RunLayout(again / "fold_1").best.is_file()
     assert (again / "fold_0" / "metrics.json").read_bytes() == before
