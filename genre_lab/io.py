@@ -16,8 +16,10 @@ from typing import Any
 
 
 @contextmanager
-def atomic_target(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; once the block has written it, fsync and rename over ``path``."""
+def atomic_target(path: str | Path, replace: bool = True) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; once the block has written it, fsync and rename over ``path``.
+    ``replace=False``: raise FileExistsError, keeping the file there, if ``path`` exists by then (another process
+    may have written it since the caller checked)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_beside(path, lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)), ".tmp")
@@ -25,10 +27,27 @@ def atomic_target(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _publish_new(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _publish_new(tmp: Path, path: Path) -> None:
+    """Give ``tmp`` the name ``path`` only if no file has it: a hard link is created atomically or not at all."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: check, then rename (a small window remains)
+        if path.exists():
+            raise FileExistsError(path) from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
 
 
 def temp_dir_beside(path: str | Path) -> Path:

@@ -192,17 +192,22 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     spec = with_policies(run.spec, {"encoding_errors": cfg.get("encoding_errors"), "format": cfg.get("input_format")})
     frames, total, notes = input_frames(cfg, spec)
     source, results, what, id_col = notes.source, [], "text", None
-    with sigterm_raises(), FrameWriter(out, output_format(out)) as writer, \
-            RowProgress(total, "predicting", enabled=total > cfg.chunk_rows) as bar:
-        for frame in frames:
-            id_col = spec.id_column if spec.id_column in frame.columns else None
-            what = spec.text_columns[0] if spec.text_columns[0] in frame.columns else "text"
-            results.append(predict_frame(frame, checked_texts(frame, spec, source), run, decoder, cfg, notes,
-                                         id_col, what))
-            writer.write(results[-1])
-            bar.advance(len(frame))
-        if not writer.frames:  # an input without rows: a file of the header only
-            writer.write(empty_result(list(run.label_space.names)))
+    try:
+        with sigterm_raises(), FrameWriter(out, output_format(out), replace=bool(cfg.get("overwrite"))) as writer, \
+                RowProgress(total, "predicting", enabled=total > cfg.chunk_rows) as bar:
+            for frame in frames:
+                id_col = spec.id_column if spec.id_column in frame.columns else None
+                what = spec.text_columns[0] if spec.text_columns[0] in frame.columns else "text"
+                results.append(predict_frame(frame, checked_texts(frame, spec, source), run, decoder, cfg, notes,
+                                             id_col, what))
+                writer.write(results[-1])
+                bar.advance(len(frame))
+            if not writer.frames:  # an input without rows: a file of the header only
+                writer.write(empty_result(list(run.label_space.names)))
+    except FileExistsError:  # written by another command since output_path checked: keep that file
+        raise GenreLabError(f"out={out} was written by another command while this one ran; that file is kept and "
+                            "these predictions are discarded. Choose another out= (or overwrite=true) and run "
+                            "again") from None
     report(notes, what, cfg.empty_text, run, id_col)
     result = pd.concat(results, ignore_index=True) if results else empty_result(list(run.label_space.names))
     show(result, list(run.label_space.names))

@@ -125,3 +125,15 @@ def test_sigterm_inside_sigterm_raises_unwinds_and_an_atomic_target_leaves_nothi
         time.sleep(5)  # the handler raises at the next bytecode
     assert stopped.value.code == 143 and signal.getsignal(signal.SIGTERM) is before
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_atomic_target_that_must_not_replace_keeps_a_file_that_appeared_meanwhile(tmp_path):
+    path = tmp_path / "out.csv"
+    with pytest.raises(FileExistsError), atomic_target(path, replace=False) as tmp:
+        tmp.write_text("ours")
+        path.write_text("theirs")
+    assert path.read_text() == "theirs" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+    path.unlink()
+    with atomic_target(path, replace=False) as tmp:
+        tmp.write_text("ours")
+    assert path.read_text() == "ours" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]

@@ -137,6 +137,21 @@ def test_predict_replaces_an_existing_file_only_with_overwrite(trained_run, tmp_
     assert len(pd.read_csv(out)) == 4
 
 
+def test_a_file_another_command_writes_meanwhile_is_kept_not_replaced(trained_run, tmp_path, in_csv, monkeypatch):
+    out, real = tmp_path / "out" / "p.csv", predict_module.predict_frame
+
+    def racing(*args, **kwargs):  # another predict finishes into the same out= while this one runs
+        out.write_text("theirs")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "predict_frame", racing)
+    with pytest.raises(GenreLabError, match=r"written by another command while this one ran; that file is kept"):
+        predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={in_csv}", f"out={out}"))
+    assert out.read_text() == "theirs" and sorted(p.name for p in out.parent.iterdir()) == ["p.csv"]
+    predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={in_csv}", f"out={out}", "overwrite=true"))
+    assert len(pd.read_csv(out)) == 4
+
+
 TRICKY = """It's "quoted", has = signs, commas, a ${path} and a back\\slash\\"""
 
 

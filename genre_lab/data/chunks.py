@@ -110,14 +110,15 @@ def csv_record_starts(path: Path, sep: str) -> np.ndarray | None:
 
 class FrameWriter:
     """``with FrameWriter(path) as out: out.write(frame) …``: frames appended to a temporary file beside ``path``
-    in its extension's format, renamed onto ``path`` only when every frame is written (an error leaves nothing)."""
+    in its extension's format, renamed onto ``path`` only when every frame is written (an error leaves nothing);
+    ``replace=False``: FileExistsError then if ``path`` appeared meanwhile, and that file is kept."""
 
-    def __init__(self, path: Path, fmt: str) -> None:
-        self.path, self.fmt, self.rows, self.frames = path, fmt, 0, 0
+    def __init__(self, path: Path, fmt: str, replace: bool = True) -> None:
+        self.path, self.fmt, self.rows, self.frames, self.replace = path, fmt, 0, 0, replace
         self.parquet: Any = None
 
     def __enter__(self) -> FrameWriter:
-        self.target = atomic_target(self.path)
+        self.target = atomic_target(self.path, self.replace)
         self.handle = open(self.target.__enter__(), "wb")
         return self
 
