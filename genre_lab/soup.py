@@ -162,11 +162,11 @@ def greedy_soup(found: list[Ingredient], scorer: SoupScorer
     for ingredient, probs in zip(found, own, strict=True):
         ingredient.figure = scorer.figure(probs)
         log.info("soup ingredient %s: %s %.4f", ingredient.given, scorer.cfg.optimized_metric, ingredient.figure)
-    ranked = sorted(range(len(found)), key=lambda k: -found[k].figure)
-    first = found[ranked[0]]
-    soup, best, best_probs = [first], first.figure, own[ranked[0]]
+    ranked = sorted(zip(found, own, strict=True), key=lambda pair: -pair[0].figure)
+    first, best_probs = ranked[0]
+    soup, best = [first], first.figure
     trail = [{"run": first.given, "own": first.figure, "soup": best, "kept": True}]
-    for candidate in (found[k] for k in ranked[1:]):
+    for candidate, _ in ranked[1:]:
         probs = scorer.probs(average_states([i.state for i in [*soup, candidate]]))
         value = scorer.figure(probs)
         kept = value > best
