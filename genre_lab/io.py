@@ -8,6 +8,7 @@ import io
 import json
 import os
 import secrets
+import shutil
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -48,6 +49,19 @@ def _publish_new(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
         return
     tmp.unlink()
+
+
+def publish_folder(tmp: Path, out: Path, replace: bool) -> None:
+    """Rename the finished folder ``tmp`` to ``out``. Without ``replace`` only an absent or empty ``out`` is taken
+    (rename does that atomically); one that another process filled meanwhile raises FileExistsError and is kept."""
+    if replace and out.is_dir() and any(out.iterdir()):
+        shutil.rmtree(out)
+    try:
+        os.rename(tmp, out)
+    except OSError as err:  # ENOTEMPTY / EEXIST: a non-empty folder; ENOTDIR: a file took the name
+        if out.exists():
+            raise FileExistsError(out) from err
+        raise
 
 
 def temp_dir_beside(path: str | Path) -> Path:

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import genre_lab.export
 from genre_lab.data.table import build_text
 from genre_lab.errors import GenreLabError
 from genre_lab.export import export
@@ -151,6 +152,24 @@ def test_export_never_overwrites_without_asking(trained_run, tmp_path):
     with pytest.raises(GenreLabError, match="not empty"):
         export(compose_cfg("export", [f"run_dir={trained_run}", f"out={out}"], tmp_path / "x"))
     assert (out / "keep.txt").read_text() == "mine"
+    export(compose_cfg("export", [f"run_dir={trained_run}", f"out={out}", "overwrite=true"], tmp_path / "y"))
+    assert not (out / "keep.txt").exists() and (out / "thresholds.json").exists()
+
+
+def test_an_export_keeps_a_folder_another_export_finished_meanwhile(trained_run, tmp_path, monkeypatch):
+    out = tmp_path / "hf"
+    write = genre_lab.export.write_hf_folder
+
+    def another_export_finishes_first(run, folder, decoder):
+        write(run, folder, decoder)
+        out.mkdir()
+        (out / "theirs.txt").write_text("theirs")
+
+    monkeypatch.setattr(genre_lab.export, "write_hf_folder", another_export_finishes_first)
+    with pytest.raises(GenreLabError, match="written by another command while this one ran; that folder is kept"):
+        export(compose_cfg("export", [f"run_dir={trained_run}", f"out={out}"], tmp_path / "x"))
+    assert [p.name for p in out.iterdir()] == ["theirs.txt"]  # on the old code: replaced by this export
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp folder left
 
 
 @pytest.mark.parametrize("where", ["run", "checkpoints", "inside", "parent", "symlink"])

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import genre_lab.runs.checkpoint
-from genre_lab.io import atomic_target, sigterm_raises, write_json
+from genre_lab.io import atomic_target, publish_folder, sigterm_raises, write_json
 from genre_lab.runs.checkpoint import AtomicCheckpointIO, store_in_checkpoint
 from genre_lab.runs.finished import Run
 
@@ -137,3 +137,30 @@ def test_an_atomic_target_that_must_not_replace_keeps_a_file_that_appeared_meanw
     with atomic_target(path, replace=False) as tmp:
         tmp.write_text("ours")
     assert path.read_text() == "ours" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def _finished_folder(tmp_path: Path, text: str) -> Path:
+    folder = tmp_path / f".tmp_{text}"
+    folder.mkdir()
+    (folder / "model.txt").write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize("before", ["absent", "empty"])
+def test_a_published_folder_takes_an_absent_or_empty_name(tmp_path, before):
+    out = tmp_path / "out"
+    if before == "empty":
+        out.mkdir()
+    publish_folder(_finished_folder(tmp_path, "ours"), out, replace=False)
+    assert (out / "model.txt").read_text() == "ours" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_published_folder_keeps_one_filled_meanwhile_unless_told_to_replace(tmp_path):
+    out = tmp_path / "out"
+    publish_folder(_finished_folder(tmp_path, "theirs"), out, replace=False)
+    ours = _finished_folder(tmp_path, "ours")
+    with pytest.raises(FileExistsError):
+        publish_folder(ours, out, replace=False)
+    assert (out / "model.txt").read_text() == "theirs" and (ours / "model.txt").exists()
+    publish_folder(ours, out, replace=True)
+    assert (out / "model.txt").read_text() == "ours" and not ours.exists()
