@@ -37,7 +37,7 @@ from genre_lab.data.tokens import make_collator
 from genre_lab.errors import GenreLabError, require_choice, run_app, user_errors
 from genre_lab.io import file_digest, honour_umask, publish_folder, temp_dir_beside, write_json
 from genre_lab.model.adapters import plain_copy
-from genre_lab.model.module import fold_calibration
+from genre_lab.model.module import fold_calibration, head_of
 from genre_lab.model.onnx_graph import (
     QUANTIZERS,
     check_graph,
@@ -133,7 +133,7 @@ def export(cfg: DictConfig) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("exported %s to %s", run.ckpt_path, out)
-    mean = fmt == "hf" and run.model.hparams.get("pooling") == "mean"
+    mean = fmt == "hf" and head_of(run.model.hparams)["pooling"] == "mean"
     note = {"onnx": f" (ONNX{f', {quantize} weights' if quantize else ''})",
             "hf": " (mean pooling: load it with trust_remote_code=True)" if mean else ""}[fmt]
     print(f"exported {run.ckpt_path} -> {out}{note}")
@@ -168,12 +168,12 @@ def write_onnx_folder(run: Run, folder: Path, decoder: dict[str, Any], quantize:
 
 def onnx_manifest(run: Run, graph: Path, decoder: dict[str, Any], pad_id: int, quantize: str | None) -> Manifest:
     """What the runtime needs besides the graph, and where the model came from."""
-    hparams = run.model.hparams
+    hparams, head = run.model.hparams, head_of(run.model.hparams)
     identity = {"sha256": file_digest(graph), "source_checkpoint": str(run.ckpt_path.resolve()),
                 "genre_lab_version": version("genre_lab"), "backbone": str(hparams["backbone"]),
-                "pooling": hparams.get("pooling", "head"), "quantization": quantize, **describe(graph)}
+                "pooling": head["pooling"], "quantization": quantize, **describe(graph)}
     return Manifest(genres=list(run.label_space.names), multi_label=run.label_space.multi_label,
-                    objective=hparams.get("objective", "bce"), text_template=run.spec.text_template,
+                    objective=head["objective"], text_template=run.spec.text_template,
                     max_length=run.max_length, truncation=run.truncation, pad_token_id=pad_id,
                     decision_rule=decoder, calibration=run.checkpoint.get("calibration"), onnx_file=graph.name,
                     tokenizer_file=TOKENIZER_FILE, model=identity, data=run.data_hparams,
@@ -195,7 +195,7 @@ def save_tokenizer(run: Run, folder: Path) -> None:
 
 def rule_file(run: Run, decoder: dict[str, Any]) -> dict[str, Any]:
     """``thresholds.json``: the genres, the decision rule, and how the model's logits become probabilities."""
-    objective = run.model.hparams.get("objective", "bce")
+    objective = head_of(run.model.hparams)["objective"]
     squash = "softmax over the genres" if objective == "ce" else "sigmoid to each logit"
     return {
         "labels": list(run.model.label_space.names),

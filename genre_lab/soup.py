@@ -30,6 +30,7 @@ from genre_lab.config_dir import config_dir
 from genre_lab.errors import GenreLabError, require_positive, run_app, user_errors
 from genre_lab.framework.loggers import instantiate_loggers, log_config
 from genre_lab.io import atomic_target
+from genre_lab.model.module import head_of
 from genre_lab.runs.finished import Run, locate
 from genre_lab.runs.guard import refuse_record
 from genre_lab.runs.layout import RunLayout
@@ -92,8 +93,7 @@ def differences(a: Run, b: Run) -> list[str]:
     found = [f"{what} ({x!r} vs {y!r})" for what, x, y in (
         ("backbone", ha["backbone"], hb["backbone"]),
         ("genres", genres(a), genres(b)),
-        ("head (model.pooling)", ha.get("pooling", "head"), hb.get("pooling", "head")),
-        ("head (model.objective)", ha.get("objective", "bce"), hb.get("objective", "bce"))) if x != y]
+        *((f"head (model.{key})", x, head_of(hb)[key]) for key, x in head_of(ha).items())) if x != y]
     da, db = a.data_hparams, b.data_hparams
     found += [f"data.{key} ({da.get(key)!r} vs {db.get(key)!r})" for key in ROW_KEYS if da.get(key) != db.get(key)]
     sa, sb = a.checkpoint["state_dict"], b.checkpoint["state_dict"]  # the architecture: layers and their sizes

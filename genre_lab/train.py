@@ -38,7 +38,7 @@ from genre_lab.io import write_json
 from genre_lab.model.adapters import parameter_counts
 from genre_lab.model.build import build_model
 from genre_lab.model.inference import predict_logits
-from genre_lab.model.module import probabilities
+from genre_lab.model.module import head_of, probabilities
 from genre_lab.runs.checkpoint import store_in_checkpoint
 from genre_lab.runs.finished import Run
 from genre_lab.runs.guard import NothingToDo, refuse_reuse
@@ -81,7 +81,7 @@ def final_metrics(cfg: DictConfig, model: Any, data: MovieData, ckpt: str | None
         return predict_logits(model, rows.input_ids, collate, data.eval_batch, precision=precision), rows.targets
 
     logits, targets = logits_and_targets("val")
-    objective = model.hparams.get("objective", "bce")
+    objective = head_of(model.hparams)["objective"]
     model.calibration = hydra.utils.instantiate(cfg.calibration).fit(logits, targets, objective) \
         if cfg.get("calibration") else None
     probs = model.probabilities(torch.from_numpy(logits)).numpy()

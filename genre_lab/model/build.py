@@ -9,14 +9,14 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from genre_lab.data.movie_data import LabelStats
-from genre_lab.model.module import check_single_label
+from genre_lab.model.module import check_single_label, head_of
 from genre_lab.scoring.decoding import Decoder
 
 
 def build_model(cfg: DictConfig, stats: LabelStats, decoder: Decoder | None = None) -> pl.LightningModule:
     """``cfg.model`` with the genres, prior and class weights of ``stats``; the optimizer and scheduler as plain
     configs (the module instantiates them, so checkpoints hold no objects)."""
-    check_single_label(cfg.model.get("objective", "bce"), stats.rows_with_several_genres, stats.rows, stats.source)
+    check_single_label(head_of(cfg.model)["objective"], stats.rows_with_several_genres, stats.rows, stats.source)
     pos_weight: Any = cfg.model.get("pos_weight")
     if pos_weight == "auto":
         pos_weight = stats.pos_weight()

@@ -26,6 +26,11 @@ OBJECTIVES = ("bce", "ce")
 POOLINGS = ("head", "mean")
 
 
+def head_of(hparams: Mapping[str, Any]) -> dict[str, str]:
+    """A run's head: ``pooling`` and ``objective``, with the defaults of checkpoints saved before they existed."""
+    return {"pooling": hparams.get("pooling", POOLINGS[0]), "objective": hparams.get("objective", OBJECTIVES[0])}
+
+
 def init_bias_to_prior(model: nn.Module, prior: Sequence[float], objective: str = "bce") -> None:
     """Start the output layer at each genre's log prior odds (bce) or log prior (ce: softmax's equivalent).
 
@@ -170,14 +175,14 @@ class GenreClassifier(pl.LightningModule):
         rebuilt from the stored architecture (a checkpoint's weights come on top); under LoRA adapters with
         ``peft``, whose frozen weights are always the pretrained backbone's."""
         hp = self.hparams
-        config, peft = hp.get("backbone_config"), hp.get("peft")
+        config, peft, head = hp.get("backbone_config"), hp.get("peft"), head_of(hp)
         model = load_classifier(hp["backbone"], list(hp["label_names"]), hp.get("dropout"), None if peft else config,
-                                hp.get("attn_implementation"), hp.get("objective", "bce"), hp.get("pooling", "head"))
+                                hp.get("attn_implementation"), head["objective"], head["pooling"])
         # from_pretrained returns eval mode, and Lightning keeps sub-module modes as it finds them:
         # without this, dropout would stay off during training.
         model.train()
         if label_prior is not None and config is None:
-            init_bias_to_prior(model, label_prior, hp.get("objective", "bce"))
+            init_bias_to_prior(model, label_prior, head["objective"])
         if config is None:
             hp["backbone_config"] = model.config.to_dict()
         if peft:
@@ -200,13 +205,13 @@ class GenreClassifier(pl.LightningModule):
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Per-genre probabilities for this model's objective (metrics, final figures, eval, predict), of the
         calibrated logits once a calibration is fitted."""
-        return probabilities(scale(logits, self.calibration), self.hparams.get("objective", "bce"))
+        return probabilities(scale(logits, self.calibration), head_of(self.hparams)["objective"])
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor | None = None) -> torch.Tensor:
         """BCE on targets smoothed to y·(1−ε)+ε/2, or cross-entropy with torch's label smoothing ε; with a
         ``teacher`` (training batches of a distilled run), on ``(1−w)·targets + w·teacher`` first."""
         smoothing = float(self.hparams.get("label_smoothing") or 0.0)
-        ce = self.hparams.get("objective") == "ce"
+        ce = head_of(self.hparams)["objective"] == "ce"
         if ce:  # one-hot rows as class probabilities: the same loss as class indices
             targets = targets / targets.sum(-1, keepdim=True).clamp(min=1)
         weight = float(self.hparams.get("distill_weight") or 0.0)
