@@ -90,10 +90,11 @@ def ingredients(runs: Any) -> list[Ingredient]:
 def differences(a: Run, b: Run) -> list[str]:
     """What keeps two runs' weights from being averaged into one model scored on ``a``'s validation rows."""
     ha, hb = a.checkpoint["hyper_parameters"], b.checkpoint["hyper_parameters"]
+    head_a, head_b = head_of(ha), head_of(hb)
     found = [f"{what} ({x!r} vs {y!r})" for what, x, y in (
         ("backbone", ha["backbone"], hb["backbone"]),
         ("genres", genres(a), genres(b)),
-        *((f"head (model.{key})", x, head_of(hb)[key]) for key, x in head_of(ha).items())) if x != y]
+        *((f"head (model.{key})", head_a[key], head_b[key]) for key in head_a)) if x != y]
     da, db = a.data_hparams, b.data_hparams
     found += [f"data.{key} ({da.get(key)!r} vs {db.get(key)!r})" for key in ROW_KEYS if da.get(key) != db.get(key)]
     sa, sb = a.checkpoint["state_dict"], b.checkpoint["state_dict"]  # the architecture: layers and their sizes
