@@ -35,7 +35,7 @@ from genre_lab.config_dir import config_dir
 from genre_lab.data.token_rows import cutting_tokenizer
 from genre_lab.data.tokens import make_collator
 from genre_lab.errors import GenreLabError, require_choice, run_app, user_errors
-from genre_lab.io import file_digest, honour_umask, publish_folder, temp_dir_beside, write_json
+from genre_lab.io import OutputTaken, file_digest, honour_umask, publish_folder, temp_dir_beside, write_json
 from genre_lab.model.adapters import plain_copy
 from genre_lab.model.module import fold_calibration, head_of
 from genre_lab.model.onnx_graph import (
@@ -125,7 +125,7 @@ def export(cfg: DictConfig) -> Path:
             write_hf_folder(run, tmp, decoder.to_dict())
         honour_umask(tmp)
         publish_folder(tmp, out, replace=cfg.overwrite)
-    except FileExistsError:  # filled by another command since output_folder checked it: keep that folder
+    except OutputTaken:  # filled by another command since output_folder checked it: keep that folder
         shutil.rmtree(tmp, ignore_errors=True)
         raise GenreLabError(f"out={out} was written by another command while this one ran; that folder is kept "
                             "and this export is discarded: export again into another folder") from None

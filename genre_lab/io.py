@@ -16,10 +16,15 @@ from pathlib import Path
 from typing import Any
 
 
+class OutputTaken(FileExistsError):
+    """The output name was taken by another process after the caller checked it; what is there is kept. Its own
+    class, so commands report this race and not any FileExistsError raised while they worked."""
+
+
 @contextmanager
 def atomic_target(path: str | Path, replace: bool = True) -> Iterator[Path]:
     """Yield a temp path beside ``path``; once the block has written it, fsync and rename over ``path``.
-    ``replace=False``: raise FileExistsError, keeping the file there, if ``path`` exists by then (another process
+    ``replace=False``: raise OutputTaken, keeping the file there, if ``path`` exists by then (another process
     may have written it since the caller checked)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,10 +47,10 @@ def _publish_new(tmp: Path, path: Path) -> None:
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise
+        raise OutputTaken(path) from None
     except OSError:  # a file system without hard links: check, then rename (a small window remains)
         if path.exists():
-            raise FileExistsError(path) from None
+            raise OutputTaken(path) from None
         os.replace(tmp, path)
         return
     tmp.unlink()
@@ -53,14 +58,14 @@ def _publish_new(tmp: Path, path: Path) -> None:
 
 def publish_folder(tmp: Path, out: Path, replace: bool) -> None:
     """Rename the finished folder ``tmp`` to ``out``. Without ``replace`` only an absent or empty ``out`` is taken
-    (rename does that atomically); one that another process filled meanwhile raises FileExistsError and is kept."""
+    (rename does that atomically); one that another process filled meanwhile raises OutputTaken and is kept."""
     if replace and out.is_dir() and any(out.iterdir()):
         shutil.rmtree(out)
     try:
         os.rename(tmp, out)
     except OSError as err:  # ENOTEMPTY / EEXIST: a non-empty folder; ENOTDIR: a file took the name
         if out.exists():
-            raise FileExistsError(out) from err
+            raise OutputTaken(out) from err
         raise
 
 

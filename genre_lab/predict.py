@@ -32,7 +32,7 @@ from genre_lab.data.table import TableSpec, require_columns, with_policies
 from genre_lab.data.text_template import build_texts
 from genre_lab.errors import GenreLabError, require_choice, require_positive, run_app, user_errors
 from genre_lab.framework.progress import RowProgress
-from genre_lab.io import same_file, sigterm_raises
+from genre_lab.io import OutputTaken, same_file, sigterm_raises
 from genre_lab.runs.finished import FinishedRun, locate
 from genre_lab.runs.layout import RunLayout
 from genre_lab.scoring.decoding import rule_for_run
@@ -204,7 +204,7 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
                 bar.advance(len(frame))
             if not writer.frames:  # an input without rows: a file of the header only
                 writer.write(empty_result(list(run.label_space.names)))
-    except FileExistsError:  # written by another command since output_path checked: keep that file
+    except OutputTaken:  # written by another command since output_path checked: keep that file
         raise GenreLabError(f"out={out} was written by another command while this one ran; that file is kept and "
                             "these predictions are discarded. Choose another out= (or overwrite=true) and run "
                             "again") from None

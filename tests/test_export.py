@@ -172,6 +172,19 @@ def test_an_export_keeps_a_folder_another_export_finished_meanwhile(trained_run,
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp folder left
 
 
+def test_an_export_reports_a_writers_own_file_error_as_it_is(trained_run, tmp_path, monkeypatch):
+    out = tmp_path / "hf"
+
+    def writer_fails(run, folder, decoder):  # e.g. a library refusing a file it finds: not the output race
+        raise FileExistsError(folder / "config.json")
+
+    monkeypatch.setattr(genre_lab.export, "write_hf_folder", writer_fails)
+    with pytest.raises(FileExistsError, match="config.json"):  # on the old code: GenreLabError, "another command"
+        export(compose_cfg("export", [f"run_dir={trained_run}", f"out={out}"], tmp_path / "x"))
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp folder left
+
+
 @pytest.mark.parametrize("where", ["run", "checkpoints", "inside", "parent", "symlink"])
 def test_export_never_writes_over_or_into_the_run_it_exports(trained_run, tmp_path, where):
     run = tmp_path / "runs" / "run"  # a copy: on the old code, out=<run dir> overwrite=true deleted it

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import genre_lab.runs.checkpoint
-from genre_lab.io import atomic_target, publish_folder, sigterm_raises, write_json
+from genre_lab.io import OutputTaken, atomic_target, publish_folder, sigterm_raises, write_json
 from genre_lab.runs.checkpoint import AtomicCheckpointIO, store_in_checkpoint
 from genre_lab.runs.finished import Run
 
@@ -129,7 +129,7 @@ def test_sigterm_inside_sigterm_raises_unwinds_and_an_atomic_target_leaves_nothi
 
 def test_an_atomic_target_that_must_not_replace_keeps_a_file_that_appeared_meanwhile(tmp_path):
     path = tmp_path / "out.csv"
-    with pytest.raises(FileExistsError), atomic_target(path, replace=False) as tmp:
+    with pytest.raises(OutputTaken), atomic_target(path, replace=False) as tmp:
         tmp.write_text("ours")
         path.write_text("theirs")
     assert path.read_text() == "theirs" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
@@ -159,7 +159,7 @@ def test_a_published_folder_keeps_one_filled_meanwhile_unless_told_to_replace(tm
     out = tmp_path / "out"
     publish_folder(_finished_folder(tmp_path, "theirs"), out, replace=False)
     ours = _finished_folder(tmp_path, "ours")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(OutputTaken):
         publish_folder(ours, out, replace=False)
     assert (out / "model.txt").read_text() == "theirs" and (ours / "model.txt").exists()
     publish_folder(ours, out, replace=True)

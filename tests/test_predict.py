@@ -152,6 +152,18 @@ def test_a_file_another_command_writes_meanwhile_is_kept_not_replaced(trained_ru
     assert len(pd.read_csv(out)) == 4
 
 
+def test_a_file_error_while_predicting_is_reported_as_it_is(trained_run, tmp_path, in_csv, monkeypatch):
+    out = tmp_path / "out" / "p.csv"
+
+    def fails(*args, **kwargs):  # not the output race: must not be called "written by another command"
+        raise FileExistsError("a cache file")
+
+    monkeypatch.setattr(predict_module, "predict_frame", fails)
+    with pytest.raises(FileExistsError, match="a cache file"):  # on the old code: GenreLabError, "another command"
+        predict(predict_cfg(trained_run, tmp_path / "p", f"input_csv={in_csv}", f"out={out}"))
+    assert sorted(p.name for p in out.parent.iterdir()) == []
+
+
 TRICKY = """It's "quoted", has = signs, commas, a ${path} and a back\\slash\\"""
 
 

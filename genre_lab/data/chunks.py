@@ -111,7 +111,7 @@ def csv_record_starts(path: Path, sep: str) -> np.ndarray | None:
 class FrameWriter:
     """``with FrameWriter(path) as out: out.write(frame) …``: frames appended to a temporary file beside ``path``
     in its extension's format, renamed onto ``path`` only when every frame is written (an error leaves nothing);
-    ``replace=False``: FileExistsError then if ``path`` appeared meanwhile, and that file is kept."""
+    ``replace=False``: io.OutputTaken then if ``path`` appeared meanwhile, and that file is kept."""
 
     def __init__(self, path: Path, fmt: str, replace: bool = True) -> None:
         self.path, self.fmt, self.rows, self.frames, self.replace = path, fmt, 0, 0, replace
