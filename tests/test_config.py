@@ -170,9 +170,12 @@ def test_each_shipped_recipe_composes_and_runs_one_step(experiment, tmp_path, mu
         [f"data.train_csv={RESOURCES_DIR / 'sample_movies.csv'}"]
     cfg = compose_train([f"experiment={experiment}", *data, "debug=fast_dev_run", "trainer.precision=32-true",
                          *QUIET], tmp_path)
-    assert cfg.model.pooling == "mean" and cfg.model.layer_lr_decay < 1 and cfg.trainer.max_epochs == 3
-    assert cfg.model.objective == ("bce" if "multilabel" in experiment else "ce")  # softmax for one genre a row
-    assert bool(cfg.data.teacher) == (cfg.model.distill_weight > 0) == ("10genre" in experiment)  # distilled
+    multi = "multilabel" in experiment
+    assert cfg.model.pooling == "mean" and cfg.model.layer_lr_decay < 1
+    assert cfg.trainer.max_epochs == (5 if multi else 3)
+    assert cfg.model.objective == ("bce" if multi else "ce")  # softmax for one genre a row
+    # both distilled from the TF-IDF baseline's out-of-fold probabilities; lightly on 18 genres
+    assert cfg.data.teacher._target_.endswith("TfidfTeacher") and cfg.model.distill_weight == (0.3 if multi else 0.7)
     # calibrated where it was measured to help (README, Calibration): the softmax recipe
     assert cfg.calibration._target_.endswith("Temperature" if "10genre" in experiment else "NoCalibration")
     metrics = train(cfg)
