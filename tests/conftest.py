@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +16,11 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "offline"
-os.environ.setdefault("GENRE_LAB_CACHE", tempfile.mkdtemp(prefix="genre_lab_cache_"))
+if "GENRE_LAB_CACHE" not in os.environ:
+    # Made by the process that starts the session (xdist workers and CLI subprocesses inherit the variable) and
+    # removed when it exits, so test runs leave no cache folders behind in /tmp.
+    os.environ["GENRE_LAB_CACHE"] = _cache = tempfile.mkdtemp(prefix="genre_lab_cache_")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Under pytest-xdist (addopts: -n logical) the workers split the cores as the parallel launcher splits them
 # between jobs: without it each worker's torch starts one thread per core and the oversubscribed cores run
