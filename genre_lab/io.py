@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import io
 import json
@@ -10,6 +11,7 @@ import os
 import secrets
 import shutil
 import signal
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,6 +74,22 @@ def publish_folder(tmp: Path, out: Path, replace: bool) -> None:
 def temp_dir_beside(path: str | Path) -> Path:
     """A new empty directory next to ``path`` (same file system, so it can be renamed onto ``path``)."""
     return _create_beside(Path(path), lambda p: os.mkdir(p, 0o777), "")
+
+
+def remove_stale_temps(path: str | Path, older_than_s: float) -> None:
+    """Remove the temp siblings of ``path`` (temp_dir_beside's names) not touched for ``older_than_s`` seconds:
+    what builds killed before their rename (SIGKILL, OOM, preemption) left behind. Only for outputs whose builds
+    take far less than that, so a live build is never removed."""
+    path = Path(path)
+    for temp in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        try:
+            stale = time.time() - temp.stat().st_mtime > older_than_s
+        except FileNotFoundError:  # removed meanwhile by its build or another cleaner
+            continue
+        if stale and temp.is_dir():
+            shutil.rmtree(temp, ignore_errors=True)
+        elif stale:
+            temp.unlink(missing_ok=True)
 
 
 def _create_beside(path: Path, create: Any, suffix: str) -> Path:

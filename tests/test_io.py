@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import genre_lab.runs.checkpoint
-from genre_lab.io import OutputTaken, atomic_target, publish_folder, sigterm_raises, write_json
+from genre_lab.io import OutputTaken, atomic_target, publish_folder, remove_stale_temps, sigterm_raises, write_json
 from genre_lab.runs.checkpoint import AtomicCheckpointIO, store_in_checkpoint
 from genre_lab.runs.finished import Run
 
@@ -164,3 +164,19 @@ def test_a_published_folder_keeps_one_filled_meanwhile_unless_told_to_replace(tm
     assert (out / "model.txt").read_text() == "theirs" and (ours / "model.txt").exists()
     publish_folder(ours, out, replace=True)
     assert (out / "model.txt").read_text() == "ours" and not ours.exists()
+
+
+def test_stale_temp_siblings_are_removed_and_live_ones_kept(tmp_path):
+    out = tmp_path / "backbone"
+    stale_dir, stale_file = tmp_path / ".backbone.0a0a0a0a", tmp_path / ".backbone.1b1b1b1b.tmp"
+    live, other = tmp_path / ".backbone.2c2c2c2c", tmp_path / ".backbones.3d3d3d3d"
+    (stale_dir / "sub").mkdir(parents=True)
+    (stale_dir / "sub" / "weights.bin").write_bytes(b"x" * 100)
+    for path in (stale_file, other):
+        path.write_text("x")
+    live.mkdir()
+    hour_ago = time.time() - 3700
+    for path in (stale_dir, stale_file, other):
+        os.utime(path, (hour_ago, hour_ago))
+    remove_stale_temps(out, older_than_s=3600)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".backbone.2c2c2c2c", ".backbones.3d3d3d3d"]

@@ -1,3 +1,6 @@
+import os
+import time
+
 import pytest
 
 from genre_lab import backbones
@@ -168,3 +171,13 @@ def test_a_backbone_name_taken_by_something_else_is_an_error_and_the_build_leave
         backbones.build_tiny_backbone(target)
     assert sorted(p.name for p in target.parent.iterdir()) == ["tiny"]
     assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
+
+
+def test_a_killed_build_s_temp_folder_is_removed_by_the_next_build_once_stale(tmp_path):
+    target = tmp_path / "cache" / "enc"
+    target.parent.mkdir()
+    killed = target.parent / ".enc.5e5e5e5e"  # what a SIGKILL between join and rename leaves
+    (killed / "unzipped").mkdir(parents=True)
+    os.utime(killed, (time.time() - backbones.STALE_BUILD_S - 60,) * 2)
+    unpack_pieces(split_zip(tmp_path, {"enc/config.json": "{}"}), "enc", target)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["enc"]
